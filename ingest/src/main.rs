@@ -1,1 +1,145 @@
-fn main() {}
+//! The `warden` binary: parses the command line, loads config and secrets, and maps
+//! every failure to an exit code (design §7). Everything else lives in modules.
+//!
+//! Exit codes: 0 success; 1 runtime failure (I/O, state store, broker); 2 usage or
+//! config error; 3 verification failed.
+
+mod cli;
+mod config;
+mod scan;
+mod secret;
+mod verify;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use warden_detectors::Engine;
+use warden_sinks::sign::Signer;
+
+use cli::{Cli, Command};
+use config::{Config, ConfigError};
+use secret::Secrets;
+
+/// A failure with its exit code.
+enum Failure {
+    Usage(anyhow::Error),
+    Runtime(anyhow::Error),
+    Verify(anyhow::Error),
+}
+
+impl From<ConfigError> for Failure {
+    fn from(e: ConfigError) -> Self {
+        Failure::Usage(e.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(e)) => report(e, 2),
+        Err(Failure::Runtime(e)) => report(e, 1),
+        Err(Failure::Verify(e)) => report(e, 3),
+    }
+}
+
+fn report(e: anyhow::Error, code: u8) -> ExitCode {
+    eprintln!("warden: {e:#}");
+    ExitCode::from(code)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into());
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Scan { config, state, inputs } => {
+            let config = Config::load(config.as_deref())?;
+            let secrets = Secrets::from_env();
+            let engine = build_engine(&config, &secrets)?;
+            let signer = signer(&secrets)?;
+            scan::run(
+                &engine,
+                signer.as_ref(),
+                scan::ScanArgs {
+                    inputs,
+                    state_dir: state,
+                },
+            )
+            .map_err(Failure::Runtime)
+        }
+        Command::Rules { config } => {
+            let config = Config::load(config.as_deref())?;
+            let rules = config
+                .compile_rules()
+                .map_err(|_| Failure::Usage(anyhow::anyhow!("invalid rules")))?;
+            print_out(&rules.to_toml())
+        }
+        Command::CheckConfig { config } => {
+            let config = Config::load(config.as_deref())?;
+            let rules = config
+                .compile_rules()
+                .map_err(|_| Failure::Usage(anyhow::anyhow!("invalid rules")))?;
+            print_out(&config.to_toml(&rules))
+        }
+        Command::Verify { public_key, inputs } => verify::run(&public_key, &inputs),
+        Command::Keygen { out } => verify::keygen(&out),
+    }
+}
+
+fn print_out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|_| stdout.flush())
+        .map_err(|e| Failure::Runtime(e.into()))
+}
+
+/// The engine for `config`, keyed with `WARDEN_HMAC_KEY` when set.
+fn build_engine(config: &Config, secrets: &Secrets) -> Result<Engine, Failure> {
+    let rules = config.compile_rules().map_err(|errors| {
+        Failure::Usage(anyhow::anyhow!(errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")))
+    })?;
+    let hmac = secrets.hmac_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
+    if hmac.is_none() {
+        tracing::warn!("WARDEN_HMAC_KEY is not set: PII findings carry no fingerprint (an unkeyed hash of an SSN or card number is reversible)");
+    }
+    Ok(Engine::new(rules, hmac))
+}
+
+/// The kill-switch signer from `WARDEN_SIGNING_KEY`, or a warning that commands go unsigned.
+fn signer(secrets: &Secrets) -> Result<Option<Signer>, Failure> {
+    match &secrets.signing_key {
+        Some(seed) => Signer::from_base64_seed(seed.expose())
+            .map(Some)
+            .map_err(|e| Failure::Usage(anyhow::anyhow!("WARDEN_SIGNING_KEY: {e}"))),
+        None => {
+            tracing::warn!("WARDEN_SIGNING_KEY is not set: kill-switch commands are unsigned");
+            Ok(None)
+        }
+    }
+}

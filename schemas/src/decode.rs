@@ -6,9 +6,7 @@
 
 use std::borrow::Cow;
 
-use crate::event::{
-    Args, Body, Event, FieldErrors, Log, ToolCall, Webhook, END_TS, MIN_TS,
-};
+use crate::event::{Args, Body, Event, FieldErrors, Log, ToolCall, Webhook, END_TS, MIN_TS};
 use crate::jcs;
 use crate::json::{self, Object, ParseError, Value};
 
@@ -86,7 +84,10 @@ impl DecodeError {
 /// Checks size and UTF-8; returns the text.
 pub fn check_bytes(bytes: &[u8], max_bytes: usize) -> Result<&str, DecodeError> {
     if bytes.len() > max_bytes {
-        return Err(DecodeError::TooLarge { len: bytes.len(), limit: max_bytes });
+        return Err(DecodeError::TooLarge {
+            len: bytes.len(),
+            limit: max_bytes,
+        });
     }
     std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)
 }
@@ -176,10 +177,25 @@ impl<'a> Event<'a> {
                     }
                 };
                 let tenant = opt_str(obj, "tenant", &mut fe);
-                (tenant, Body::Log(Log { service, level, message, fields }))
+                (
+                    tenant,
+                    Body::Log(Log {
+                        service,
+                        level,
+                        message,
+                        fields,
+                    }),
+                )
             }
         };
-        Ok(Event { ts, tenant, id: opt_id(obj, "id", &mut fe), body, object: obj, field_errors: fe })
+        Ok(Event {
+            ts,
+            tenant,
+            id: opt_id(obj, "id", &mut fe),
+            body,
+            object: obj,
+            field_errors: fe,
+        })
     }
 }
 
@@ -288,15 +304,36 @@ mod tests {
             (r#"{"type":"log","ts":"1767225600000"}"#.to_string(), "mistyped_field"),
             (r#"{"type":"log","ts":1767225600000.5}"#.to_string(), "mistyped_field"),
             (r#"{"type":"log","ts":1}"#.to_string(), "timestamp_out_of_range"),
-            (r#"{"type":"log","ts":4102444800000,"service":"a","level":"i","message":"m"}"#.to_string(), "timestamp_out_of_range"),
+            (
+                r#"{"type":"log","ts":4102444800000,"service":"a","level":"i","message":"m"}"#.to_string(),
+                "timestamp_out_of_range",
+            ),
             (r#"{"type":"log","ts":1e30}"#.to_string(), "timestamp_out_of_range"),
             (format!(r#"{{"type":"log","ts":{TS}}}"#), "missing_field"),
-            (format!(r#"{{"type":"log","ts":{TS},"service":"a","level":"i","message":5}}"#), "mistyped_field"),
-            (format!(r#"{{"type":"webhook","ts":{TS},"source":"s","visitor":"v"}}"#), "missing_field"),
-            (format!(r#"{{"type":"webhook","ts":{TS},"tenant":null,"source":"s","visitor":"v"}}"#), "missing_field"),
-            (format!(r#"{{"type":"tool_call","ts":{TS},"tenant":"t","session":["s"],"tool":"x"}}"#), "mistyped_field"),
-            (format!(r#"{{"type":"log","ts":{TS},"service":"a","level":"i","message":"m"}}"#), "ok"),
-            (format!(r#"{{"type":"log","ts":1.7672256e12,"service":"a","level":"i","message":"m"}}"#), "ok"),
+            (
+                format!(r#"{{"type":"log","ts":{TS},"service":"a","level":"i","message":5}}"#),
+                "mistyped_field",
+            ),
+            (
+                format!(r#"{{"type":"webhook","ts":{TS},"source":"s","visitor":"v"}}"#),
+                "missing_field",
+            ),
+            (
+                format!(r#"{{"type":"webhook","ts":{TS},"tenant":null,"source":"s","visitor":"v"}}"#),
+                "missing_field",
+            ),
+            (
+                format!(r#"{{"type":"tool_call","ts":{TS},"tenant":"t","session":["s"],"tool":"x"}}"#),
+                "mistyped_field",
+            ),
+            (
+                format!(r#"{{"type":"log","ts":{TS},"service":"a","level":"i","message":"m"}}"#),
+                "ok",
+            ),
+            (
+                r#"{"type":"log","ts":1.7672256e12,"service":"a","level":"i","message":"m"}"#.to_string(),
+                "ok",
+            ),
         ];
         for (line, want) in cases {
             assert_eq!(reason(&line), want, "{line}");

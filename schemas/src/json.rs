@@ -83,7 +83,7 @@ impl<'a> Number<'a> {
         }
         let f = self.as_f64();
         // 2^63 is exactly representable; anything at or beyond it does not fit.
-        if f.fract() == 0.0 && f >= -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18 {
+        if f.fract() == 0.0 && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f) {
             Some(f as i64)
         } else {
             None
@@ -94,10 +94,7 @@ impl<'a> Number<'a> {
 impl<'a> Object<'a> {
     /// The value of member `key`, if present.
     pub fn get(&self, key: &str) -> Option<&Value<'a>> {
-        self.entries
-            .iter()
-            .find(|(k, _)| k.as_ref() == key)
-            .map(|(_, v)| v)
+        self.entries.iter().find(|(k, _)| k.as_ref() == key).map(|(_, v)| v)
     }
 
     /// Members in input order.
@@ -153,7 +150,11 @@ impl<'a> Value<'a> {
 
 /// Parses `text` as one strict JSON value.
 pub fn parse(text: &str) -> Result<Value<'_>, ParseError> {
-    let mut p = Parser { src: text, bytes: text.as_bytes(), pos: 0 };
+    let mut p = Parser {
+        src: text,
+        bytes: text.as_bytes(),
+        pos: 0,
+    };
     let result = p.skip_ws().and_then(|_| p.value(1)).and_then(|v| {
         p.skip_ws()?;
         if p.pos != p.bytes.len() {
@@ -283,7 +284,10 @@ impl<'a> Parser<'a> {
                 Some(b'}') => {
                     self.pos += 1;
                     if has_duplicate_keys(&entries) {
-                        return Err(ParseError::Invalid { what: "duplicate member name", at: start });
+                        return Err(ParseError::Invalid {
+                            what: "duplicate member name",
+                            at: start,
+                        });
                     }
                     return Ok(Value::Object(Object { entries }));
                 }
@@ -343,7 +347,10 @@ impl<'a> Parser<'a> {
         let text = &self.src[start..i];
         // Only long or exponent forms can overflow an f64; RFC 8785 cannot write those.
         if (!plain || text.len() > 300) && !text.parse::<f64>().is_ok_and(f64::is_finite) {
-            return Err(ParseError::Invalid { what: "number out of range", at: start });
+            return Err(ParseError::Invalid {
+                what: "number out of range",
+                at: start,
+            });
         }
         Ok(Number(text))
     }

@@ -27,4 +27,4 @@ pub mod output;
 
 pub use decode::DecodeError;
 pub use event::{Body, Event, EventTime, EventType};
-pub use output::{Action, Alert, Decision, DeadLetter, KillSwitch, Mode, Provenance, Record, Severity, Subject};
+pub use output::{Action, Alert, DeadLetter, Decision, KillSwitch, Mode, Provenance, Record, Severity, Subject};

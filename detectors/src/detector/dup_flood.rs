@@ -1,0 +1,66 @@
+//! `dup_flood`: the same normalised text from one visitor over and over.
+//!
+//! Texts are compared after normalisation (NFKC, case folding, format characters
+//! removed, whitespace collapsed), so `FREE  iPhone` and `free iphone` are one text.
+//! Each (tenant, visitor, text) is a sliding window keyed by a 128-bit hash of the
+//! normalised text; the default fires on the third identical text within 10 s.
+
+use warden_schemas::event::{Body, Event};
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::{Cx, Out};
+use crate::rules::{Params, RuleId, Rules};
+use crate::verdict::{Evidence, SubjectRef, Verdict};
+
+/// The duplicate-flood detector.
+#[derive(Debug, Default)]
+pub struct DupFlood {
+    rules: Vec<(RuleId, u32, i64)>,
+}
+
+impl DupFlood {
+    /// Compiles the enabled `dup_flood` rules.
+    pub fn new(rules: &Rules) -> DupFlood {
+        let rules = rules
+            .enabled()
+            .filter_map(|r| match r.params {
+                Params::DupFlood { limit, window_ms } => Some((r.id, limit, window_ms)),
+                _ => None,
+            })
+            .collect();
+        DupFlood { rules }
+    }
+
+    /// Counts the event's normalised text; needs `cx.scratch.norm` filled.
+    pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
+        let Body::Webhook(w) = &event.body else {
+            return;
+        };
+        if !cx.scratch.has_norm || cx.scratch.norm.as_str().is_empty() {
+            return;
+        }
+        let hash = xxh3_128(cx.scratch.norm.as_str().as_bytes()).to_be_bytes();
+        for &(id, limit, window_ms) in &self.rules {
+            if cx.is_exempt(rules.get(id), event) {
+                continue;
+            }
+            cx.scratch.key.start(id, event.tenant).part(w.visitor).bytes(&hash);
+            let mut entry = cx.tables.windows.entry(cx.scratch.key.as_slice(), Default::default);
+            let count = entry.value().observe(event.ts, limit, window_ms);
+            let newest = entry.value().newest().unwrap_or(event.ts);
+            entry.keep_until(newest + window_ms + cx.lateness_ms);
+            if count > u64::from(limit) {
+                out.push(Verdict {
+                    rule: id,
+                    subject: SubjectRef::new("visitor", w.visitor),
+                    evidence: Evidence::Window {
+                        count,
+                        limit,
+                        window_ms,
+                    },
+                    alert: None,
+                });
+            }
+        }
+    }
+}

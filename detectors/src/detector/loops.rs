@@ -1,0 +1,255 @@
+//! `loop`: agents that call tools in circles, and jobs that run away.
+//!
+//! - `repeat_call`: the call's tool and canonical-JSON arguments (key order and
+//!   whitespace don't matter) already appear `min_repeats`+ times among the
+//!   session's previous `history` calls → halt the session. Polling tools are exempt
+//!   and not recorded.
+//! - `consecutive_calls`: over N calls in one (tenant, session, run, turn), the whole
+//!   run when calls carry no `turn` → clamp the run.
+//! - `calls_per_run` / `tool_cap`: over N calls (of one tool) per (tenant, run).
+//! - `slow_job`: `duration_ms` or `retries` over the limit → kill the run's job.
+//! - `workflow_runs`: over N workflow runs started per user (the session when no
+//!   user) in W → disable the workflow. A run starts with its first call that has
+//!   `workflow` set.
+//!
+//! A call without `run` uses its session as the run id.
+
+use std::collections::HashSet;
+
+use warden_schemas::event::{Body, Event, ToolCall};
+use warden_schemas::jcs;
+use xxhash_rust::xxh3::Xxh3;
+
+use super::{Cx, Out, RUN_HORIZON_MS};
+use crate::rules::{Params, RuleId, Rules};
+use crate::state::values::{Counter, Seen};
+use crate::verdict::{Evidence, SubjectRef, Verdict};
+
+#[derive(Debug)]
+enum LoopRule {
+    Repeat {
+        history: usize,
+        min_repeats: usize,
+        polling: HashSet<String>,
+    },
+    Consecutive {
+        limit: u32,
+    },
+    PerRun {
+        limit: u32,
+    },
+    Cap {
+        tool: String,
+        limit: u32,
+    },
+    Slow {
+        max_duration_ms: u64,
+        max_retries: u64,
+    },
+    Workflow {
+        limit: u32,
+        window_ms: i64,
+    },
+}
+
+/// The loop detector.
+#[derive(Debug, Default)]
+pub struct Loops {
+    rules: Vec<(RuleId, LoopRule)>,
+}
+
+impl Loops {
+    /// Compiles the enabled loop rules.
+    pub fn new(rules: &Rules) -> Loops {
+        let rules = rules
+            .enabled()
+            .filter_map(|r| {
+                let rule = match &r.params {
+                    Params::RepeatCall {
+                        history,
+                        min_repeats,
+                        polling_tools,
+                    } => LoopRule::Repeat {
+                        history: *history,
+                        min_repeats: *min_repeats,
+                        polling: polling_tools.clone(),
+                    },
+                    Params::ConsecutiveCalls { limit } => LoopRule::Consecutive { limit: *limit },
+                    Params::CallsPerRun { limit } => LoopRule::PerRun { limit: *limit },
+                    Params::ToolCap { tool, limit } => LoopRule::Cap {
+                        tool: tool.clone(),
+                        limit: *limit,
+                    },
+                    Params::SlowJob {
+                        max_duration_ms,
+                        max_retries,
+                    } => LoopRule::Slow {
+                        max_duration_ms: *max_duration_ms,
+                        max_retries: *max_retries,
+                    },
+                    Params::WorkflowRuns { limit, window_ms } => LoopRule::Workflow {
+                        limit: *limit,
+                        window_ms: *window_ms,
+                    },
+                    _ => return None,
+                };
+                Some((r.id, rule))
+            })
+            .collect();
+        Loops { rules }
+    }
+
+    /// Runs every loop rule on a tool call.
+    pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
+        let Body::ToolCall(tc) = &event.body else {
+            return;
+        };
+        let run = tc.run_id();
+        let horizon = event.ts + RUN_HORIZON_MS;
+        let mut call_hash = None;
+        for (id, rule) in &self.rules {
+            let id = *id;
+            if cx.is_exempt(rules.get(id), event) {
+                continue;
+            }
+            let verdict = match rule {
+                LoopRule::Repeat {
+                    history,
+                    min_repeats,
+                    polling,
+                } => {
+                    if polling.contains(tc.tool) {
+                        continue;
+                    }
+                    let hash = *call_hash.get_or_insert_with(|| call_fingerprint(event, tc, &mut cx.scratch.canon));
+                    cx.scratch.key.start(id, event.tenant).part(tc.session);
+                    let mut entry = cx.tables.history.entry(cx.scratch.key.as_slice(), Default::default);
+                    let repeats = entry.value().repeats_of(hash);
+                    entry.value().push(hash, *history);
+                    entry.keep_until(horizon);
+                    (repeats >= *min_repeats).then(|| {
+                        let evidence = Evidence::Repeat {
+                            repeats,
+                            history: *history,
+                            tool: tc.tool.to_string(),
+                        };
+                        (SubjectRef::new("session", tc.session), evidence)
+                    })
+                }
+                LoopRule::Consecutive { limit } => {
+                    let key = cx.scratch.key.start(id, event.tenant).part(tc.session).part(run);
+                    match &tc.turn {
+                        Some(turn) => key.num(1).part(turn),
+                        None => key.num(0),
+                    };
+                    let count = bump(cx, horizon);
+                    (count > u64::from(*limit)).then(|| {
+                        let scope = if tc.turn.is_some() { "turn" } else { "run" };
+                        run_verdict(run, count, *limit, scope)
+                    })
+                }
+                LoopRule::PerRun { limit } => {
+                    cx.scratch.key.start(id, event.tenant).part(run);
+                    let count = bump(cx, horizon);
+                    (count > u64::from(*limit)).then(|| run_verdict(run, count, *limit, "run"))
+                }
+                LoopRule::Cap { tool, limit } => {
+                    if tc.tool != tool {
+                        continue;
+                    }
+                    cx.scratch.key.start(id, event.tenant).part(run);
+                    let count = bump(cx, horizon);
+                    (count > u64::from(*limit)).then(|| run_verdict(run, count, *limit, &format!("run's {tool} calls")))
+                }
+                LoopRule::Slow {
+                    max_duration_ms,
+                    max_retries,
+                } => {
+                    let slow = tc.duration_ms.filter(|&d| d > *max_duration_ms as f64);
+                    let retried = tc.retries.filter(|&r| r > *max_retries as f64);
+                    (slow.is_some() || retried.is_some()).then(|| {
+                        let evidence = Evidence::Slow {
+                            duration_ms: slow,
+                            retries: retried,
+                            max_duration_ms: *max_duration_ms,
+                            max_retries: *max_retries,
+                        };
+                        (SubjectRef::new("run", run), evidence)
+                    })
+                }
+                LoopRule::Workflow { limit, window_ms } => {
+                    let Some(workflow) = &tc.workflow else {
+                        continue;
+                    };
+                    cx.scratch.key.start(id, event.tenant).part(run);
+                    let starts_run = cx.tables.seen.get(cx.scratch.key.as_slice()).is_none();
+                    cx.tables
+                        .seen
+                        .entry(cx.scratch.key.as_slice(), || Seen)
+                        .set_evict_at(horizon);
+                    if !starts_run {
+                        continue;
+                    }
+                    let owner = tc.user.as_deref().unwrap_or(tc.session);
+                    // A separate key space from the seen marks: tag 1 after the rule.
+                    cx.scratch.key.start(id, event.tenant).num(1).part(owner);
+                    let mut entry = cx.tables.windows.entry(cx.scratch.key.as_slice(), Default::default);
+                    let count = entry.value().observe(event.ts, *limit, *window_ms);
+                    let newest = entry.value().newest().unwrap_or(event.ts);
+                    entry.keep_until(newest + window_ms + cx.lateness_ms);
+                    (count > u64::from(*limit)).then(|| {
+                        let evidence = Evidence::Window {
+                            count,
+                            limit: *limit,
+                            window_ms: *window_ms,
+                        };
+                        (SubjectRef::new("workflow", workflow.as_ref()), evidence)
+                    })
+                }
+            };
+            if let Some((subject, evidence)) = verdict {
+                out.push(Verdict {
+                    rule: id,
+                    subject,
+                    evidence,
+                    alert: None,
+                });
+            }
+        }
+    }
+}
+
+/// Increments the counter at the key in `cx.scratch.key`; returns the new count.
+fn bump(cx: &mut Cx<'_>, horizon: i64) -> u64 {
+    let mut entry = cx.tables.counters.entry(cx.scratch.key.as_slice(), Counter::default);
+    entry.value().count += 1;
+    entry.keep_until(horizon);
+    entry.value().count
+}
+
+fn run_verdict<'a>(run: &'a str, count: u64, limit: u32, scope: &str) -> (SubjectRef<'a>, Evidence) {
+    (
+        SubjectRef::new("run", run),
+        Evidence::Calls {
+            count,
+            limit,
+            scope: scope.to_string(),
+        },
+    )
+}
+
+/// A 64-bit fingerprint of (tool, canonical arguments). Uses the raw `args` value
+/// when it is not an object, so odd arguments still compare equal to themselves.
+fn call_fingerprint(event: &Event<'_>, tc: &ToolCall<'_>, canon: &mut String) -> u64 {
+    canon.clear();
+    match (&tc.args, event.raw("args")) {
+        (Some(args), _) => jcs::write_object(args.object(), canon),
+        (None, Some(raw)) => jcs::write_value(raw, canon),
+        (None, None) => {}
+    }
+    let mut h = Xxh3::new();
+    h.update(tc.tool.as_bytes());
+    h.update(&[0]);
+    h.update(canon.as_bytes());
+    h.digest()
+}

@@ -1,0 +1,132 @@
+//! The detectors: one module each, every one pure and synchronous.
+//!
+//! Each detector is a struct compiled from the [`Rules`](crate::rules::Rules) it
+//! owns, with one method, `observe(event, cx, out)`: it reads the event, updates its
+//! tables in [`Tables`] and appends [`Verdict`]s. Time is the event's `ts`; there
+//! is no clock. Dispatch is static (the engine holds one of each), so there is no
+//! trait object on the hot path.
+
+pub mod dup_flood;
+pub mod fanout;
+pub mod injection;
+pub mod loops;
+pub mod pii;
+pub mod rate;
+pub mod replay;
+pub mod spam;
+pub mod spoofing;
+pub mod tool_policy;
+
+use std::borrow::Cow;
+
+use warden_schemas::event::{Body, Event, ToolCall};
+use warden_schemas::json::Value;
+
+use crate::rules::{Exempt, KeyField, Rule};
+use crate::state::keys::KeyBuf;
+use crate::state::table::Table;
+use crate::state::values::{Budget, Counter, Seen};
+use crate::text::Normalized;
+use crate::window::{DistinctSet, RecentCalls, SlidingWindow};
+use crate::{EventTime, Verdict};
+
+/// How long run, turn and session state lives after the key's last event (design §6).
+pub const RUN_HORIZON_MS: i64 = 24 * 3_600_000;
+
+/// Per-partition detector state: one table per kind of value, keys prefixed by rule.
+#[derive(Debug, Default)]
+pub struct Tables {
+    /// Sliding windows (rate, spoofing, dup_flood, workflow_runs).
+    pub windows: Table<SlidingWindow>,
+    /// Call counters per turn, run, or (run, tool).
+    pub counters: Table<Counter>,
+    /// "Run seen" marks (workflow run starts).
+    pub seen: Table<Seen>,
+    /// Replay ids → first sighting.
+    pub replay: Table<EventTime>,
+    /// Recent calls per session (repeat_call).
+    pub history: Table<RecentCalls>,
+    /// Distinct argument values (fan-out).
+    pub distinct: Table<DistinctSet>,
+    /// Run budgets.
+    pub budgets: Table<Budget>,
+}
+
+/// Per-event scratch space, reused so the hot path does not allocate.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// State key under construction.
+    pub key: KeyBuf,
+    /// Canonical JSON under construction.
+    pub canon: String,
+    /// The event's normalised text (webhooks with a text).
+    pub norm: Normalized,
+    /// Whether `norm` holds this event's text.
+    pub has_norm: bool,
+}
+
+/// What a detector needs besides the event: state, scratch, settings.
+pub struct Cx<'s> {
+    /// Detector tables.
+    pub tables: &'s mut Tables,
+    /// Scratch buffers.
+    pub scratch: &'s mut Scratch,
+    /// Allowed lateness, for window eviction.
+    pub lateness_ms: i64,
+    /// Global exemptions.
+    pub exempt: &'s Exempt,
+}
+
+impl Cx<'_> {
+    /// True when `rule` must not act on `event`: the event's tenant, visitor, IP or
+    /// session is exempt globally or for the rule.
+    pub fn is_exempt(&self, rule: &Rule, event: &Event<'_>) -> bool {
+        exempt_by(self.exempt, event) || (!rule.exempt.is_empty() && exempt_by(&rule.exempt, event))
+    }
+}
+
+fn exempt_by(ex: &Exempt, event: &Event<'_>) -> bool {
+    if ex.is_empty() {
+        return false;
+    }
+    if event.tenant.is_some_and(|t| ex.tenants.contains(t)) {
+        return true;
+    }
+    match &event.body {
+        Body::Webhook(w) => ex.visitors.contains(w.visitor) || w.ip.is_some_and(|ip| ex.ips.contains(ip)),
+        Body::ToolCall(tc) => ex.sessions.contains(tc.session),
+        Body::Log(_) => false,
+    }
+}
+
+/// The value of `key` on `event`, as subject id text; `None` when absent.
+pub fn key_value<'a>(event: &'a Event<'a>, key: &KeyField) -> Option<Cow<'a, str>> {
+    let b = |s: &'a str| Some(Cow::Borrowed(s));
+    match (&event.body, key) {
+        (_, KeyField::Tenant) => event.tenant.map(Cow::Borrowed),
+        (Body::Webhook(w), KeyField::Visitor) => b(w.visitor),
+        (Body::Webhook(w), KeyField::Ip) => w.ip.and_then(b),
+        (Body::Webhook(w), KeyField::Source) => b(w.source),
+        (Body::Log(l), KeyField::Service) => b(l.service),
+        (Body::ToolCall(tc), KeyField::Session) => b(tc.session),
+        (Body::ToolCall(tc), KeyField::Run) => b(tc.run_id()),
+        (Body::ToolCall(tc), KeyField::User) => tc.user.as_deref().and_then(b),
+        (Body::ToolCall(tc), KeyField::Workflow) => tc.workflow.as_deref().and_then(b),
+        (Body::ToolCall(tc), KeyField::Tool) => b(tc.tool),
+        (Body::ToolCall(tc), KeyField::Arg(kind)) => arg_text(tc, &kind["args.".len()..]),
+        _ => None,
+    }
+}
+
+/// An argument's value as text: a string as is, anything else (but null) as its
+/// RFC 8785 text, so `{"vendor_phone": 14155550100}` keys like the string form.
+pub fn arg_text<'a>(tc: &'a ToolCall<'a>, name: &str) -> Option<Cow<'a, str>> {
+    match tc.args.as_ref()?.object().get(name)? {
+        Value::Null => None,
+        Value::String(s) => Some(Cow::Borrowed(s.as_ref())),
+        other => Some(Cow::Owned(warden_schemas::jcs::to_string(other))),
+    }
+}
+
+/// Appends verdicts to `out`; shorthand used by every detector.
+pub type Out<'o, 'a> = &'o mut Vec<Verdict<'a>>;

@@ -1,0 +1,69 @@
+//! `replay`: a provider message id delivered again.
+//!
+//! Per (tenant, source, provider_message_id) it keeps the first sighting; a later
+//! delivery within W of it (24 h by default) is a replay, decided on subject kind
+//! `message`. The entry is evicted W after its first sighting, so memory holds one
+//! day of ids (design §6).
+
+use warden_schemas::event::{Body, Event};
+
+use super::{Cx, Out};
+use crate::rules::{Params, RuleId, Rules};
+use crate::verdict::{Evidence, SubjectRef, Verdict};
+
+/// The replay detector.
+#[derive(Debug, Default)]
+pub struct Replay {
+    rules: Vec<(RuleId, i64)>,
+}
+
+impl Replay {
+    /// Compiles the enabled `replay` rules.
+    pub fn new(rules: &Rules) -> Replay {
+        let rules = rules
+            .enabled()
+            .filter_map(|r| match r.params {
+                Params::Replay { window_ms } => Some((r.id, window_ms)),
+                _ => None,
+            })
+            .collect();
+        Replay { rules }
+    }
+
+    /// Fires when the event's message id was first seen less than W away.
+    pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
+        let Body::Webhook(w) = &event.body else {
+            return;
+        };
+        let Some(pmid) = &w.provider_message_id else {
+            return;
+        };
+        for &(id, window_ms) in &self.rules {
+            if cx.is_exempt(rules.get(id), event) {
+                continue;
+            }
+            cx.scratch.key.start(id, event.tenant).part(w.source).part(pmid);
+            let key = cx.scratch.key.as_slice();
+            let first = cx.tables.replay.get(key).copied();
+            match first {
+                Some(first) if (event.ts - first).abs() < window_ms => {
+                    out.push(Verdict {
+                        rule: id,
+                        subject: SubjectRef::new("message", pmid.as_ref()),
+                        evidence: Evidence::Replay {
+                            first_seen: first,
+                            window_ms,
+                        },
+                        alert: None,
+                    });
+                }
+                // New, or first seen longer ago than W: this delivery is the first sighting.
+                _ => {
+                    let mut entry = cx.tables.replay.entry(key, || event.ts);
+                    *entry.value() = event.ts;
+                    entry.set_evict_at(event.ts + window_ms);
+                }
+            }
+        }
+    }
+}

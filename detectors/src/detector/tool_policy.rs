@@ -1,0 +1,187 @@
+//! `policy`: what an agent's tool call may do, whatever its rate.
+//!
+//! Named apart from the decide step, which is also "policy" in other systems; its
+//! outputs say `detector: "policy"`.
+//! - `consent_gate`: a consent-gated tool (`place_call`) without `args.consent: true`.
+//! - `tool_allowlist`: a tool outside the tenant's allowlist, when it has one.
+//! - `internal_target`: an argument reaching inside the network (see [`crate::targets`]).
+//! - `file_secret`: an argument reaching the file system's secrets.
+//! - `run_budget`: the run's summed `cost_usd` or `tokens_in` over budget.
+//!
+//! Arguments are judged whatever their shape: a mistyped `args` still has its
+//! strings checked, so breaking the field cannot hide a call from the policy.
+
+use warden_schemas::event::{Body, Event, ToolCall};
+use warden_schemas::json::Value;
+
+use super::{Cx, Out, RUN_HORIZON_MS};
+use crate::rules::{Params, RuleId, Rules};
+use crate::targets;
+use crate::verdict::{Evidence, SubjectRef, Verdict};
+
+/// Dollars → nano-dollars, rounded, saturating (exact sums for budgets).
+pub fn usd_to_nanos(usd: f64) -> i64 {
+    (usd * 1e9).round().clamp(i64::MIN as f64, i64::MAX as f64) as i64
+}
+
+/// The tool-policy detector.
+#[derive(Debug, Default)]
+pub struct ToolPolicy {
+    rules: Vec<RuleId>,
+}
+
+impl ToolPolicy {
+    /// Compiles the enabled policy rules.
+    pub fn new(rules: &Rules) -> ToolPolicy {
+        let rules = rules
+            .enabled()
+            .filter(|r| {
+                matches!(
+                    r.params,
+                    Params::ConsentGate { .. }
+                        | Params::ToolAllowlist { .. }
+                        | Params::InternalTarget
+                        | Params::FileSecret
+                        | Params::RunBudget { .. }
+                )
+            })
+            .map(|r| r.id)
+            .collect();
+        ToolPolicy { rules }
+    }
+
+    /// Judges a tool call against every policy rule.
+    pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
+        let Body::ToolCall(tc) = &event.body else {
+            return;
+        };
+        let session = || SubjectRef::new("session", tc.session);
+        for &id in &self.rules {
+            let rule = rules.get(id);
+            if cx.is_exempt(rule, event) {
+                continue;
+            }
+            let evidence = match &rule.params {
+                Params::ConsentGate { tools, arg } => {
+                    if !tools.contains(tc.tool) {
+                        continue;
+                    }
+                    let consented = tc.args.as_ref().and_then(|a| a.object().get(arg)) == Some(&Value::Bool(true));
+                    (!consented).then(|| Evidence::Consent {
+                        tool: tc.tool.to_string(),
+                        arg: arg.clone(),
+                    })
+                }
+                Params::ToolAllowlist { allowlists } => {
+                    let list = event.tenant.and_then(|t| allowlists.get(t));
+                    list.filter(|l| !l.contains(tc.tool)).map(|_| Evidence::Allowlist {
+                        tool: tc.tool.to_string(),
+                    })
+                }
+                Params::InternalTarget => first_arg(event, tc, |s| targets::internal_target(s).map(|t| t.name())),
+                Params::FileSecret => first_arg(event, tc, |s| targets::file_secret(s).map(|t| t.name())),
+                Params::RunBudget {
+                    max_cost_nanos,
+                    max_tokens_in,
+                } => {
+                    if tc.cost_usd.is_none() && tc.tokens_in.is_none() {
+                        continue;
+                    }
+                    cx.scratch.key.start(id, event.tenant).part(tc.run_id());
+                    let mut entry = cx.tables.budgets.entry(cx.scratch.key.as_slice(), Default::default);
+                    let b = entry.value();
+                    b.cost_nanos = b.cost_nanos.saturating_add(tc.cost_usd.map_or(0, usd_to_nanos));
+                    // Negative or fractional token counts are producer errors; count none.
+                    b.tokens_in = b
+                        .tokens_in
+                        .saturating_add(tc.tokens_in.map_or(0, |t| t.max(0.0) as u64));
+                    let b = *b;
+                    entry.keep_until(event.ts + RUN_HORIZON_MS);
+                    (b.cost_nanos > *max_cost_nanos || b.tokens_in > *max_tokens_in).then(|| Evidence::Budget {
+                        cost_usd: b.cost_nanos as f64 / 1e9,
+                        tokens_in: b.tokens_in,
+                        max_cost_usd: *max_cost_nanos as f64 / 1e9,
+                        max_tokens_in: *max_tokens_in,
+                    })
+                }
+                _ => None,
+            };
+            if let Some(evidence) = evidence {
+                out.push(Verdict {
+                    rule: id,
+                    subject: session(),
+                    evidence,
+                    alert: None,
+                });
+            }
+        }
+    }
+}
+
+/// The first argument string `judge` flags, as `Evidence::Target` with its path.
+fn first_arg(event: &Event<'_>, tc: &ToolCall<'_>, judge: impl Fn(&str) -> Option<&'static str>) -> Option<Evidence> {
+    let mut path: Vec<PathSeg<'_>> = Vec::new();
+    let hit = match (&tc.args, event.raw("args")) {
+        (Some(args), _) => args.object().iter().find_map(|(k, v)| {
+            path.push(PathSeg::Key(k));
+            let hit = walk(v, &mut path, &judge);
+            if hit.is_none() {
+                path.pop();
+            }
+            hit
+        }),
+        (None, Some(raw)) => walk(raw, &mut path, &judge),
+        (None, None) => None,
+    }?;
+    Some(Evidence::Target {
+        path: render(&path),
+        class: hit,
+    })
+}
+
+enum PathSeg<'v> {
+    Key(&'v str),
+    Index(usize),
+}
+
+/// Depth-first search for a string `judge` flags; leaves its path in `path`.
+fn walk<'v>(
+    v: &'v Value<'_>,
+    path: &mut Vec<PathSeg<'v>>,
+    judge: &impl Fn(&str) -> Option<&'static str>,
+) -> Option<&'static str> {
+    match v {
+        Value::String(s) => judge(s),
+        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
+            path.push(PathSeg::Index(i));
+            let hit = walk(item, path, judge);
+            if hit.is_none() {
+                path.pop();
+            }
+            hit
+        }),
+        Value::Object(o) => o.iter().find_map(|(k, item)| {
+            path.push(PathSeg::Key(k));
+            let hit = walk(item, path, judge);
+            if hit.is_none() {
+                path.pop();
+            }
+            hit
+        }),
+        _ => None,
+    }
+}
+
+fn render(path: &[PathSeg<'_>]) -> String {
+    let mut out = String::from("args");
+    for seg in path {
+        match seg {
+            PathSeg::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            PathSeg::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}

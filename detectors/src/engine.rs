@@ -1,0 +1,369 @@
+//! [`Engine`] and [`PartitionState`]: events in, records out, state passed in.
+
+use warden_schemas::decode::{self, DecodeError};
+use warden_schemas::event::{Body, Event};
+use warden_schemas::{Provenance, Record};
+
+use crate::decide::{DecideState, Decider};
+use crate::detector::dup_flood::DupFlood;
+use crate::detector::fanout::Fanout;
+use crate::detector::injection::Injection;
+use crate::detector::loops::Loops;
+use crate::detector::pii::Pii;
+use crate::detector::rate::Rate;
+use crate::detector::replay::Replay;
+use crate::detector::spam::Spam;
+use crate::detector::spoofing::Spoofing;
+use crate::detector::tool_policy::ToolPolicy;
+use crate::detector::{Cx, Scratch, Tables};
+use crate::rules::Rules;
+use crate::tally::Tally;
+use crate::text;
+use crate::{EventTime, Verdict};
+
+/// How often (in event time) expired state is swept out.
+const SWEEP_EVERY_MS: i64 = 60_000;
+/// Consecutive far-future events that, together, move the watermark anyway: a
+/// whole partition jumping ahead is a real gap in traffic, not one bad clock.
+const FUTURE_QUORUM: u32 = 8;
+
+/// A partition's event-time clock (design §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Clock {
+    /// The largest `ts` that moved the watermark.
+    pub max_ts: Option<EventTime>,
+    /// `max_ts` minus the allowed lateness; `EventTime::MIN` before any event.
+    pub watermark: EventTime,
+    /// Far-future events in a row, and the smallest of their timestamps.
+    pub future_run: u32,
+    /// See `future_run`.
+    pub future_min: EventTime,
+    /// Watermark at which the next sweep of expired state runs.
+    pub next_sweep: EventTime,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock {
+            max_ts: None,
+            watermark: EventTime::MIN,
+            future_run: 0,
+            future_min: EventTime::MAX,
+            next_sweep: EventTime::MIN,
+        }
+    }
+}
+
+/// What an event did to the clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tick {
+    /// The event was behind the watermark.
+    pub late: bool,
+    /// The event was too far ahead to move the watermark.
+    pub future: bool,
+}
+
+impl Clock {
+    /// Advances the clock for an event at `ts`.
+    pub fn observe(&mut self, ts: EventTime, lateness_ms: i64, future_ms: i64) -> Tick {
+        let late = ts < self.watermark;
+        let future = self.max_ts.is_some_and(|m| ts > m.saturating_add(future_ms));
+        if future {
+            self.future_run += 1;
+            self.future_min = self.future_min.min(ts);
+            if self.future_run < FUTURE_QUORUM {
+                return Tick { late, future };
+            }
+            self.max_ts = Some(self.future_min);
+        } else if self.max_ts.is_none_or(|m| ts > m) {
+            self.max_ts = Some(ts);
+        }
+        self.future_run = 0;
+        self.future_min = EventTime::MAX;
+        if let Some(m) = self.max_ts {
+            self.watermark = self.watermark.max(m.saturating_sub(lateness_ms));
+        }
+        Tick { late, future }
+    }
+}
+
+/// Everything one partition remembers between events. Created by
+/// [`Engine::new_state`], restored from checkpoints by the ingest layer.
+#[derive(Debug, Default)]
+pub struct PartitionState {
+    /// Event-time clock.
+    pub clock: Clock,
+    /// Detector tables.
+    pub tables: Tables,
+    /// Decide-step tables.
+    pub decide: DecideState,
+    scratch: Scratch,
+}
+
+impl PartitionState {
+    /// Turns change tracking on (for checkpoints) in every table.
+    pub fn set_track_changes(&mut self, on: bool) {
+        let t = &mut self.tables;
+        t.windows.set_track_changes(on);
+        t.counters.set_track_changes(on);
+        t.seen.set_track_changes(on);
+        t.replay.set_track_changes(on);
+        t.history.set_track_changes(on);
+        t.distinct.set_track_changes(on);
+        t.budgets.set_track_changes(on);
+        self.decide.in_force.set_track_changes(on);
+        self.decide.alerts.set_track_changes(on);
+    }
+
+    /// Keys held, per table name (the `warden_state_keys` gauge).
+    pub fn key_counts(&self) -> [(&'static str, usize); 9] {
+        let t = &self.tables;
+        [
+            ("windows", t.windows.len()),
+            ("counters", t.counters.len()),
+            ("seen", t.seen.len()),
+            ("replay", t.replay.len()),
+            ("history", t.history.len()),
+            ("distinct", t.distinct.len()),
+            ("budgets", t.budgets.len()),
+            ("in_force", self.decide.in_force.len()),
+            ("alerts", self.decide.alerts.len()),
+        ]
+    }
+
+    /// Drops all state whose horizon the watermark has passed.
+    pub fn evict(&mut self) -> usize {
+        let w = self.clock.watermark;
+        let t = &mut self.tables;
+        t.windows.evict(w)
+            + t.counters.evict(w)
+            + t.seen.evict(w)
+            + t.replay.evict(w)
+            + t.history.evict(w)
+            + t.distinct.evict(w)
+            + t.budgets.evict(w)
+            + self.decide.in_force.evict(w)
+            + self.decide.alerts.evict(w)
+    }
+}
+
+/// The detection engine: compiled rules and one of each detector. Shared by every
+/// partition (it is immutable); all mutable state is in [`PartitionState`].
+#[derive(Debug)]
+pub struct Engine {
+    rules: Rules,
+    rate: Rate,
+    spoofing: Spoofing,
+    dup_flood: DupFlood,
+    replay: Replay,
+    spam: Spam,
+    injection: Injection,
+    loops: Loops,
+    fanout: Fanout,
+    policy: ToolPolicy,
+    pii: Pii,
+}
+
+/// What became of one input message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Decoded and processed.
+    Processed,
+    /// A blank line (`scan` only): skipped, not dead-lettered.
+    Blank,
+    /// Not processable: goes to the dead-letter output with this reason.
+    Dead(DecodeError),
+}
+
+impl Engine {
+    /// Compiles every detector. `hmac_key` keys PII fingerprints (`WARDEN_HMAC_KEY`).
+    pub fn new(rules: Rules, hmac_key: Option<Vec<u8>>) -> Engine {
+        Engine {
+            rate: Rate::new(&rules),
+            spoofing: Spoofing::new(&rules),
+            dup_flood: DupFlood::new(&rules),
+            replay: Replay::new(&rules),
+            spam: Spam::new(&rules),
+            injection: Injection::new(&rules),
+            loops: Loops::new(&rules),
+            fanout: Fanout::new(&rules),
+            policy: ToolPolicy::new(&rules),
+            pii: Pii::new(&rules, hmac_key),
+            rules,
+        }
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// A fresh partition state.
+    pub fn new_state(&self) -> PartitionState {
+        PartitionState {
+            decide: DecideState::new(),
+            ..PartitionState::default()
+        }
+    }
+
+    /// Runs every detector on `event`, appending verdicts to `out`. Pure apart from
+    /// `state`; never panics on input (bad input was rejected by decoding).
+    pub fn process<'a>(&'a self, event: &'a Event<'a>, state: &mut PartitionState, out: &mut Vec<Verdict<'a>>) {
+        let rules = &self.rules;
+        let scratch = &mut state.scratch;
+        scratch.has_norm = false;
+        if let Body::Webhook(w) = &event.body {
+            if let Some(t) = w.text {
+                text::normalize_into(t, &mut scratch.norm);
+                scratch.has_norm = true;
+            }
+        }
+        let mut cx = Cx {
+            tables: &mut state.tables,
+            scratch,
+            lateness_ms: rules.lateness_ms,
+            exempt: &rules.exempt,
+        };
+        match &event.body {
+            Body::Webhook(_) => {
+                self.rate.observe(rules, event, &mut cx, out);
+                self.spoofing.observe(rules, event, &mut cx, out);
+                self.dup_flood.observe(rules, event, &mut cx, out);
+                self.replay.observe(rules, event, &mut cx, out);
+                self.spam.observe(rules, event, &mut cx, out);
+                self.injection.observe(rules, event, &mut cx, out);
+            }
+            Body::ToolCall(_) => {
+                self.rate.observe(rules, event, &mut cx, out);
+                self.loops.observe(rules, event, &mut cx, out);
+                self.fanout.observe(rules, event, &mut cx, out);
+                self.policy.observe(rules, event, &mut cx, out);
+            }
+            Body::Log(_) => self.rate.observe(rules, event, &mut cx, out),
+        }
+        self.pii.observe(rules, event, &mut cx, out);
+    }
+
+    /// Processes one decoded event end to end: clock, detectors, decide, alert
+    /// buckets the watermark closed, and the periodic sweep of expired state.
+    pub fn handle(
+        &self,
+        event: &Event<'_>,
+        source: &Provenance,
+        state: &mut PartitionState,
+        out: &mut Vec<Record>,
+        tally: &mut Tally,
+    ) {
+        tally.event(event.event_type());
+        for f in event.field_errors.iter() {
+            tally.field_error(f);
+        }
+        let tick = state
+            .clock
+            .observe(event.ts, self.rules.lateness_ms, self.rules.future_tolerance_ms);
+        tally.late_events += u64::from(tick.late);
+        tally.future_events += u64::from(tick.future);
+        let mut verdicts = Vec::new();
+        self.process(event, state, &mut verdicts);
+        let decider = Decider {
+            rules: &self.rules,
+            scanner: self.pii.scanner(),
+        };
+        let watermark = state.clock.watermark;
+        if !verdicts.is_empty() {
+            decider.decide(
+                event,
+                &verdicts,
+                source,
+                watermark,
+                &mut state.decide,
+                &mut state.scratch.key,
+                out,
+                tally,
+            );
+        }
+        decider.close_buckets(watermark, false, &mut state.decide, out, tally);
+        if watermark >= state.clock.next_sweep {
+            state.evict();
+            state.clock.next_sweep = watermark.saturating_add(SWEEP_EVERY_MS);
+        }
+    }
+
+    /// Decodes and handles one raw input message.
+    pub fn handle_bytes(
+        &self,
+        bytes: &[u8],
+        source: &Provenance,
+        state: &mut PartitionState,
+        out: &mut Vec<Record>,
+        tally: &mut Tally,
+    ) -> Outcome {
+        let decoded = decode::check_bytes(bytes, self.rules.max_event_bytes).and_then(|text| {
+            if text.trim_ascii().is_empty() {
+                return Ok(None);
+            }
+            decode::parse(text).map(Some)
+        });
+        let value = match decoded {
+            Ok(Some(v)) => v,
+            Ok(None) => return Outcome::Blank,
+            Err(e) => {
+                tally.dead_letter(&e);
+                return Outcome::Dead(e);
+            }
+        };
+        match Event::from_value(&value) {
+            Ok(event) => {
+                self.handle(&event, source, state, out, tally);
+                Outcome::Processed
+            }
+            Err(e) => {
+                tally.dead_letter(&e);
+                Outcome::Dead(e)
+            }
+        }
+    }
+
+    /// The end of a `scan`'s input: closes every open alert bucket.
+    pub fn finish(&self, state: &mut PartitionState, out: &mut Vec<Record>, tally: &mut Tally) {
+        let decider = Decider {
+            rules: &self.rules,
+            scanner: self.pii.scanner(),
+        };
+        decider.close_buckets(state.clock.watermark, true, &mut state.decide, out, tally);
+    }
+
+    /// The PII scanner, for redacting text shown elsewhere.
+    pub fn pii_scanner(&self) -> &crate::pii::PiiScanner {
+        self.pii.scanner()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watermark_trails_the_newest_event() {
+        let mut c = Clock::default();
+        c.observe(100_000, 60_000, 3_600_000);
+        assert_eq!(c.watermark, 40_000);
+        assert!(c.observe(30_000, 60_000, 3_600_000).late);
+        c.observe(90_000, 60_000, 3_600_000);
+        assert_eq!(c.watermark, 40_000, "an older event never moves it back");
+    }
+
+    #[test]
+    fn one_far_future_event_does_not_move_the_watermark_but_a_run_does() {
+        let mut c = Clock::default();
+        c.observe(1_000_000, 0, 3_600_000);
+        let t = c.observe(1_000_000 + 7_200_000, 0, 3_600_000);
+        assert!(t.future);
+        assert_eq!(c.watermark, 1_000_000);
+        c.observe(1_000_001, 0, 3_600_000);
+        for i in 0..FUTURE_QUORUM {
+            c.observe(9_000_000 + i64::from(i), 0, 3_600_000);
+        }
+        assert_eq!(c.watermark, 9_000_000, "a partition-wide jump is followed");
+    }
+}

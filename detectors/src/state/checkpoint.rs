@@ -1,0 +1,210 @@
+//! A [`PartitionState`] to and from store entries.
+//!
+//! In memory a key starts with a 2-byte rule id (an index into the current rule
+//! set); in the store it starts with the rule's *name*, so a config that adds or
+//! removes a rule between runs does not misfile state. Entries of rules that no
+//! longer exist are dropped on restore.
+
+use super::codec::Encode;
+use super::codec::{get_i64, get_str, get_varint, put_bytes, put_i64, put_varint, CodecError};
+use super::table::{Change, Table};
+use crate::engine::Clock;
+use crate::rules::Rules;
+use crate::verdict::Signal;
+use crate::PartitionState;
+
+/// Table tags in the store (stable on disk: never renumber).
+pub mod tag {
+    /// Clock and decide bookkeeping.
+    pub const META: u8 = 0;
+    /// Sliding windows.
+    pub const WINDOWS: u8 = 1;
+    /// Call counters.
+    pub const COUNTERS: u8 = 2;
+    /// Run-seen marks.
+    pub const SEEN: u8 = 3;
+    /// Replay ids.
+    pub const REPLAY: u8 = 4;
+    /// Recent calls.
+    pub const HISTORY: u8 = 5;
+    /// Distinct sets.
+    pub const DISTINCT: u8 = 6;
+    /// Run budgets.
+    pub const BUDGETS: u8 = 7;
+    /// Records in force.
+    pub const IN_FORCE: u8 = 8;
+    /// Alert buckets.
+    pub const ALERTS: u8 = 9;
+}
+
+/// One change to store: table tag, key, and the value (`None` deletes).
+pub type StateChange = (u8, Vec<u8>, Option<Vec<u8>>);
+
+/// One stored entry: table tag, key, value.
+pub type StoredEntry = (u8, Vec<u8>, Vec<u8>);
+
+/// What one checkpoint writes: changed entries (`None` deletes) and the new position.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Input position the state reflects (opaque to the store; the caller encodes it).
+    pub position: Vec<u8>,
+    /// Changes since the previous checkpoint.
+    pub changes: Vec<StateChange>,
+}
+
+/// Everything stored for one partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredPartition {
+    /// Position written with the last checkpoint.
+    pub position: Vec<u8>,
+    /// All entries.
+    pub entries: Vec<StoredEntry>,
+}
+
+const META_CLOCK: &[u8] = b"clock";
+
+impl PartitionState {
+    /// The changes since the last call (or everything, with `full`), ready for
+    /// [`super::StateStore::write_checkpoint`]. Change tracking must be on.
+    pub fn take_changes(&mut self, rules: &Rules, full: bool) -> Vec<StateChange> {
+        let mut out = Vec::new();
+        let mut buf = Vec::new();
+        let t = &mut self.tables;
+        collect(&mut t.windows, tag::WINDOWS, rules, full, &mut buf, &mut out);
+        collect(&mut t.counters, tag::COUNTERS, rules, full, &mut buf, &mut out);
+        collect(&mut t.seen, tag::SEEN, rules, full, &mut buf, &mut out);
+        collect(&mut t.replay, tag::REPLAY, rules, full, &mut buf, &mut out);
+        collect(&mut t.history, tag::HISTORY, rules, full, &mut buf, &mut out);
+        collect(&mut t.distinct, tag::DISTINCT, rules, full, &mut buf, &mut out);
+        collect(&mut t.budgets, tag::BUDGETS, rules, full, &mut buf, &mut out);
+        collect(
+            &mut self.decide.in_force,
+            tag::IN_FORCE,
+            rules,
+            full,
+            &mut buf,
+            &mut out,
+        );
+        collect(&mut self.decide.alerts, tag::ALERTS, rules, full, &mut buf, &mut out);
+        let mut meta = Vec::new();
+        encode_clock(&self.clock, self.decide.next_close, &mut meta);
+        out.push((tag::META, META_CLOCK.to_vec(), Some(meta)));
+        out
+    }
+
+    /// Restores one stored entry. Entries of rules absent from `rules` are skipped.
+    pub fn restore_entry(&mut self, rules: &Rules, tag: u8, key: &[u8], value: &[u8]) -> Result<(), CodecError> {
+        if tag == tag::META {
+            if key == META_CLOCK {
+                let (clock, next_close) = decode_clock(value)?;
+                self.clock = clock;
+                self.decide.next_close = next_close;
+            }
+            return Ok(());
+        }
+        let Some(key) = to_memory_key(key, tag, rules)? else {
+            return Ok(());
+        };
+        let t = &mut self.tables;
+        match tag {
+            tag::WINDOWS => t.windows.restore_encoded(&key, value),
+            tag::COUNTERS => t.counters.restore_encoded(&key, value),
+            tag::SEEN => t.seen.restore_encoded(&key, value),
+            tag::REPLAY => t.replay.restore_encoded(&key, value),
+            tag::HISTORY => t.history.restore_encoded(&key, value),
+            tag::DISTINCT => t.distinct.restore_encoded(&key, value),
+            tag::BUDGETS => t.budgets.restore_encoded(&key, value),
+            tag::IN_FORCE => self.decide.in_force.restore_encoded(&key, value),
+            tag::ALERTS => self.decide.alerts.restore_encoded(&key, value),
+            _ => Ok(()),
+        }
+    }
+
+    /// Rebuilds a state from a stored partition.
+    pub fn restore(&mut self, rules: &Rules, stored: &StoredPartition) -> Result<(), CodecError> {
+        for (tag, key, value) in &stored.entries {
+            self.restore_entry(rules, *tag, key, value)?;
+        }
+        Ok(())
+    }
+}
+
+fn collect<V: Encode>(
+    table: &mut Table<V>,
+    tag: u8,
+    rules: &Rules,
+    full: bool,
+    buf: &mut Vec<Change>,
+    out: &mut Vec<StateChange>,
+) {
+    buf.clear();
+    if full {
+        table.snapshot(buf);
+        table.drain_changes(&mut Vec::new());
+    } else {
+        table.drain_changes(buf);
+    }
+    for (key, value) in buf.drain(..) {
+        if let Some(stored) = to_stored_key(&key, tag, rules) {
+            out.push((tag, stored, value));
+        }
+    }
+}
+
+/// The name a key's leading id stands for: a signal for alerts, else a rule.
+fn id_name(tag: u8, id: u16, rules: &Rules) -> Option<&str> {
+    if tag == tag::ALERTS {
+        Signal::ALL.get(id as usize).map(|s| s.as_str())
+    } else {
+        rules.rules.get(id as usize).map(|r| r.name.as_str())
+    }
+}
+
+fn to_stored_key(key: &[u8], tag: u8, rules: &Rules) -> Option<Vec<u8>> {
+    let (id, rest) = key.split_at_checked(2)?;
+    let name = id_name(tag, u16::from_be_bytes([id[0], id[1]]), rules)?;
+    let mut out = Vec::with_capacity(key.len() + name.len());
+    put_bytes(&mut out, name.as_bytes());
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+fn to_memory_key(stored: &[u8], tag: u8, rules: &Rules) -> Result<Option<Vec<u8>>, CodecError> {
+    let mut input = stored;
+    let name = get_str(&mut input)?;
+    let id = if tag == tag::ALERTS {
+        Signal::ALL.iter().position(|s| s.as_str() == name)
+    } else {
+        rules.rules.iter().position(|r| r.name == name)
+    };
+    let Some(id) = id else { return Ok(None) };
+    let mut out = Vec::with_capacity(2 + input.len());
+    out.extend_from_slice(&(id as u16).to_be_bytes());
+    out.extend_from_slice(input);
+    Ok(Some(out))
+}
+
+fn encode_clock(c: &Clock, next_close: i64, out: &mut Vec<u8>) {
+    out.push(u8::from(c.max_ts.is_some()));
+    put_i64(out, c.max_ts.unwrap_or(0));
+    put_i64(out, c.watermark);
+    put_varint(out, u64::from(c.future_run));
+    put_i64(out, c.future_min);
+    put_i64(out, c.next_sweep);
+    put_i64(out, next_close);
+}
+
+fn decode_clock(mut input: &[u8]) -> Result<(Clock, i64), CodecError> {
+    let input = &mut input;
+    let (&has, rest) = input.split_first().ok_or(CodecError("truncated clock"))?;
+    *input = rest;
+    let max_ts = get_i64(input)?;
+    let clock = Clock {
+        max_ts: (has != 0).then_some(max_ts),
+        watermark: get_i64(input)?,
+        future_run: u32::try_from(get_varint(input)?).map_err(|_| CodecError("future_run"))?,
+        future_min: get_i64(input)?,
+        next_sweep: get_i64(input)?,
+    };
+    Ok((clock, get_i64(input)?))
+}

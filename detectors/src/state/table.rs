@@ -1,0 +1,232 @@
+//! [`Table`]: one kind of per-key state, with event-time eviction and change tracking.
+//!
+//! Keys are byte strings built by [`super::keys::KeyBuf`] into a reused buffer, so a
+//! lookup of an existing key allocates nothing. Every entry carries the event time at
+//! which no rule can look at it any more (`evict_at`); [`Table::evict`] drops those
+//! once the watermark passes it. When change tracking is on (the pipeline
+//! checkpoints), each key touched since the last checkpoint is listed once, so a
+//! checkpoint writes only what changed.
+
+use std::collections::HashMap;
+
+use super::codec::{get_i64, put_i64, CodecError, Decode, Encode};
+use super::FixedState;
+use crate::EventTime;
+
+/// One kind of per-key state.
+#[derive(Debug)]
+pub struct Table<V> {
+    map: HashMap<Box<[u8]>, Slot<V>, FixedState>,
+    /// Keys written or removed since the last [`Table::drain_changes`], each once.
+    changed: Vec<Box<[u8]>>,
+    track_changes: bool,
+}
+
+#[derive(Debug)]
+struct Slot<V> {
+    value: V,
+    evict_at: EventTime,
+    changed: bool,
+}
+
+/// A change to write at the next checkpoint: the key, and the encoded entry or
+/// `None` for a deletion.
+pub type Change = (Box<[u8]>, Option<Vec<u8>>);
+
+impl<V> Default for Table<V> {
+    fn default() -> Self {
+        Table {
+            map: HashMap::with_hasher(FixedState),
+            changed: Vec::new(),
+            track_changes: false,
+        }
+    }
+}
+
+impl<V> Table<V> {
+    /// Turns change tracking on or off (on only when something checkpoints).
+    pub fn set_track_changes(&mut self, on: bool) {
+        self.track_changes = on;
+    }
+
+    /// The entry for `key`, if any (no allocation).
+    pub fn get(&self, key: &[u8]) -> Option<&V> {
+        self.map.get(key).map(|s| &s.value)
+    }
+
+    /// The entry for `key`, created with `init` if absent; marks it changed.
+    /// The caller sets the new eviction time with the returned handle.
+    pub fn entry(&mut self, key: &[u8], init: impl FnOnce() -> V) -> EntryMut<'_, V> {
+        if !self.map.contains_key(key) {
+            self.map.insert(
+                key.into(),
+                Slot {
+                    value: init(),
+                    evict_at: EventTime::MIN,
+                    changed: false,
+                },
+            );
+        }
+        let track = self.track_changes;
+        // Present: inserted above if it was missing.
+        let slot = match self.map.get_mut(key) {
+            Some(slot) => slot,
+            None => unreachable!("entry inserted above"),
+        };
+        if track && !slot.changed {
+            slot.changed = true;
+            self.changed.push(key.into());
+        }
+        EntryMut { slot }
+    }
+
+    /// Removes `key`.
+    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+        let slot = self.map.remove(key)?;
+        if self.track_changes && !slot.changed {
+            self.changed.push(key.into());
+        }
+        Some(slot.value)
+    }
+
+    /// Drops every entry whose eviction time is at or before `watermark`.
+    /// Returns how many were dropped.
+    pub fn evict(&mut self, watermark: EventTime) -> usize {
+        let before = self.map.len();
+        let track = self.track_changes;
+        let changed = &mut self.changed;
+        self.map.retain(|k, slot| {
+            let keep = slot.evict_at > watermark;
+            if !keep && track && !slot.changed {
+                changed.push(k.clone());
+            }
+            keep
+        });
+        before - self.map.len()
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// All entries, in unspecified order (callers that emit must sort).
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.map.iter().map(|(k, s)| (&k[..], &s.value))
+    }
+
+    /// Inserts a restored entry without marking it changed.
+    pub fn restore(&mut self, key: &[u8], value: V, evict_at: EventTime) {
+        self.map.insert(
+            key.into(),
+            Slot {
+                value,
+                evict_at,
+                changed: false,
+            },
+        );
+    }
+}
+
+impl<V: Encode> Table<V> {
+    /// Takes the changes since the last call, encoded as `evict_at` then the value.
+    pub fn drain_changes(&mut self, out: &mut Vec<Change>) {
+        for key in self.changed.drain(..) {
+            let value = self.map.get_mut(&key[..]).map(|slot| {
+                slot.changed = false;
+                let mut buf = Vec::with_capacity(32);
+                put_i64(&mut buf, slot.evict_at);
+                slot.value.encode(&mut buf);
+                buf
+            });
+            out.push((key, value));
+        }
+    }
+
+    /// Encodes every entry (a full snapshot).
+    pub fn snapshot(&self, out: &mut Vec<Change>) {
+        for (k, slot) in &self.map {
+            let mut buf = Vec::with_capacity(32);
+            put_i64(&mut buf, slot.evict_at);
+            slot.value.encode(&mut buf);
+            out.push((k.clone(), Some(buf)));
+        }
+    }
+}
+
+impl<V: Decode> Table<V> {
+    /// Restores one encoded entry written by [`Table::drain_changes`].
+    pub fn restore_encoded(&mut self, key: &[u8], mut bytes: &[u8]) -> Result<(), CodecError> {
+        let evict_at = get_i64(&mut bytes)?;
+        let value = V::decode(&mut bytes)?;
+        self.restore(key, value, evict_at);
+        Ok(())
+    }
+}
+
+/// A mutable handle on one entry.
+pub struct EntryMut<'t, V> {
+    slot: &'t mut Slot<V>,
+}
+
+impl<V> EntryMut<'_, V> {
+    /// The value.
+    pub fn value(&mut self) -> &mut V {
+        &mut self.slot.value
+    }
+
+    /// Sets when the entry may be evicted; never moves it earlier, because another
+    /// rule sharing the entry may still need it.
+    pub fn keep_until(&mut self, evict_at: EventTime) {
+        self.slot.evict_at = self.slot.evict_at.max(evict_at);
+    }
+
+    /// Sets the eviction time outright.
+    pub fn set_evict_at(&mut self, evict_at: EventTime) {
+        self.slot.evict_at = evict_at;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracks_each_changed_key_once_and_deletions() {
+        let mut t: Table<i64> = Table::default();
+        t.set_track_changes(true);
+        *t.entry(b"a", || 0).value() += 1;
+        *t.entry(b"a", || 0).value() += 1;
+        t.entry(b"b", || 7).keep_until(100);
+        let mut changes = Vec::new();
+        t.drain_changes(&mut changes);
+        assert_eq!(changes.len(), 2);
+        changes.clear();
+        assert_eq!(t.evict(100), 2, "a has evict_at MIN, b 100");
+        t.drain_changes(&mut changes);
+        assert_eq!(changes.len(), 2);
+        assert!(changes.iter().all(|(_, v)| v.is_none()));
+    }
+
+    #[test]
+    fn restores_what_it_encoded() {
+        let mut t: Table<i64> = Table::default();
+        t.set_track_changes(true);
+        let mut e = t.entry(b"k", || 42);
+        e.keep_until(9);
+        let mut changes = Vec::new();
+        t.drain_changes(&mut changes);
+        let mut r: Table<i64> = Table::default();
+        for (k, v) in &changes {
+            r.restore_encoded(k, v.as_deref().unwrap()).unwrap();
+        }
+        assert_eq!(r.get(b"k"), Some(&42));
+        assert_eq!(r.evict(8), 0);
+        assert_eq!(r.evict(9), 1);
+    }
+}

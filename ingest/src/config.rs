@@ -1,0 +1,354 @@
+//! The config file (TOML): detection sections from `warden-detectors`, plus the
+//! pipeline's own (`[kafka]`, `[processing]`, `[state]`, `[http]`, `[metrics]`).
+//! Secrets never come from here; see [`crate::secret`].
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use warden_detectors::rules::{self, RawEngine, RawExempt, RawRule, Rules, RulesConfig};
+
+/// Why a config could not be used; exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TOML syntax, an unknown field, or a mistyped one (the message names it).
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The path.
+        path: PathBuf,
+        /// toml's message, with line and field.
+        message: String,
+    },
+    /// Values that parse but are not valid, each with its field path.
+    #[error("config {path}: {}", .errors.join("; "))]
+    Invalid {
+        /// The path.
+        path: PathBuf,
+        /// `field.path: problem` per error.
+        errors: Vec<String>,
+    },
+}
+
+/// The whole config file as written.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[engine]`.
+    #[serde(default)]
+    pub engine: RawEngine,
+    /// `[exempt]`.
+    #[serde(default)]
+    pub exempt: RawExempt,
+    /// `[rules.NAME]`.
+    #[serde(default)]
+    pub rules: BTreeMap<String, RawRule>,
+    /// `[kafka]`.
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// `[processing]`.
+    #[serde(default)]
+    pub processing: ProcessingConfig,
+    /// `[state]`.
+    #[serde(default)]
+    pub state: StateConfig,
+    /// `[http]`.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// `[metrics]`.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+/// `[kafka]`: where events come from and records go.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers; empty = the embedded in-process cluster.
+    pub brokers: Option<String>,
+    /// Consumer group id.
+    pub group: String,
+    /// Input topics.
+    pub input_topics: Vec<String>,
+    /// Output topic of decisions.
+    pub decisions_topic: String,
+    /// Output topic of kill-switch commands.
+    pub killswitch_topic: String,
+    /// Output topic of alerts.
+    pub alerts_topic: String,
+    /// Output topic of dead letters.
+    pub dlq_topic: String,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub security_protocol: String,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (credentials from the environment).
+    pub sasl_mechanism: Option<String>,
+    /// CA bundle for TLS.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// Client certificate for mutual TLS.
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// Client key for mutual TLS.
+    pub ssl_key_location: Option<PathBuf>,
+    /// Extra librdkafka properties (never secrets: those keys are refused).
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        KafkaConfig {
+            brokers: None,
+            group: "warden".into(),
+            input_topics: vec!["events.webhook".into(), "events.tool_call".into(), "events.log".into()],
+            decisions_topic: "warden.decisions".into(),
+            killswitch_topic: "warden.killswitch".into(),
+            alerts_topic: "warden.alerts".into(),
+            dlq_topic: "warden.dlq".into(),
+            security_protocol: "plaintext".into(),
+            sasl_mechanism: None,
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[processing]`: delivery and checkpoint cadence.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessingConfig {
+    /// `at_least_once` (default) or `exactly_once` (Kafka transactions).
+    pub guarantee: String,
+    /// Checkpoint at least this often, in milliseconds of processing time.
+    pub checkpoint_interval_ms: u64,
+    /// ... or after this many events of a partition, whichever comes first.
+    pub checkpoint_events: u64,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            guarantee: "at_least_once".into(),
+            checkpoint_interval_ms: 5_000,
+            checkpoint_events: 100_000,
+        }
+    }
+}
+
+/// `[state]`: where checkpoints live and how much memory state may use.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// RocksDB directory.
+    pub dir: Option<PathBuf>,
+    /// In-memory state budget, MiB.
+    pub memory_budget_mb: u64,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: None,
+            memory_budget_mb: 512,
+        }
+    }
+}
+
+/// `[http]`: the metrics, health and block-status endpoints.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Bind address (loopback unless changed).
+    pub addr: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: "127.0.0.1:9464".into(),
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Label per-tenant gauges with the tenant id (bounded only if tenants are).
+    pub tenant_labels: bool,
+}
+
+impl Config {
+    /// Reads and validates `path`; `None` gives the defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and validates config text (`path` only names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string().trim().to_string(),
+        })?;
+        let mut errors = Vec::new();
+        if let Err(rule_errors) = config.compile_rules() {
+            errors.extend(rule_errors.iter().map(|e| e.to_string()));
+        }
+        config.validate(&mut errors);
+        if errors.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid {
+                path: path.into(),
+                errors,
+            })
+        }
+    }
+
+    /// The detection sections, for `warden-detectors`.
+    pub fn rules_config(&self) -> RulesConfig {
+        RulesConfig {
+            engine: self.engine.clone(),
+            exempt: self.exempt.clone(),
+            rules: self.rules.clone(),
+        }
+    }
+
+    /// Compiles the rules (defaults merged with this config).
+    pub fn compile_rules(&self) -> Result<Rules, Vec<rules::RuleError>> {
+        rules::compile(&self.rules_config())
+    }
+
+    fn validate(&self, errors: &mut Vec<String>) {
+        let k = &self.kafka;
+        if k.group.is_empty() {
+            errors.push("kafka.group: must not be empty".into());
+        }
+        if k.input_topics.is_empty() {
+            errors.push("kafka.input_topics: needs at least one topic".into());
+        }
+        if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&k.security_protocol.as_str()) {
+            errors.push("kafka.security_protocol: one of plaintext, ssl, sasl_plaintext, sasl_ssl".into());
+        }
+        if let Some(m) = &k.sasl_mechanism {
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&m.as_str()) {
+                errors.push("kafka.sasl_mechanism: one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512".into());
+            }
+        }
+        for key in k.client.keys() {
+            if key.contains("password")
+                || key.contains("secret")
+                || key.contains("sasl.username")
+                || key.contains("sasl.jaas")
+            {
+                errors.push(format!(
+                    "kafka.client.{key}: secrets come from the environment (WARDEN_KAFKA_SASL_*), not the config file"
+                ));
+            }
+        }
+        if !["at_least_once", "exactly_once"].contains(&self.processing.guarantee.as_str()) {
+            errors.push("processing.guarantee: one of at_least_once, exactly_once".into());
+        }
+        if self.processing.checkpoint_interval_ms == 0 {
+            errors.push("processing.checkpoint_interval_ms: must be positive".into());
+        }
+        if self.processing.checkpoint_events == 0 {
+            errors.push("processing.checkpoint_events: must be positive".into());
+        }
+        if self.state.memory_budget_mb < 16 {
+            errors.push("state.memory_budget_mb: must be at least 16".into());
+        }
+        if self.http.addr.parse::<std::net::SocketAddr>().is_err() {
+            errors.push(format!(
+                "http.addr: `{}` is not an address like 127.0.0.1:9464",
+                self.http.addr
+            ));
+        }
+    }
+
+    /// The effective config as TOML (defaults filled in); secrets are never in it.
+    pub fn to_toml(&self, rules: &Rules) -> String {
+        #[derive(Serialize)]
+        struct Effective<'a> {
+            engine: EffectiveEngine,
+            exempt: &'a RawExempt,
+            kafka: &'a KafkaConfig,
+            processing: &'a ProcessingConfig,
+            state: &'a StateConfig,
+            http: &'a HttpConfig,
+            metrics: &'a MetricsConfig,
+            rules: &'a BTreeMap<String, RawRule>,
+        }
+        #[derive(Serialize)]
+        struct EffectiveEngine {
+            allowed_lateness_secs: i64,
+            future_tolerance_secs: i64,
+            max_event_bytes: usize,
+        }
+        let e = Effective {
+            engine: EffectiveEngine {
+                allowed_lateness_secs: rules.lateness_ms / 1_000,
+                future_tolerance_secs: rules.future_tolerance_ms / 1_000,
+                max_event_bytes: rules.max_event_bytes,
+            },
+            exempt: &self.exempt,
+            kafka: &self.kafka,
+            processing: &self.processing,
+            state: &self.state,
+            http: &self.http,
+            metrics: &self.metrics,
+            rules: &rules.effective,
+        };
+        toml::to_string(&e).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = parse("[kafka]\nbrokr = \"x\"\n").unwrap_err().to_string();
+        assert!(e.contains("brokr"), "{e}");
+        let e = parse("[processing]\nguarantee = \"twice\"\n[rules.visitor_rate]\nlimit = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("processing.guarantee") && e.contains("rules.visitor_rate.limit"),
+            "{e}"
+        );
+        let e = parse("[kafka.client]\n\"sasl.password\" = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("kafka.client.sasl.password"), "{e}");
+    }
+
+    #[test]
+    fn defaults_are_valid_and_print() {
+        let c = parse("").unwrap();
+        let rules = c.compile_rules().unwrap();
+        let text = c.to_toml(&rules);
+        assert!(
+            text.contains("[rules.visitor_rate]") && text.contains("warden.decisions"),
+            "{text}"
+        );
+    }
+}

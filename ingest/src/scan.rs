@@ -1,0 +1,363 @@
+//! `warden scan`: JSON lines in, every output record as a JSON line on stdout, a
+//! summary on stderr.
+//!
+//! Files are read in order (`-` or nothing is stdin) as one stream through one
+//! partition state, so a scan gives the records `warden run` gives for the same
+//! events in one partition. With `--state DIR` the state and the position reached in
+//! each file are checkpointed to RocksDB (every 100,000 lines and at the end); a
+//! later scan of the same files resumes where that one stopped, and a scan of new
+//! files continues with the state the previous one left.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use warden_detectors::state::rocks::RocksStore;
+use warden_detectors::state::{Checkpoint, StateStore};
+use warden_detectors::{Engine, Outcome, PartitionState, Tally};
+use warden_schemas::output::{DeadLetter, DLQ_SCHEMA};
+use warden_schemas::{Provenance, Record};
+
+use warden_sinks::sign::Signer;
+
+/// The store partition a scan's state lives under.
+const SCAN_PARTITION: &str = "scan";
+/// Lines between checkpoints with `--state`.
+const CHECKPOINT_LINES: u64 = 100_000;
+
+/// What `scan` needs to run.
+pub struct ScanArgs {
+    /// Input files; empty or `-` is stdin.
+    pub inputs: Vec<String>,
+    /// `--state DIR`.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Where a scan stopped in each file (the checkpointed position).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+struct Position {
+    files: Vec<FilePosition>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+struct FilePosition {
+    path: String,
+    offset: u64,
+    line: u64,
+}
+
+/// Counts for the summary.
+#[derive(Default)]
+struct Counts {
+    lines: u64,
+    decisions: u64,
+    killswitch: u64,
+    alerts: u64,
+    dead_letters: u64,
+}
+
+/// Runs a scan; returns the process exit code.
+pub fn run(engine: &Engine, signer: Option<&Signer>, args: ScanArgs) -> Result<()> {
+    let started = Instant::now();
+    let store = match &args.state_dir {
+        Some(dir) => Some(RocksStore::open(dir).with_context(|| format!("cannot open state store {}", dir.display()))?),
+        None => None,
+    };
+    let mut state = engine.new_state();
+    let mut position = Position::default();
+    if let Some(store) = &store {
+        state.set_track_changes(true);
+        if let Some(stored) = store
+            .read_checkpoint(SCAN_PARTITION)
+            .context("cannot read the scan checkpoint")?
+        {
+            state
+                .restore(engine.rules(), &stored)
+                .context("the scan checkpoint is corrupt")?;
+            position = serde_json::from_slice(&stored.position).unwrap_or_default();
+        }
+    }
+    let inputs = if args.inputs.is_empty() {
+        vec!["-".to_string()]
+    } else {
+        args.inputs
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut scan = Scan {
+        engine,
+        signer,
+        state: &mut state,
+        store: store.as_ref(),
+        tally: Tally::default(),
+        counts: Counts::default(),
+        records: Vec::new(),
+        progress: io::stderr().is_terminal().then(Instant::now),
+        started,
+    };
+    for input in &inputs {
+        let resume = position
+            .files
+            .iter()
+            .find(|f| f.path == *input && input != "-")
+            .cloned();
+        let (offset, line) = resume.as_ref().map_or((0, 0), |f| (f.offset, f.line));
+        let reader: Box<dyn Read> = if input == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            let mut f = File::open(input).with_context(|| format!("cannot open {input}"))?;
+            f.seek(SeekFrom::Start(offset))
+                .with_context(|| format!("cannot seek in {input}"))?;
+            Box::new(f)
+        };
+        let reached = scan.file(input, reader, offset, line, &mut out, &mut position)?;
+        upsert(&mut position, input, reached);
+    }
+    scan.finish(&mut out, &position)?;
+    out.flush().context("cannot write to stdout")?;
+    scan.summary();
+    Ok(())
+}
+
+fn upsert(position: &mut Position, path: &str, reached: (u64, u64)) {
+    if path == "-" {
+        return;
+    }
+    match position.files.iter_mut().find(|f| f.path == path) {
+        Some(f) => (f.offset, f.line) = reached,
+        None => position.files.push(FilePosition {
+            path: path.into(),
+            offset: reached.0,
+            line: reached.1,
+        }),
+    }
+}
+
+struct Scan<'s> {
+    engine: &'s Engine,
+    signer: Option<&'s Signer>,
+    state: &'s mut PartitionState,
+    store: Option<&'s RocksStore>,
+    tally: Tally,
+    counts: Counts,
+    records: Vec<Record>,
+    progress: Option<Instant>,
+    started: Instant,
+}
+
+impl Scan<'_> {
+    /// Scans one input from `offset`; returns the (offset, line) reached.
+    fn file(
+        &mut self,
+        name: &str,
+        reader: Box<dyn Read + '_>,
+        mut offset: u64,
+        mut line: u64,
+        out: &mut impl Write,
+        position: &mut Position,
+    ) -> Result<(u64, u64)> {
+        let limit = self.engine.rules().max_event_bytes;
+        let mut lines = LineReader::new(reader, limit);
+        let mut buf = Vec::with_capacity(1024);
+        while let Some(size) = lines
+            .next_line(&mut buf)
+            .with_context(|| format!("cannot read {name}"))?
+        {
+            line += 1;
+            offset += size.consumed;
+            self.counts.lines += 1;
+            let source = Provenance::File {
+                file: name.to_string(),
+                line,
+            };
+            let bytes: &[u8] = if size.truncated { &[] } else { &buf };
+            let outcome = if size.truncated {
+                let e = warden_schemas::DecodeError::TooLarge {
+                    len: size.len as usize,
+                    limit,
+                };
+                self.tally.dead_letter(&e);
+                Outcome::Dead(e)
+            } else {
+                self.engine
+                    .handle_bytes(bytes, &source, self.state, &mut self.records, &mut self.tally)
+            };
+            if let Outcome::Dead(e) = outcome {
+                self.counts.dead_letters += 1;
+                let dl = DeadLetter {
+                    schema: DLQ_SCHEMA.into(),
+                    reason: e.reason().into(),
+                    file: name.into(),
+                    line,
+                    size: size.len,
+                };
+                serde_json::to_writer(&mut *out, &dl)?;
+                out.write_all(b"\n")?;
+            }
+            self.write_records(out)?;
+            if self.store.is_some() && line.is_multiple_of(CHECKPOINT_LINES) {
+                let mut pos = position.clone();
+                upsert(&mut pos, name, (offset, line));
+                out.flush()?;
+                self.checkpoint(&pos)?;
+            }
+            self.tick();
+        }
+        Ok((offset, line))
+    }
+
+    fn write_records(&mut self, out: &mut impl Write) -> Result<()> {
+        for mut record in self.records.drain(..) {
+            match &mut record {
+                Record::Decision(_) => self.counts.decisions += 1,
+                Record::KillSwitch(k) => {
+                    self.counts.killswitch += 1;
+                    if let Some(signer) = self.signer {
+                        signer.sign(k);
+                    }
+                }
+                Record::Alert(_) => self.counts.alerts += 1,
+            }
+            out.write_all(record.to_json().as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut impl Write, position: &Position) -> Result<()> {
+        self.engine.finish(self.state, &mut self.records, &mut self.tally);
+        self.write_records(out)?;
+        out.flush()?;
+        if self.store.is_some() {
+            self.checkpoint(position)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, position: &Position) -> Result<()> {
+        let Some(store) = self.store else {
+            return Ok(());
+        };
+        let changes = self.state.take_changes(self.engine.rules(), false);
+        let cp = Checkpoint {
+            position: serde_json::to_vec(position)?,
+            changes,
+        };
+        store
+            .write_checkpoint(SCAN_PARTITION, &cp)
+            .context("cannot write the scan checkpoint")
+    }
+
+    fn tick(&mut self) {
+        let Some(last) = self.progress else { return };
+        if !self.counts.lines.is_multiple_of(4096) || last.elapsed() < Duration::from_millis(500) {
+            return;
+        }
+        self.progress = Some(Instant::now());
+        let rate = self.counts.lines as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+        eprint!("\rwarden scan: {} lines, {:.0} lines/s", self.counts.lines, rate);
+    }
+
+    fn summary(&self) {
+        let secs = self.started.elapsed().as_secs_f64();
+        let events = self.tally.total_events();
+        if self.progress.is_some() {
+            eprintln!();
+        }
+        eprintln!(
+            "warden scan: {events} events, {} decisions, {} kill-switch commands, {} alerts, {} dead letters in {:.3} s ({:.0} events/s)",
+            self.counts.decisions,
+            self.counts.killswitch,
+            self.counts.alerts,
+            self.counts.dead_letters,
+            secs,
+            events as f64 / secs.max(1e-9)
+        );
+    }
+}
+
+/// The size of one line read by [`LineReader`].
+struct LineSize {
+    /// Bytes consumed from the input, newline included.
+    consumed: u64,
+    /// The line's length without its newline.
+    len: u64,
+    /// The line was longer than the limit; its bytes were not kept.
+    truncated: bool,
+}
+
+/// Reads `\n`-terminated lines keeping at most `limit` bytes of each, so a
+/// gigabyte line costs a counter, not a gigabyte.
+struct LineReader<R> {
+    inner: BufReader<R>,
+    limit: usize,
+}
+
+impl<R: Read> LineReader<R> {
+    fn new(inner: R, limit: usize) -> Self {
+        LineReader {
+            inner: BufReader::with_capacity(1 << 16, inner),
+            limit,
+        }
+    }
+
+    fn next_line(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<LineSize>> {
+        buf.clear();
+        let (mut consumed, mut len, mut truncated) = (0u64, 0u64, false);
+        loop {
+            let chunk = self.inner.fill_buf()?;
+            if chunk.is_empty() {
+                return Ok((consumed > 0).then_some(LineSize {
+                    consumed,
+                    len,
+                    truncated,
+                }));
+            }
+            let (take, done) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (i, true),
+                None => (chunk.len(), false),
+            };
+            len += take as u64;
+            if !truncated {
+                if buf.len() + take > self.limit {
+                    truncated = true;
+                    buf.clear();
+                } else {
+                    buf.extend_from_slice(&chunk[..take]);
+                }
+            }
+            let used = take + usize::from(done);
+            consumed += used as u64;
+            self.inner.consume(used);
+            if done {
+                return Ok(Some(LineSize {
+                    consumed,
+                    len,
+                    truncated,
+                }));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_counted_not_kept() {
+        let input = format!("short\n{}\nlast", "x".repeat(5000));
+        let mut r = LineReader::new(input.as_bytes(), 1024);
+        let mut buf = Vec::new();
+        let a = r.next_line(&mut buf).unwrap().unwrap();
+        assert_eq!((a.len, a.truncated, buf.as_slice()), (5, false, &b"short"[..]));
+        let b = r.next_line(&mut buf).unwrap().unwrap();
+        assert_eq!((b.len, b.truncated, buf.len()), (5000, true, 0));
+        let c = r.next_line(&mut buf).unwrap().unwrap();
+        assert_eq!((c.len, c.consumed, buf.as_slice()), (4, 4, &b"last"[..]));
+        assert!(r.next_line(&mut buf).unwrap().is_none());
+    }
+}

@@ -1,0 +1,101 @@
+//! `warden verify` and `warden keygen`: the two ends of signed kill-switch commands.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use anyhow::{anyhow, Context};
+use warden_sinks::sign::{self, Verifier};
+
+use crate::Failure;
+
+/// Verifies every kill-switch record in `inputs`; any failure exits 3.
+pub fn run(public_key: &Path, inputs: &[String]) -> Result<(), Failure> {
+    let key = fs::read_to_string(public_key)
+        .with_context(|| format!("cannot read {}", public_key.display()))
+        .map_err(Failure::Usage)?;
+    let verifier = Verifier::from_base64(&key).map_err(|e| Failure::Usage(anyhow!("{}: {e}", public_key.display())))?;
+    let inputs = if inputs.is_empty() {
+        vec!["-".to_string()]
+    } else {
+        inputs.to_vec()
+    };
+    let (mut ok, mut bad) = (0u64, 0u64);
+    for input in &inputs {
+        let reader: Box<dyn Read> = if input == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(
+                fs::File::open(input)
+                    .with_context(|| format!("cannot open {input}"))
+                    .map_err(Failure::Runtime)?,
+            )
+        };
+        for (i, line) in BufReader::new(reader).lines().enumerate() {
+            let line = line
+                .with_context(|| format!("cannot read {input}"))
+                .map_err(Failure::Runtime)?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let verdict = serde_json::from_str::<serde_json::Value>(&line)
+                .map_err(|e| sign::SignError::NotARecord(e.to_string()))
+                .and_then(|v| {
+                    if v.get("schema").and_then(|s| s.as_str()) != Some("warden.killswitch.v1") {
+                        return Err(sign::SignError::NotARecord("schema is not warden.killswitch.v1".into()));
+                    }
+                    verifier.verify_value(&v)
+                });
+            match verdict {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    bad += 1;
+                    eprintln!("{input}:{}: {e}", i + 1);
+                }
+            }
+        }
+    }
+    eprintln!("warden verify: {ok} valid, {bad} failed");
+    if bad > 0 || ok == 0 {
+        return Err(Failure::Verify(anyhow!(
+            "{bad} of {} commands failed verification",
+            ok + bad
+        )));
+    }
+    Ok(())
+}
+
+/// Writes a new key pair: `out` (base64 seed, mode 0600) and `out.pub`.
+pub fn keygen(out: &Path) -> Result<(), Failure> {
+    let (seed, public) = sign::generate().map_err(|e| Failure::Runtime(anyhow!("no randomness: {e}")))?;
+    let pub_path = out.with_extension(match out.extension() {
+        Some(ext) => format!("{}.pub", ext.to_string_lossy()),
+        None => "pub".into(),
+    });
+    write_private(out, &seed).map_err(Failure::Runtime)?;
+    fs::write(&pub_path, format!("{public}\n"))
+        .with_context(|| format!("cannot write {}", pub_path.display()))
+        .map_err(Failure::Runtime)?;
+    eprintln!(
+        "wrote {} (secret: set WARDEN_SIGNING_KEY to its contents) and {}",
+        out.display(),
+        pub_path.display()
+    );
+    Ok(())
+}
+
+fn write_private(path: &Path, seed: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    f.write_all(format!("{seed}\n").as_bytes())?;
+    Ok(())
+}
