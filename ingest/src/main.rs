@@ -21,6 +21,12 @@ use cli::{Cli, Command};
 use config::{Config, ConfigError};
 use secret::Secrets;
 
+// jemalloc: state churns many small keys; glibc malloc spent a quarter of scan time
+// consolidating free lists (bench/RESULTS.md).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// A failure with its exit code.
 enum Failure {
     Usage(anyhow::Error),

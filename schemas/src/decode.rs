@@ -101,21 +101,185 @@ pub fn parse(text: &str) -> Result<Value<'_>, DecodeError> {
     })
 }
 
+/// The members events read, indexed once per object so decoding is one pass over
+/// its members instead of a linear search per field.
+#[derive(Clone, Copy)]
+enum F {
+    Type,
+    Ts,
+    Tenant,
+    Id,
+    Source,
+    ProviderMessageId,
+    Visitor,
+    Ip,
+    Route,
+    SignatureValid,
+    Text,
+    Session,
+    Run,
+    Turn,
+    Workflow,
+    User,
+    Tool,
+    Args,
+    Status,
+    DurationMs,
+    Retries,
+    TokensIn,
+    TokensOut,
+    CostUsd,
+    Service,
+    Level,
+    Message,
+    Fields,
+}
+
+const FIELD_COUNT: usize = F::Fields as usize + 1;
+
+fn field_of(key: &str) -> Option<F> {
+    Some(match key {
+        "type" => F::Type,
+        "ts" => F::Ts,
+        "tenant" => F::Tenant,
+        "id" => F::Id,
+        "source" => F::Source,
+        "provider_message_id" => F::ProviderMessageId,
+        "visitor" => F::Visitor,
+        "ip" => F::Ip,
+        "route" => F::Route,
+        "signature_valid" => F::SignatureValid,
+        "text" => F::Text,
+        "session" => F::Session,
+        "run" => F::Run,
+        "turn" => F::Turn,
+        "workflow" => F::Workflow,
+        "user" => F::User,
+        "tool" => F::Tool,
+        "args" => F::Args,
+        "status" => F::Status,
+        "duration_ms" => F::DurationMs,
+        "retries" => F::Retries,
+        "tokens_in" => F::TokensIn,
+        "tokens_out" => F::TokensOut,
+        "cost_usd" => F::CostUsd,
+        "service" => F::Service,
+        "level" => F::Level,
+        "message" => F::Message,
+        "fields" => F::Fields,
+        _ => return None,
+    })
+}
+
+/// The object's known members; null reads as absent.
+struct Members<'a> {
+    slots: [Option<&'a Value<'a>>; FIELD_COUNT],
+}
+
+impl<'a> Members<'a> {
+    fn index(obj: &'a Object<'a>) -> Self {
+        let mut slots = [None; FIELD_COUNT];
+        for (k, v) in obj.iter() {
+            if let Some(f) = field_of(k) {
+                slots[f as usize] = Some(v);
+            }
+        }
+        Members { slots }
+    }
+
+    fn raw(&self, f: F) -> Option<&'a Value<'a>> {
+        self.slots[f as usize]
+    }
+
+    fn present(&self, f: F) -> Option<&'a Value<'a>> {
+        self.raw(f).filter(|v| !matches!(v, Value::Null))
+    }
+
+    fn required_str(&self, f: F, name: &'static str) -> Result<&'a str, DecodeError> {
+        match self.present(f) {
+            None => Err(DecodeError::MissingField(name)),
+            Some(Value::String(s)) => Ok(s.as_ref()),
+            Some(_) => Err(DecodeError::MistypedField(name)),
+        }
+    }
+
+    fn opt_str(&self, f: F, name: &'static str, fe: &mut FieldErrors) -> Option<&'a str> {
+        match self.present(f)? {
+            Value::String(s) => Some(s.as_ref()),
+            _ => {
+                fe.add(name);
+                None
+            }
+        }
+    }
+
+    /// An identifier field: a string, or a number read as its canonical JSON text.
+    fn opt_id(&self, f: F, name: &'static str, fe: &mut FieldErrors) -> Option<Cow<'a, str>> {
+        match self.present(f)? {
+            Value::String(s) => Some(Cow::Borrowed(s.as_ref())),
+            Value::Number(n) => {
+                let mut out = String::new();
+                jcs::write_number(n, &mut out);
+                Some(Cow::Owned(out))
+            }
+            _ => {
+                fe.add(name);
+                None
+            }
+        }
+    }
+
+    fn opt_bool(&self, f: F, name: &'static str, fe: &mut FieldErrors) -> Option<bool> {
+        match self.present(f)? {
+            Value::Bool(b) => Some(*b),
+            _ => {
+                fe.add(name);
+                None
+            }
+        }
+    }
+
+    fn opt_num(&self, f: F, name: &'static str, fe: &mut FieldErrors) -> Option<f64> {
+        match self.present(f)? {
+            Value::Number(n) => Some(n.as_f64()),
+            _ => {
+                fe.add(name);
+                None
+            }
+        }
+    }
+
+    /// `args`: an object, or a string holding one (design §3).
+    fn opt_args(&self, fe: &mut FieldErrors) -> Option<Args<'a>> {
+        match self.present(F::Args)? {
+            Value::Object(o) => Some(Args::Object(o)),
+            Value::String(s) => match json::parse(s.as_ref()) {
+                Ok(Value::Object(o)) => Some(Args::Parsed(o)),
+                _ => {
+                    fe.add("args");
+                    None
+                }
+            },
+            _ => {
+                fe.add("args");
+                None
+            }
+        }
+    }
+}
+
 impl<'a> Event<'a> {
     /// Validates the shape of a parsed input object (design §3, §8).
     pub fn from_value(value: &'a Value<'a>) -> Result<Event<'a>, DecodeError> {
         let Value::Object(obj) = value else {
             return Err(DecodeError::NotAnObject);
         };
-        let ty = match obj.get("type") {
-            Some(Value::String(s)) => s.as_ref(),
+        let m = Members::index(obj);
+        let kind = match m.raw(F::Type) {
+            Some(Value::String(s)) if matches!(s.as_ref(), "webhook" | "tool_call" | "log") => s.as_ref(),
             _ => return Err(DecodeError::UnknownType),
         };
-        let kind = match ty {
-            "webhook" | "tool_call" | "log" => ty,
-            _ => return Err(DecodeError::UnknownType),
-        };
-        let ts = match present(obj, "ts") {
+        let ts = match m.present(F::Ts) {
             None => return Err(DecodeError::MissingField("ts")),
             Some(Value::Number(n)) => match n.as_i64() {
                 Some(ts) if (MIN_TS..END_TS).contains(&ts) => ts,
@@ -129,46 +293,46 @@ impl<'a> Event<'a> {
         let mut fe = FieldErrors::default();
         let (tenant, body) = match kind {
             "webhook" => {
-                let tenant = required_str(obj, "tenant")?;
-                let source = required_str(obj, "source")?;
-                let visitor = required_str(obj, "visitor")?;
+                let tenant = m.required_str(F::Tenant, "tenant")?;
+                let source = m.required_str(F::Source, "source")?;
+                let visitor = m.required_str(F::Visitor, "visitor")?;
                 let body = Body::Webhook(Webhook {
                     source,
                     visitor,
-                    provider_message_id: opt_id(obj, "provider_message_id", &mut fe),
-                    ip: opt_str(obj, "ip", &mut fe),
-                    route: opt_str(obj, "route", &mut fe),
-                    signature_valid: opt_bool(obj, "signature_valid", &mut fe),
-                    text: opt_str(obj, "text", &mut fe),
+                    provider_message_id: m.opt_id(F::ProviderMessageId, "provider_message_id", &mut fe),
+                    ip: m.opt_str(F::Ip, "ip", &mut fe),
+                    route: m.opt_str(F::Route, "route", &mut fe),
+                    signature_valid: m.opt_bool(F::SignatureValid, "signature_valid", &mut fe),
+                    text: m.opt_str(F::Text, "text", &mut fe),
                 });
                 (Some(tenant), body)
             }
             "tool_call" => {
-                let tenant = required_str(obj, "tenant")?;
-                let session = required_str(obj, "session")?;
-                let tool = required_str(obj, "tool")?;
+                let tenant = m.required_str(F::Tenant, "tenant")?;
+                let session = m.required_str(F::Session, "session")?;
+                let tool = m.required_str(F::Tool, "tool")?;
                 let body = Body::ToolCall(ToolCall {
                     session,
-                    run: opt_id(obj, "run", &mut fe),
-                    turn: opt_id(obj, "turn", &mut fe),
-                    workflow: opt_id(obj, "workflow", &mut fe),
-                    user: opt_id(obj, "user", &mut fe),
+                    run: m.opt_id(F::Run, "run", &mut fe),
+                    turn: m.opt_id(F::Turn, "turn", &mut fe),
+                    workflow: m.opt_id(F::Workflow, "workflow", &mut fe),
+                    user: m.opt_id(F::User, "user", &mut fe),
                     tool,
-                    args: opt_args(obj, &mut fe),
-                    status: opt_str(obj, "status", &mut fe),
-                    duration_ms: opt_num(obj, "duration_ms", &mut fe),
-                    retries: opt_num(obj, "retries", &mut fe),
-                    tokens_in: opt_num(obj, "tokens_in", &mut fe),
-                    tokens_out: opt_num(obj, "tokens_out", &mut fe),
-                    cost_usd: opt_num(obj, "cost_usd", &mut fe),
+                    args: m.opt_args(&mut fe),
+                    status: m.opt_str(F::Status, "status", &mut fe),
+                    duration_ms: m.opt_num(F::DurationMs, "duration_ms", &mut fe),
+                    retries: m.opt_num(F::Retries, "retries", &mut fe),
+                    tokens_in: m.opt_num(F::TokensIn, "tokens_in", &mut fe),
+                    tokens_out: m.opt_num(F::TokensOut, "tokens_out", &mut fe),
+                    cost_usd: m.opt_num(F::CostUsd, "cost_usd", &mut fe),
                 });
                 (Some(tenant), body)
             }
             _ => {
-                let service = required_str(obj, "service")?;
-                let level = required_str(obj, "level")?;
-                let message = required_str(obj, "message")?;
-                let fields = match present(obj, "fields") {
+                let service = m.required_str(F::Service, "service")?;
+                let level = m.required_str(F::Level, "level")?;
+                let message = m.required_str(F::Message, "message")?;
+                let fields = match m.present(F::Fields) {
                     None => None,
                     Some(Value::Object(o)) => Some(o),
                     Some(_) => {
@@ -176,7 +340,7 @@ impl<'a> Event<'a> {
                         None
                     }
                 };
-                let tenant = opt_str(obj, "tenant", &mut fe);
+                let tenant = m.opt_str(F::Tenant, "tenant", &mut fe);
                 (
                     tenant,
                     Body::Log(Log {
@@ -191,88 +355,14 @@ impl<'a> Event<'a> {
         Ok(Event {
             ts,
             tenant,
-            id: opt_id(obj, "id", &mut fe),
+            id: m.opt_id(F::Id, "id", &mut fe),
             body,
             object: obj,
+            raw_text: m.present(F::Text),
+            raw_args: m.present(F::Args),
+            raw_fields: m.present(F::Fields),
             field_errors: fe,
         })
-    }
-}
-
-/// A member that is present and not null (null reads as absent).
-fn present<'o, 'a>(obj: &'o Object<'a>, key: &str) -> Option<&'o Value<'a>> {
-    obj.get(key).filter(|v| !matches!(v, Value::Null))
-}
-
-fn required_str<'a>(obj: &'a Object<'a>, key: &'static str) -> Result<&'a str, DecodeError> {
-    match present(obj, key) {
-        None => Err(DecodeError::MissingField(key)),
-        Some(Value::String(s)) => Ok(s.as_ref()),
-        Some(_) => Err(DecodeError::MistypedField(key)),
-    }
-}
-
-fn opt_str<'a>(obj: &'a Object<'a>, key: &'static str, fe: &mut FieldErrors) -> Option<&'a str> {
-    match present(obj, key)? {
-        Value::String(s) => Some(s.as_ref()),
-        _ => {
-            fe.add(key);
-            None
-        }
-    }
-}
-
-/// An identifier field: a string, or a number read as its canonical JSON text.
-fn opt_id<'a>(obj: &'a Object<'a>, key: &'static str, fe: &mut FieldErrors) -> Option<Cow<'a, str>> {
-    match present(obj, key)? {
-        Value::String(s) => Some(Cow::Borrowed(s.as_ref())),
-        Value::Number(n) => {
-            let mut out = String::new();
-            jcs::write_number(n, &mut out);
-            Some(Cow::Owned(out))
-        }
-        _ => {
-            fe.add(key);
-            None
-        }
-    }
-}
-
-fn opt_bool(obj: &Object<'_>, key: &'static str, fe: &mut FieldErrors) -> Option<bool> {
-    match present(obj, key)? {
-        Value::Bool(b) => Some(*b),
-        _ => {
-            fe.add(key);
-            None
-        }
-    }
-}
-
-fn opt_num(obj: &Object<'_>, key: &'static str, fe: &mut FieldErrors) -> Option<f64> {
-    match present(obj, key)? {
-        Value::Number(n) => Some(n.as_f64()),
-        _ => {
-            fe.add(key);
-            None
-        }
-    }
-}
-
-/// `args`: an object, or a string holding one (design §3).
-fn opt_args<'a>(obj: &'a Object<'a>, fe: &mut FieldErrors) -> Option<Args<'a>> {
-    match present(obj, "args")? {
-        Value::Object(o) => Some(Args::Object(o)),
-        Value::String(s) => match json::parse(s.as_ref()) {
-            Ok(Value::Object(o)) => Some(Args::Parsed(o)),
-            _ => {
-                fe.add("args");
-                None
-            }
-        },
-        _ => {
-            fe.add("args");
-            None
-        }
     }
 }
 

@@ -64,6 +64,12 @@ pub struct Event<'a> {
     pub body: Body<'a>,
     /// The whole input object as received (unknown fields kept).
     pub object: &'a Object<'a>,
+    /// `text` as received, whatever its type (scanned even when mistyped).
+    pub raw_text: Option<&'a Value<'a>>,
+    /// `args` as received, whatever its type.
+    pub raw_args: Option<&'a Value<'a>>,
+    /// `fields` as received, whatever its type.
+    pub raw_fields: Option<&'a Value<'a>>,
     /// Optional fields present with the wrong type (design §3).
     pub field_errors: FieldErrors,
 }
@@ -177,11 +183,6 @@ impl<'a> Event<'a> {
             Body::ToolCall(_) => EventType::ToolCall,
             Body::Log(_) => EventType::Log,
         }
-    }
-
-    /// The raw value of a top-level field as received (for scanning mistyped fields).
-    pub fn raw(&self, field: &str) -> Option<&Value<'a>> {
-        self.object.get(field)
     }
 }
 

@@ -242,7 +242,7 @@ fn run_verdict<'a>(run: &'a str, count: u64, limit: u32, scope: &str) -> (Subjec
 /// when it is not an object, so odd arguments still compare equal to themselves.
 fn call_fingerprint(event: &Event<'_>, tc: &ToolCall<'_>, canon: &mut String) -> u64 {
     canon.clear();
-    match (&tc.args, event.raw("args")) {
+    match (&tc.args, event.raw_args) {
         (Some(args), _) => jcs::write_object(args.object(), canon),
         (None, Some(raw)) => jcs::write_value(raw, canon),
         (None, None) => {}

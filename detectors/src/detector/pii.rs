@@ -66,13 +66,13 @@ impl Pii {
         let (subject, is_log, sample) = match &event.body {
             Body::Log(l) => {
                 self.scan_text(l.message, "message", Scope::ALL, &mut findings);
-                if let Some(fields) = event.raw("fields") {
+                if let Some(fields) = event.raw_fields {
                     self.scan_value(fields, &mut String::from("fields"), Scope::ALL, &mut findings);
                 }
                 (SubjectRef::new("service", l.service), true, Some(l.message))
             }
             Body::ToolCall(tc) => {
-                match (&tc.args, event.raw("args")) {
+                match (&tc.args, event.raw_args) {
                     (Some(args), _) => {
                         let mut path = String::from("args");
                         for (k, v) in args.object().iter() {
@@ -91,7 +91,7 @@ impl Pii {
                 (SubjectRef::new("session", tc.session), false, None)
             }
             Body::Webhook(w) => {
-                if let Some(text) = event.raw("text") {
+                if let Some(text) = event.raw_text {
                     self.scan_value(text, &mut String::from("text"), Scope::SECRETS_CARDS_SSN, &mut findings);
                 }
                 (SubjectRef::new("visitor", w.visitor), false, None)

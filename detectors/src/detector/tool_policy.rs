@@ -121,7 +121,7 @@ impl ToolPolicy {
 /// The first argument string `judge` flags, as `Evidence::Target` with its path.
 fn first_arg(event: &Event<'_>, tc: &ToolCall<'_>, judge: impl Fn(&str) -> Option<&'static str>) -> Option<Evidence> {
     let mut path: Vec<PathSeg<'_>> = Vec::new();
-    let hit = match (&tc.args, event.raw("args")) {
+    let hit = match (&tc.args, event.raw_args) {
         (Some(args), _) => args.object().iter().find_map(|(k, v)| {
             path.push(PathSeg::Key(k));
             let hit = walk(v, &mut path, &judge);

@@ -7,7 +7,7 @@
 //! checkpoints), each key touched since the last checkpoint is listed once, so a
 //! checkpoint writes only what changed.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use super::codec::{get_i64, put_i64, CodecError, Decode, Encode};
 use super::FixedState;
@@ -57,25 +57,20 @@ impl<V> Table<V> {
     /// The entry for `key`, created with `init` if absent; marks it changed.
     /// The caller sets the new eviction time with the returned handle.
     pub fn entry(&mut self, key: &[u8], init: impl FnOnce() -> V) -> EntryMut<'_, V> {
-        if !self.map.contains_key(key) {
-            self.map.insert(
-                key.into(),
-                Slot {
-                    value: init(),
-                    evict_at: EventTime::MIN,
-                    changed: false,
-                },
-            );
-        }
-        let track = self.track_changes;
-        // Present: inserted above if it was missing.
-        let slot = match self.map.get_mut(key) {
-            Some(slot) => slot,
-            None => unreachable!("entry inserted above"),
-        };
-        if track && !slot.changed {
+        let Table {
+            map,
+            changed,
+            track_changes,
+        } = self;
+        // One hash and probe; the key is copied only when it is new.
+        let slot = map.entry_ref(key).or_insert_with(|| Slot {
+            value: init(),
+            evict_at: EventTime::MIN,
+            changed: false,
+        });
+        if *track_changes && !slot.changed {
             slot.changed = true;
-            self.changed.push(key.into());
+            changed.push(key.into());
         }
         EntryMut { slot }
     }
