@@ -6,6 +6,8 @@
 
 mod cli;
 mod config;
+mod kafka_tools;
+mod run;
 mod scan;
 mod secret;
 mod verify;
@@ -94,6 +96,68 @@ fn run(cli: Cli) -> Result<(), Failure> {
             )
             .map_err(Failure::Runtime)
         }
+        Command::Run {
+            config,
+            brokers,
+            group,
+            state,
+            http,
+            load,
+            tail,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let secrets = Secrets::from_env();
+            let engine = build_engine(&config, &secrets)?;
+            let signer = signer(&secrets)?;
+            let args = run::RunArgs {
+                brokers,
+                group,
+                state,
+                http,
+                load,
+                tail,
+            };
+            run::run(config, secrets, engine, signer, args).map_err(Failure::Runtime)
+        }
+        Command::Produce {
+            config,
+            brokers,
+            topic,
+            inputs,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let brokers = brokers_of(&config, brokers)?;
+            let client = run::client::base(&config.kafka, &brokers, &Secrets::from_env());
+            let n = kafka_tools::produce(client, &config.kafka, &inputs, topic.as_deref()).map_err(Failure::Runtime)?;
+            eprintln!("warden produce: {n} messages sent to {brokers}");
+            Ok(())
+        }
+        Command::Tail {
+            config,
+            brokers,
+            idle_ms,
+            topic,
+        } => {
+            let config = Config::load(config.as_deref())?;
+            let brokers = brokers_of(&config, brokers)?;
+            let client = run::client::reader(&config.kafka, &brokers, &Secrets::from_env());
+            let k = &config.kafka;
+            let topics = if topic.is_empty() {
+                vec![
+                    k.decisions_topic.clone(),
+                    k.killswitch_topic.clone(),
+                    k.alerts_topic.clone(),
+                    k.dlq_topic.clone(),
+                ]
+            } else {
+                topic
+            };
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let idle = idle_ms.map(std::time::Duration::from_millis);
+            kafka_tools::tail(client, &topics, idle, stop)
+                .map(|_| ())
+                .map_err(Failure::Runtime)
+        }
         Command::Rules { config } => {
             let config = Config::load(config.as_deref())?;
             let rules = config
@@ -111,6 +175,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Verify { public_key, inputs } => verify::run(&public_key, &inputs),
         Command::Keygen { out } => verify::keygen(&out),
     }
+}
+
+/// `--brokers`, else `kafka.brokers`; produce and tail need one or the other.
+fn brokers_of(config: &Config, flag: Option<String>) -> Result<String, Failure> {
+    flag.or_else(|| config.kafka.brokers.clone()).ok_or_else(|| {
+        Failure::Usage(anyhow::anyhow!(
+            "no brokers: pass --brokers (warden run prints the embedded cluster's address)"
+        ))
+    })
 }
 
 fn print_out(text: &str) -> Result<(), Failure> {

@@ -30,6 +30,15 @@ impl StateStore for MemStore {
         Ok(())
     }
 
+    fn read_position(&self, partition: &str) -> Result<Option<Vec<u8>>, Infallible> {
+        Ok(self
+            .partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(partition)
+            .map(|(p, _)| p.clone()))
+    }
+
     fn read_checkpoint(&self, partition: &str) -> Result<Option<StoredPartition>, Infallible> {
         let all = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
         Ok(all.get(partition).map(|(position, entries)| StoredPartition {

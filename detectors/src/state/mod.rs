@@ -49,6 +49,8 @@ pub trait StateStore {
     /// Atomically applies `cp`'s changes and replaces the partition's position
     /// (one write batch: state and position never disagree).
     fn write_checkpoint(&self, partition: &str, cp: &Checkpoint) -> Result<(), Self::Error>;
+    /// Just the position of `partition`'s checkpoint, if it has one (cheap).
+    fn read_position(&self, partition: &str) -> Result<Option<Vec<u8>>, Self::Error>;
     /// Everything stored for `partition`, or `None` if it has no checkpoint.
     fn read_checkpoint(&self, partition: &str) -> Result<Option<StoredPartition>, Self::Error>;
     /// Forgets `partition` (a checkpoint that must not be used).

@@ -85,6 +85,10 @@ impl StateStore for RocksStore {
         Ok(())
     }
 
+    fn read_position(&self, partition: &str) -> Result<Option<Vec<u8>>, RocksError> {
+        Ok(self.db.get_cf(self.cf(CF_OFFSETS)?, partition_prefix(partition))?)
+    }
+
     fn read_checkpoint(&self, partition: &str) -> Result<Option<StoredPartition>, RocksError> {
         let (state, offsets) = (self.cf(CF_STATE)?, self.cf(CF_OFFSETS)?);
         let prefix = partition_prefix(partition);

@@ -1,0 +1,171 @@
+//! `warden produce` and `warden tail`: load JSON-lines events into the input topics,
+//! and print what arrives on the output topics — so a fresh machine can see
+//! decisions flowing through `warden run` without any other Kafka client.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use warden_schemas::json::{self, Value};
+
+use crate::config::KafkaConfig;
+
+/// Where `produce` sends one line: the topic, key and timestamp.
+fn route<'a>(line: &[u8], kafka: &'a KafkaConfig) -> (&'a str, Option<String>, Option<i64>) {
+    let fallback = kafka.input_topics.first().map_or("events.webhook", String::as_str);
+    let Ok(text) = std::str::from_utf8(line) else {
+        return (fallback, None, None);
+    };
+    let Ok(Value::Object(obj)) = json::parse(text) else {
+        return (fallback, None, None);
+    };
+    let ty = obj.get("type").and_then(Value::as_str).unwrap_or("");
+    let topic = kafka
+        .input_topics
+        .iter()
+        .find(|t| !ty.is_empty() && t.ends_with(ty))
+        .map_or(fallback, String::as_str);
+    // Keyed by tenant (a log without one: by service), so a tenant's keys share a partition.
+    let key = obj
+        .get("tenant")
+        .and_then(Value::as_str)
+        .or_else(|| obj.get("service").and_then(Value::as_str));
+    let ts = match obj.get("ts") {
+        Some(Value::Number(n)) => n.as_i64(),
+        _ => None,
+    };
+    (topic, key.map(str::to_string), ts)
+}
+
+/// Sends every line of `inputs` (files, `-` = stdin) to its input topic, keyed by
+/// tenant with the event time as Kafka timestamp; with `topic`, every line goes there
+/// unchanged and unkeyed. Returns the number of messages sent.
+pub fn produce(client: ClientConfig, kafka: &KafkaConfig, inputs: &[String], topic: Option<&str>) -> Result<u64> {
+    let producer: ThreadedProducer<DefaultProducerContext> = client.create().context("cannot create the producer")?;
+    let inputs = if inputs.is_empty() {
+        vec!["-".to_string()]
+    } else {
+        inputs.to_vec()
+    };
+    let mut sent = 0u64;
+    for input in &inputs {
+        let reader: Box<dyn Read> = if input == "-" {
+            Box::new(io::stdin().lock())
+        } else {
+            Box::new(File::open(input).with_context(|| format!("cannot open {input}"))?)
+        };
+        let mut reader = BufReader::new(reader);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            if reader.read_until(b'\n', &mut line)? == 0 {
+                break;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let (to, key, ts) = match topic {
+                Some(t) => (t, None, None),
+                None => route(&line, kafka),
+            };
+            let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(to).payload(&line);
+            if let Some(k) = &key {
+                record = record.key(k.as_str());
+            }
+            if let Some(ts) = ts {
+                record = record.timestamp(ts);
+            }
+            let mut record = Some(record);
+            while let Some(r) = record.take() {
+                if let Err((e, back)) = producer.send(r) {
+                    if !matches!(
+                        e,
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
+                    ) {
+                        return Err(anyhow!("cannot send to {to}: {e}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                    record = Some(back);
+                }
+            }
+            sent += 1;
+        }
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .context("not every message was delivered within 30 s")?;
+    Ok(sent)
+}
+
+/// Prints the records on `topics` (from the beginning) as JSON lines until `stop` is
+/// set, or until nothing arrived for `idle` once something had.
+pub fn tail(client: ClientConfig, topics: &[String], idle: Option<Duration>, stop: Arc<AtomicBool>) -> Result<u64> {
+    let consumer: BaseConsumer = client.create().context("cannot create the consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let meta = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .with_context(|| format!("no metadata for {topic}"))?;
+        for t in meta.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(t.name(), p.id(), Offset::Beginning)?;
+            }
+        }
+    }
+    consumer.assign(&tpl)?;
+    let stdout = io::stdout();
+    let mut last = Instant::now();
+    let mut printed = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let mut out = stdout.lock();
+                match m.headers().and_then(|h| h.iter().find(|h| h.key == "warden.reason")) {
+                    // A dead letter: its bytes may not be JSON, so describe it instead.
+                    Some(reason) => {
+                        let header = |k: &str| {
+                            m.headers()
+                                .and_then(|h| h.iter().find(|h| h.key == k))
+                                .and_then(|h| h.value)
+                                .map(|v| String::from_utf8_lossy(v).into_owned())
+                        };
+                        let line = serde_json::json!({
+                            "schema": "warden.dlq",
+                            "reason": reason.value.map(|v| String::from_utf8_lossy(v).into_owned()),
+                            "topic": header("warden.topic"),
+                            "partition": header("warden.partition"),
+                            "offset": header("warden.offset"),
+                            "size": m.payload().map_or(0, <[u8]>::len),
+                        });
+                        writeln!(out, "{line}")?;
+                    }
+                    None => {
+                        out.write_all(m.payload().unwrap_or_default())?;
+                        out.write_all(b"\n")?;
+                    }
+                }
+                out.flush()?;
+                printed += 1;
+                last = Instant::now();
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "tail consumer error"),
+            None => {
+                if idle.is_some_and(|d| printed > 0 && last.elapsed() > d) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(printed)
+}

@@ -1,0 +1,73 @@
+//! librdkafka client settings: brokers and security from the config, credentials
+//! from the environment, and the consumer / producer specifics warden relies on.
+
+use rdkafka::config::ClientConfig;
+
+use crate::config::KafkaConfig;
+use crate::secret::Secrets;
+
+/// Settings every client shares: brokers, security, extra properties.
+pub fn base(kafka: &KafkaConfig, brokers: &str, secrets: &Secrets) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers);
+    c.set("security.protocol", &kafka.security_protocol);
+    if let Some(m) = &kafka.sasl_mechanism {
+        c.set("sasl.mechanism", m);
+    }
+    if let Some(u) = &secrets.sasl_username {
+        c.set("sasl.username", u.expose());
+    }
+    if let Some(p) = &secrets.sasl_password {
+        c.set("sasl.password", p.expose());
+    }
+    for (key, path) in [
+        ("ssl.ca.location", &kafka.ssl_ca_location),
+        ("ssl.certificate.location", &kafka.ssl_certificate_location),
+        ("ssl.key.location", &kafka.ssl_key_location),
+    ] {
+        if let Some(p) = path {
+            c.set(key, p.to_string_lossy());
+        }
+    }
+    for (k, v) in &kafka.client {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The group consumer: manual commits after outputs are acknowledged, positions
+/// chosen by warden on assignment, cooperative rebalancing, per-partition lag in
+/// statistics. Properties in `[kafka.client]` override these.
+pub fn consumer(kafka: &KafkaConfig, brokers: &str, group: &str, secrets: &Secrets) -> ClientConfig {
+    let mut c = base(kafka, brokers, secrets);
+    let defaults = [
+        ("group.id", group),
+        ("enable.auto.commit", "false"),
+        ("enable.auto.offset.store", "false"),
+        ("auto.offset.reset", "earliest"),
+        ("partition.assignment.strategy", "cooperative-sticky"),
+        ("isolation.level", "read_committed"),
+        ("statistics.interval.ms", "5000"),
+        ("session.timeout.ms", "10000"),
+        ("heartbeat.interval.ms", "1000"),
+    ];
+    for (k, v) in defaults {
+        if !kafka.client.contains_key(k) {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
+/// A consumer that reads by explicit assignment and never commits. librdkafka
+/// wants a `group.id` even for `assign`, so it gets a throwaway one.
+pub fn reader(kafka: &KafkaConfig, brokers: &str, secrets: &Secrets) -> ClientConfig {
+    let mut c = base(kafka, brokers, secrets);
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    c.set("group.id", format!("warden-reader-{}-{nonce}", std::process::id()));
+    c.set("enable.auto.commit", "false");
+    c.set("enable.partition.eof", "false");
+    c
+}

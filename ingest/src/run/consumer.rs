@@ -1,0 +1,466 @@
+//! The consumer thread: one group consumer for every input topic, dispatching each
+//! message to its partition's task in offset order.
+//!
+//! It runs on a dedicated OS thread because librdkafka serves rebalance callbacks
+//! inside `poll`, and warden's callback blocks on purpose: on assignment it chooses
+//! each partition's start offset (design §6), on revocation it waits for the
+//! partition's task to drain, checkpoint and hand back the offset to commit.
+//!
+//! Backpressure is per partition: when a task's channel is full the partition is
+//! paused and its messages wait in a small backlog, so a slow partition never
+//! stalls the others and nothing queues without bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::ClientContext;
+use tokio::sync::mpsc;
+use warden_sinks::metrics::PartitionLabels;
+
+use super::partition::{self, Control, Input, Plan};
+use super::Shared;
+
+/// Replay horizon for a partition without local state: the longest rule horizon.
+const REPLAY_HORIZON_MS: i64 = 24 * 3_600_000;
+/// How long a rebalance waits for broker answers (committed offsets, timestamps).
+const BROKER_WAIT: Duration = Duration::from_secs(10);
+
+/// A request from a partition task or the supervisor to the consumer thread.
+#[derive(Debug)]
+pub enum ConsumerCmd {
+    /// Commit `offset` (the next offset to read) for a partition.
+    Commit {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Next offset.
+        offset: i64,
+    },
+}
+
+/// A running partition task, as the consumer thread sees it.
+struct Handle {
+    tx: mpsc::Sender<Input>,
+    control: mpsc::UnboundedSender<Control>,
+    backlog: VecDeque<Input>,
+    paused: bool,
+}
+
+/// The consumer's context: rebalance handling and statistics.
+pub struct WardenContext {
+    shared: Arc<Shared>,
+    partitions: Arc<Mutex<HashMap<String, HashMap<i32, Handle>>>>,
+}
+
+/// Control senders of the running partition tasks, for the supervisor (lifts).
+#[derive(Clone)]
+pub struct TaskIndex(Arc<Mutex<HashMap<String, HashMap<i32, Handle>>>>);
+
+impl TaskIndex {
+    /// The control channel of the task of `name` (`topic/partition`).
+    pub fn control(&self, name: &str) -> Option<mpsc::UnboundedSender<Control>> {
+        let (topic, partition) = name.rsplit_once('/')?;
+        let partition: i32 = partition.parse().ok()?;
+        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(topic)?.get(&partition).map(|h| h.control.clone())
+    }
+}
+
+impl WardenContext {
+    /// A context over `shared`, and the index the supervisor uses to reach tasks.
+    pub fn new(shared: Arc<Shared>) -> (WardenContext, TaskIndex) {
+        let partitions = Arc::new(Mutex::new(HashMap::new()));
+        (
+            WardenContext {
+                shared,
+                partitions: partitions.clone(),
+            },
+            TaskIndex(partitions),
+        )
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<i32, Handle>>> {
+        self.partitions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for WardenContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (p, part) in &t.partitions {
+                if *p < 0 || part.consumer_lag < 0 {
+                    continue;
+                }
+                let labels = PartitionLabels {
+                    topic: topic.clone(),
+                    partition: p.to_string(),
+                };
+                self.shared
+                    .metrics
+                    .consumer_lag
+                    .get_or_create(&labels)
+                    .set(part.consumer_lag);
+            }
+        }
+    }
+}
+
+impl ConsumerContext for WardenContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assign(consumer, tpl);
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "assigning partitions failed");
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let lost = consumer.assignment_lost();
+                self.revoke(consumer, tpl, lost);
+                let r = if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "unassigning partitions failed");
+                }
+            }
+            other => tracing::error!(error = ?other, "rebalance error"),
+        }
+    }
+}
+
+impl WardenContext {
+    /// Chooses each new partition's start offset, sets it on `tpl`, and starts its task.
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        if parts.is_empty() {
+            return;
+        }
+        let committed = committed_offsets(consumer, tpl);
+        let mut plans: Vec<(String, i32, Plan)> = Vec::new();
+        let mut need_replay: Vec<(String, i32, i64)> = Vec::new();
+        for (topic, partition) in &parts {
+            let name = format!("{topic}/{partition}");
+            let c = committed.get(&(topic.clone(), *partition)).copied();
+            let stored = partition::read_position(&self.shared, &name);
+            match (stored, c) {
+                (Some(s), c) => plans.push((
+                    topic.clone(),
+                    *partition,
+                    Plan {
+                        start: Some(s),
+                        restore: true,
+                        warm_until: c.filter(|&c| s < c),
+                    },
+                )),
+                (None, Some(c)) if c > 0 => need_replay.push((topic.clone(), *partition, c)),
+                (None, _) => plans.push((
+                    topic.clone(),
+                    *partition,
+                    Plan {
+                        start: None,
+                        restore: false,
+                        warm_until: None,
+                    },
+                )),
+            }
+        }
+        for (topic, partition, c, start) in self.replay_starts(consumer, &need_replay) {
+            plans.push((
+                topic,
+                partition,
+                Plan {
+                    start,
+                    restore: false,
+                    warm_until: Some(c),
+                },
+            ));
+        }
+        let mut map = self.lock();
+        for (topic, partition, plan) in plans {
+            let offset = match plan.start {
+                Some(o) => Offset::Offset(o),
+                None => Offset::Beginning,
+            };
+            if let Err(e) = tpl.set_partition_offset(&topic, partition, offset) {
+                tracing::error!(topic, partition, error = %e, "cannot set the start offset");
+            }
+            tracing::info!(topic, partition, start = ?plan.start, warm_until = ?plan.warm_until, restore = plan.restore, "partition assigned");
+            let (tx, rx) = mpsc::channel(self.shared.settings.channel_capacity);
+            let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
+            self.shared.partition_started();
+            let shared = self.shared.clone();
+            let (t, p) = (topic.clone(), partition);
+            self.shared
+                .runtime
+                .spawn(async move { partition::run(shared, t, p, plan, rx, ctl_rx).await });
+            map.entry(topic).or_default().insert(
+                partition,
+                Handle {
+                    tx,
+                    control: ctl_tx,
+                    backlog: VecDeque::new(),
+                    paused: false,
+                },
+            );
+        }
+    }
+
+    /// For partitions without local state but with a committed offset C: replay from
+    /// the offset whose timestamp is ts(C − 1) − 24 h, with outputs suppressed until
+    /// C; from the earliest offset when the broker cannot answer (librdkafka's mock
+    /// cluster never does). Returns (topic, partition, C, start; `None` = earliest).
+    fn replay_starts(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        parts: &[(String, i32, i64)],
+    ) -> Vec<(String, i32, i64, Option<i64>)> {
+        if parts.is_empty() {
+            return Vec::new();
+        }
+        let stamps = read_timestamps(&self.shared.reader_config, parts);
+        let mut query = TopicPartitionList::new();
+        for (topic, partition, _) in parts {
+            if let Some(ts) = stamps.get(&(topic.clone(), *partition)) {
+                let _ = query.add_partition_offset(topic, *partition, Offset::Offset(ts - REPLAY_HORIZON_MS));
+            }
+        }
+        let mut answered = HashMap::new();
+        if query.count() > 0 {
+            match consumer.offsets_for_times(query, BROKER_WAIT) {
+                Ok(list) => {
+                    for e in list.elements() {
+                        if let Offset::Offset(o) = e.offset() {
+                            answered.insert((e.topic().to_string(), e.partition()), o);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "offsets_for_times failed"),
+            }
+        }
+        parts
+            .iter()
+            .map(|(topic, partition, c)| {
+                let start = answered.get(&(topic.clone(), *partition)).copied().filter(|o| *o >= 0 && *o < *c);
+                if start.is_none() {
+                    tracing::warn!(
+                        topic,
+                        partition,
+                        committed = c,
+                        "no local state and the broker gave no offset for ts(C) - 24h: replaying from the earliest offset"
+                    );
+                }
+                (topic.clone(), *partition, *c, start)
+            })
+            .collect()
+    }
+
+    /// Stops the tasks of revoked partitions; commits what each hands back.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList, lost: bool) {
+        let mut waits = Vec::new();
+        {
+            let mut map = self.lock();
+            for e in tpl.elements() {
+                let Some(handle) = map.get_mut(e.topic()).and_then(|m| m.remove(&e.partition())) else {
+                    continue;
+                };
+                let (done_tx, done_rx) = std_mpsc::channel();
+                let _ = handle.control.send(Control::Revoke { done: done_tx });
+                waits.push((e.topic().to_string(), e.partition(), done_rx));
+            }
+        }
+        let deadline = Instant::now() + self.shared.settings.drain_timeout;
+        let mut commit = TopicPartitionList::new();
+        for (topic, partition, done) in waits {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match done.recv_timeout(left) {
+                Ok(Some(next)) if !lost => {
+                    let _ = commit.add_partition_offset(&topic, partition, Offset::Offset(next));
+                }
+                Ok(_) => {}
+                Err(_) => tracing::warn!(
+                    topic,
+                    partition,
+                    "partition did not drain before the deadline; its last checkpoint stands"
+                ),
+            }
+            self.shared.registry.forget_partition(&format!("{topic}/{partition}"));
+            self.shared.partition_stopped();
+        }
+        if commit.count() > 0 {
+            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                tracing::warn!(error = %e, "commit on revoke failed; the next owner replays from the last commit");
+            }
+        }
+    }
+
+    /// Routes one message to its partition's task (or its backlog, pausing it).
+    fn dispatch(&self, consumer: &BaseConsumer<Self>, m: &BorrowedMessage<'_>) {
+        let mut map = self.lock();
+        let Some(handle) = map.get_mut(m.topic()).and_then(|t| t.get_mut(&m.partition())) else {
+            return;
+        };
+        let input = Input {
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().unwrap_or_default().to_vec(),
+            arrived: Instant::now(),
+        };
+        if !handle.backlog.is_empty() {
+            handle.backlog.push_back(input);
+            return;
+        }
+        match handle.tx.try_send(input) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(input)) => {
+                handle.backlog.push_back(input);
+                if !handle.paused {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(m.topic(), m.partition());
+                    handle.paused = consumer.pause(&tpl).is_ok();
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Moves backlogged messages into their tasks' channels; resumes drained partitions.
+    fn flush_backlogs(&self, consumer: &BaseConsumer<Self>) {
+        let mut map = self.lock();
+        for (topic, parts) in map.iter_mut() {
+            for (partition, h) in parts.iter_mut() {
+                while let Some(input) = h.backlog.pop_front() {
+                    match h.tx.try_send(input) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(input)) => {
+                            h.backlog.push_front(input);
+                            break;
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => h.backlog.clear(),
+                    }
+                }
+                if h.paused && h.backlog.is_empty() {
+                    let mut tpl = TopicPartitionList::new();
+                    tpl.add_partition(topic, *partition);
+                    h.paused = consumer.resume(&tpl).is_err();
+                }
+            }
+        }
+    }
+}
+
+/// The Kafka timestamps of the messages at C − 1, read by a group-less consumer.
+fn read_timestamps(
+    config: &rdkafka::config::ClientConfig,
+    parts: &[(String, i32, i64)],
+) -> HashMap<(String, i32), i64> {
+    let mut out = HashMap::new();
+    let reader: BaseConsumer = match config.create() {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot create a reader for replay timestamps");
+            return out;
+        }
+    };
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, c) in parts {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(c - 1));
+    }
+    if reader.assign(&tpl).is_err() {
+        return out;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while out.len() < parts.len() && Instant::now() < deadline {
+        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
+            let want = parts
+                .iter()
+                .find(|(t, p, _)| t == m.topic() && *p == m.partition())
+                .map(|(_, _, c)| c - 1);
+            if want == Some(m.offset()) {
+                if let Some(ts) = m.timestamp().to_millis() {
+                    out.insert((m.topic().to_string(), m.partition()), ts);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The group's committed offsets for `tpl`'s partitions (missing when none).
+fn committed_offsets(consumer: &BaseConsumer<WardenContext>, tpl: &TopicPartitionList) -> HashMap<(String, i32), i64> {
+    let mut out = HashMap::new();
+    match consumer.committed_offsets(tpl.clone(), BROKER_WAIT) {
+        Ok(list) => {
+            for e in list.elements() {
+                if let Offset::Offset(o) = e.offset() {
+                    out.insert((e.topic().to_string(), e.partition()), o);
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read committed offsets; partitions start from their checkpoints or the beginning")
+        }
+    }
+    out
+}
+
+/// Runs the consumer until `stop` is set, then closes it (which revokes, drains and
+/// commits every partition, and leaves the group).
+pub fn run_loop(consumer: BaseConsumer<WardenContext>, cmds: std_mpsc::Receiver<ConsumerCmd>, stop: Arc<AtomicBool>) {
+    let ctx = consumer.context().clone();
+    let mut last_error_log = Instant::now() - Duration::from_secs(60);
+    while !stop.load(Ordering::Relaxed) {
+        while let Ok(cmd) = cmds.try_recv() {
+            match cmd {
+                ConsumerCmd::Commit {
+                    topic,
+                    partition,
+                    offset,
+                } => {
+                    let mut tpl = TopicPartitionList::new();
+                    let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset));
+                    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                        tracing::debug!(topic, partition, error = %e, "commit failed; a later one covers it");
+                    }
+                }
+            }
+        }
+        ctx.flush_backlogs(&consumer);
+        match consumer.poll(Duration::from_millis(20)) {
+            Some(Ok(m)) => ctx.dispatch(&consumer, &m),
+            Some(Err(e)) => {
+                // Broker outages are retried by librdkafka; say so at most every 10 s.
+                if last_error_log.elapsed() > Duration::from_secs(10) {
+                    tracing::warn!(error = %e, "consumer error (retrying)");
+                    last_error_log = Instant::now();
+                } else {
+                    ctx.shared.metrics.log_suppressed.inc();
+                }
+            }
+            None => {}
+        }
+    }
+    tracing::info!("closing the consumer: draining partitions and leaving the group");
+    drop(consumer);
+}

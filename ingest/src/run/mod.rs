@@ -1,0 +1,367 @@
+//! `warden run`: the streaming pipeline (design §2, §6, §7).
+//!
+//! # Layout
+//! - [`consumer`]: the consumer thread — group membership, start offsets on
+//!   assignment, draining on revocation, dispatch with per-partition backpressure.
+//! - [`partition`]: one task per partition — engine, outputs, checkpoints, commits.
+//! - [`client`]: librdkafka settings; [`embedded`]: the in-process mock cluster.
+//! - [`telemetry`]: engine tallies → Prometheus metrics.
+//!
+//! Wiring here: the state store, the output producer, the HTTP endpoints, the lift
+//! supervisor and signal handling (first SIGINT/SIGTERM drains and leaves the group;
+//! a second exits at once).
+
+pub mod client;
+pub mod consumer;
+pub mod embedded;
+pub mod partition;
+pub mod telemetry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{mpsc as std_mpsc, Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use tokio::sync::mpsc;
+use warden_detectors::state::rocks::RocksStore;
+use warden_detectors::Engine;
+use warden_schemas::Record;
+use warden_sinks::http::{self, HttpState, LiftRequest};
+use warden_sinks::kafka::{KafkaOutputs, OutputTopics};
+use warden_sinks::metrics::Metrics;
+use warden_sinks::registry::BlockRegistry;
+use warden_sinks::sign::Signer;
+
+use crate::config::Config;
+use crate::secret::Secrets;
+use consumer::{ConsumerCmd, TaskIndex, WardenContext};
+
+/// How long a start waits for a broker to answer before giving up (exit 1).
+const BROKER_STARTUP_WAIT: Duration = Duration::from_secs(30);
+
+/// Command-line overrides of the config (design §7).
+#[derive(Debug, Default)]
+pub struct RunArgs {
+    /// `--brokers`.
+    pub brokers: Option<String>,
+    /// `--group`.
+    pub group: Option<String>,
+    /// `--state`.
+    pub state: Option<PathBuf>,
+    /// `--http`.
+    pub http: Option<String>,
+    /// `--load FILE...`: produce these events into the inputs once running.
+    pub load: Vec<String>,
+    /// `--tail`: print every output record to stdout.
+    pub tail: bool,
+}
+
+/// Cadences and bounds of the pipeline.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Checkpoint at least this often.
+    pub checkpoint_interval: Duration,
+    /// ... or after this many events of a partition.
+    pub checkpoint_events: u64,
+    /// Revocation waits this long for a partition to drain (below the session timeout).
+    pub drain_timeout: Duration,
+    /// Messages buffered per partition between the consumer thread and its task.
+    pub channel_capacity: usize,
+}
+
+/// What every part of the pipeline shares.
+pub struct Shared {
+    engine: RwLock<Arc<Engine>>,
+    /// Checkpoint store.
+    pub store: Arc<RocksStore>,
+    /// Output producer.
+    pub outputs: Arc<KafkaOutputs>,
+    /// Kill-switch signer.
+    pub signer: Option<Signer>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Records in force.
+    pub registry: Arc<BlockRegistry>,
+    /// The runtime partition tasks run on.
+    pub runtime: tokio::runtime::Handle,
+    /// Cadences.
+    pub settings: Settings,
+    /// Requests to the consumer thread.
+    pub consumer_cmds: std_mpsc::Sender<ConsumerCmd>,
+    /// Settings of group-less readers (replay timestamps).
+    pub reader_config: ClientConfig,
+    ready: Arc<AtomicBool>,
+    assigned: AtomicUsize,
+    restoring: AtomicUsize,
+    bad_input_logs: DefaultDirectRateLimiter,
+}
+
+impl Shared {
+    /// The current engine (rules can be swapped while running).
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn update_ready(&self) {
+        let ready = self.assigned.load(Ordering::SeqCst) > 0 && self.restoring.load(Ordering::SeqCst) == 0;
+        self.ready.store(ready, Ordering::SeqCst);
+        self.metrics.ready.set(i64::from(ready));
+    }
+
+    /// A partition was assigned; its state is being restored.
+    pub fn partition_started(&self) {
+        self.assigned.fetch_add(1, Ordering::SeqCst);
+        self.restoring.fetch_add(1, Ordering::SeqCst);
+        self.update_ready();
+    }
+
+    /// A partition finished restoring.
+    pub fn partition_restored(&self) {
+        self.restoring.fetch_sub(1, Ordering::SeqCst);
+        self.update_ready();
+    }
+
+    /// A partition was revoked.
+    pub fn partition_stopped(&self) {
+        self.assigned.fetch_sub(1, Ordering::SeqCst);
+        self.update_ready();
+    }
+
+    /// Logs a dead letter, at most 10 lines a second; the rest are only counted.
+    pub fn log_dead_letter(&self, partition: &str, offset: i64, reason: &str) {
+        if self.bad_input_logs.check().is_ok() {
+            tracing::warn!(partition, offset, reason, "input dead-lettered");
+        } else {
+            self.metrics.log_suppressed.inc();
+        }
+    }
+}
+
+/// Runs the pipeline until a signal stops it.
+pub fn run(config: Config, secrets: Secrets, engine: Engine, signer: Option<Signer>, args: RunArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("warden")
+        .build()?;
+    runtime.block_on(run_async(config, secrets, engine, signer, args))
+}
+
+async fn run_async(
+    config: Config,
+    secrets: Secrets,
+    engine: Engine,
+    signer: Option<Signer>,
+    args: RunArgs,
+) -> Result<()> {
+    let kafka = &config.kafka;
+    let mut embedded = None;
+    let brokers = match args.brokers.clone().or_else(|| kafka.brokers.clone()) {
+        Some(b) => b,
+        None => {
+            let e = embedded::Embedded::start(kafka).context("cannot start the embedded Kafka cluster")?;
+            let bootstrap = e.bootstrap();
+            println!(
+                "warden: embedded Kafka cluster at {bootstrap} (in memory; topics {} in, {} {} {} {} out)",
+                kafka.input_topics.join(" "),
+                kafka.decisions_topic,
+                kafka.killswitch_topic,
+                kafka.alerts_topic,
+                kafka.dlq_topic
+            );
+            embedded = Some(e);
+            bootstrap
+        }
+    };
+    let group = args.group.clone().unwrap_or_else(|| kafka.group.clone());
+    let state_dir = args
+        .state
+        .clone()
+        .or_else(|| config.state.dir.clone())
+        .unwrap_or_else(|| PathBuf::from("warden-state"));
+    let http_addr: SocketAddr = args
+        .http
+        .as_deref()
+        .unwrap_or(&config.http.addr)
+        .parse()
+        .map_err(|_| anyhow!("--http: not an address like 127.0.0.1:9464"))?;
+    let store = Arc::new(
+        RocksStore::open(&state_dir).with_context(|| format!("cannot open the state store {}", state_dir.display()))?,
+    );
+
+    let base = client::base(kafka, &brokers, &secrets);
+    let topics = OutputTopics {
+        decisions: kafka.decisions_topic.clone(),
+        killswitch: kafka.killswitch_topic.clone(),
+        alerts: kafka.alerts_topic.clone(),
+        dlq: kafka.dlq_topic.clone(),
+    };
+    let outputs = Arc::new(KafkaOutputs::new(base.clone(), topics).context("cannot create the producer")?);
+    let metrics = Arc::new(Metrics::new());
+    telemetry::preregister(&metrics);
+    let registry = Arc::new(BlockRegistry::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let (cmd_tx, cmd_rx) = std_mpsc::channel();
+    let settings = Settings {
+        checkpoint_interval: Duration::from_millis(config.processing.checkpoint_interval_ms),
+        checkpoint_events: config.processing.checkpoint_events,
+        drain_timeout: Duration::from_secs(5),
+        channel_capacity: 4_096,
+    };
+    let shared = Arc::new(Shared {
+        engine: RwLock::new(Arc::new(engine)),
+        store,
+        outputs: outputs.clone(),
+        signer,
+        metrics: metrics.clone(),
+        registry: registry.clone(),
+        runtime: tokio::runtime::Handle::current(),
+        settings,
+        consumer_cmds: cmd_tx,
+        reader_config: client::reader(kafka, &brokers, &secrets),
+        ready: ready.clone(),
+        assigned: AtomicUsize::new(0),
+        restoring: AtomicUsize::new(0),
+        bad_input_logs: RateLimiter::direct(Quota::per_second(
+            std::num::NonZeroU32::new(10).unwrap_or(std::num::NonZeroU32::MIN),
+        )),
+    });
+
+    let (ctx, tasks) = WardenContext::new(shared.clone());
+    let consumer: BaseConsumer<WardenContext> = client::consumer(kafka, &brokers, &group, &secrets)
+        .create_with_context(ctx)
+        .context("cannot create the consumer")?;
+    // Fail fast when no broker answers at all (exit 1); later outages are retried.
+    let consumer =
+        tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, BROKER_STARTUP_WAIT).map(|_| consumer))
+            .await?
+            .map_err(|e| anyhow!("no Kafka broker answered at {brokers} within 30 s: {e}"))?;
+    let input_topics: Vec<&str> = kafka.input_topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&input_topics)
+        .context("cannot subscribe to the input topics")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let consumer_thread = {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("warden-consumer".into())
+            .spawn(move || consumer::run_loop(consumer, cmd_rx, stop))?
+    };
+
+    let (lift_tx, lift_rx) = mpsc::channel(16);
+    tokio::spawn(serve_lifts(lift_rx, registry.clone(), tasks));
+    let admin = secrets.admin_token.as_ref().map(|t| t.expose().to_string());
+    let http_state = HttpState::new(metrics.clone(), registry.clone(), ready.clone(), admin, lift_tx, 50);
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let bound = http::serve(http_addr, http_state, async move {
+        let _ = http_stop_rx.await;
+    })
+    .await
+    .with_context(|| format!("cannot listen on {http_addr}"))?;
+    tracing::info!(%bound, group, state = %state_dir.display(), "warden is running");
+
+    let mut helpers = Vec::new();
+    if !args.load.is_empty() {
+        let (client, kafka, files) = (base.clone(), kafka.clone(), args.load.clone());
+        helpers.push(tokio::task::spawn_blocking(move || {
+            match crate::kafka_tools::produce(client, &kafka, &files, None) {
+                Ok(n) => tracing::info!(events = n, "loaded events into the input topics"),
+                Err(e) => tracing::error!(error = %e, "loading events failed"),
+            }
+        }));
+    }
+    if args.tail {
+        let client = client::reader(kafka, &brokers, &secrets);
+        let outs = vec![
+            kafka.decisions_topic.clone(),
+            kafka.killswitch_topic.clone(),
+            kafka.alerts_topic.clone(),
+            kafka.dlq_topic.clone(),
+        ];
+        let stop = stop.clone();
+        helpers.push(tokio::task::spawn_blocking(move || {
+            if let Err(e) = crate::kafka_tools::tail(client, &outs, None, stop) {
+                tracing::error!(error = %e, "tail failed");
+            }
+        }));
+    }
+
+    wait_for_signal().await;
+    tracing::info!("stopping: draining partitions, checkpointing, committing (a second signal exits at once)");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("warden: second signal, exiting now");
+        std::process::exit(130);
+    });
+    stop.store(true, Ordering::SeqCst);
+    let joined = tokio::task::spawn_blocking(move || consumer_thread.join()).await;
+    if !matches!(joined, Ok(Ok(()))) {
+        tracing::error!("the consumer thread ended abnormally");
+    }
+    let flushed = tokio::task::spawn_blocking(move || outputs.flush(Duration::from_secs(10))).await;
+    if !matches!(flushed, Ok(Ok(()))) {
+        tracing::warn!("not every output was acknowledged before exit; they replay from the last commit");
+    }
+    let _ = http_stop_tx.send(());
+    for h in helpers {
+        // `tail` sees the stop flag within 100 ms; a load still running is abandoned.
+        let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
+    }
+    // Clients first, then the embedded broker they talk to.
+    drop(shared);
+    drop(embedded);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Routes each lift to the partitions whose state holds records on the subject.
+async fn serve_lifts(mut requests: mpsc::Receiver<LiftRequest>, registry: Arc<BlockRegistry>, tasks: TaskIndex) {
+    while let Some(req) = requests.recv().await {
+        let mut lifted: Vec<Record> = Vec::new();
+        for partition in registry.partitions_of(&req.subject) {
+            let Some(control) = tasks.control(&partition) else {
+                continue;
+            };
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if control
+                .send(partition::Control::Lift {
+                    subject: req.subject.clone(),
+                    reply,
+                })
+                .is_ok()
+            {
+                if let Ok(records) = answer.await {
+                    lifted.extend(records);
+                }
+            }
+        }
+        let _ = req.reply.send(lifted);
+    }
+}

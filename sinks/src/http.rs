@@ -1,0 +1,259 @@
+//! The HTTP endpoints (design §7): `/metrics`, `/health`, `/ready`, and
+//! `/v1/blocks/{tenant}/{kind}/{id}` (`GET` the records in force on a subject;
+//! `DELETE`, with `Authorization: Bearer $WARDEN_ADMIN_TOKEN`, lifts them). A subject
+//! without a tenant is `/v1/blocks/{kind}/{id}`. Segments are percent-decoded.
+//!
+//! Requests are limited per client address (governor; 429 past the limit), and the
+//! admin token is compared in constant time.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use subtle::ConstantTimeEq;
+use tokio::sync::{mpsc, oneshot};
+use warden_schemas::Record;
+
+use crate::metrics::{HttpLabels, Metrics};
+use crate::registry::{BlockRegistry, SubjectKey};
+
+/// A request to lift every record in force on a subject, answered with the `lift`
+/// decisions emitted.
+#[derive(Debug)]
+pub struct LiftRequest {
+    /// The subject.
+    pub subject: SubjectKey,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Vec<Record>>,
+}
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Metrics to expose and count into.
+    pub metrics: Arc<Metrics>,
+    /// Records in force.
+    pub registry: Arc<BlockRegistry>,
+    /// Partitions assigned and state restored.
+    pub ready: Arc<AtomicBool>,
+    /// `WARDEN_ADMIN_TOKEN`; `None` disables `DELETE`.
+    pub admin_token: Option<Arc<str>>,
+    /// Where lifts go.
+    pub lifts: mpsc::Sender<LiftRequest>,
+    limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
+}
+
+impl std::fmt::Debug for HttpState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpState")
+            .field("admin", &self.admin_token.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpState {
+    /// State for the endpoints; `per_second` requests per client address.
+    pub fn new(
+        metrics: Arc<Metrics>,
+        registry: Arc<BlockRegistry>,
+        ready: Arc<AtomicBool>,
+        admin_token: Option<String>,
+        lifts: mpsc::Sender<LiftRequest>,
+        per_second: u32,
+    ) -> HttpState {
+        let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN));
+        HttpState {
+            metrics,
+            registry,
+            ready,
+            admin_token: admin_token.map(Arc::from),
+            lifts,
+            limiter: Arc::new(RateLimiter::keyed(quota)),
+        }
+    }
+}
+
+/// The router of every endpoint.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/v1/blocks/{tenant}/{kind}/{id}", get(get_blocks).delete(delete_blocks))
+        .route(
+            "/v1/blocks/{kind}/{id}",
+            get(get_blocks_no_tenant).delete(delete_blocks_no_tenant),
+        )
+        .with_state(state)
+}
+
+/// Serves `router` on `addr` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    state: HttpState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok(bound)
+}
+
+fn count(state: &HttpState, route: &str, code: StatusCode) {
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route: route.into(),
+            code: code.as_u16().to_string(),
+        })
+        .inc();
+}
+
+fn limited(state: &HttpState, peer: &SocketAddr, route: &str) -> Option<Response> {
+    if state.limiter.check_key(&peer.ip()).is_err() {
+        count(state, route, StatusCode::TOO_MANY_REQUESTS);
+        return Some((StatusCode::TOO_MANY_REQUESTS, "too many requests\n").into_response());
+    }
+    None
+}
+
+async fn metrics(State(s): State<HttpState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
+    if let Some(r) = limited(&s, &peer, "/metrics") {
+        return r;
+    }
+    count(&s, "/metrics", StatusCode::OK);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn health(State(s): State<HttpState>) -> Response {
+    count(&s, "/health", StatusCode::OK);
+    (StatusCode::OK, "ok\n").into_response()
+}
+
+async fn ready(State(s): State<HttpState>) -> Response {
+    let (code, body) = if s.ready.load(Ordering::Relaxed) {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    };
+    count(&s, "/ready", code);
+    (code, body).into_response()
+}
+
+const BLOCKS_ROUTE: &str = "/v1/blocks/{tenant}/{kind}/{id}";
+
+async fn get_blocks(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((tenant, kind, id)): Path<(String, String, String)>,
+) -> Response {
+    blocks(s, peer, Method::GET, HeaderMap::new(), (Some(tenant), kind, id)).await
+}
+
+async fn get_blocks_no_tenant(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((kind, id)): Path<(String, String)>,
+) -> Response {
+    blocks(s, peer, Method::GET, HeaderMap::new(), (None, kind, id)).await
+}
+
+async fn delete_blocks(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((tenant, kind, id)): Path<(String, String, String)>,
+) -> Response {
+    blocks(s, peer, Method::DELETE, headers, (Some(tenant), kind, id)).await
+}
+
+async fn delete_blocks_no_tenant(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((kind, id)): Path<(String, String)>,
+) -> Response {
+    blocks(s, peer, Method::DELETE, headers, (None, kind, id)).await
+}
+
+async fn blocks(s: HttpState, peer: SocketAddr, method: Method, headers: HeaderMap, key: SubjectKey) -> Response {
+    if let Some(r) = limited(&s, &peer, BLOCKS_ROUTE) {
+        return r;
+    }
+    let (code, body) = if method == Method::DELETE {
+        lift(&s, &headers, key).await
+    } else {
+        show(&s, &key)
+    };
+    count(&s, BLOCKS_ROUTE, code);
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn show(s: &HttpState, key: &SubjectKey) -> (StatusCode, String) {
+    let active = s.registry.active(key);
+    if active.is_empty() {
+        return (StatusCode::NOT_FOUND, "{\"records\":[]}\n".into());
+    }
+    (StatusCode::OK, format!("{}\n", BlockRegistry::to_json(key, &active)))
+}
+
+async fn lift(s: &HttpState, headers: &HeaderMap, key: SubjectKey) -> (StatusCode, String) {
+    let Some(token) = &s.admin_token else {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{\"error\":\"lifting is disabled: WARDEN_ADMIN_TOKEN is not set\"}\n".into(),
+        );
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "{\"error\":\"bad or missing bearer token\"}\n".into(),
+        );
+    }
+    let (reply, answer) = oneshot::channel();
+    if s.lifts.send(LiftRequest { subject: key, reply }).await.is_err() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{\"error\":\"shutting down\"}\n".into(),
+        );
+    }
+    match answer.await {
+        Ok(records) if records.is_empty() => (StatusCode::NOT_FOUND, "{\"lifted\":[]}\n".into()),
+        Ok(records) => {
+            let lifted: Vec<serde_json::Value> = records
+                .iter()
+                .map(|r| serde_json::from_str(&r.to_json()).unwrap_or_default())
+                .collect();
+            (StatusCode::OK, format!("{}\n", serde_json::json!({ "lifted": lifted })))
+        }
+        Err(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{\"error\":\"the partition owning the subject went away\"}\n".into(),
+        ),
+    }
+}

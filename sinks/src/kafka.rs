@@ -1,0 +1,181 @@
+//! [`KafkaOutputs`]: the records and dead letters, to their topics.
+//!
+//! One idempotent producer for every output topic. Records are keyed as design §4
+//! says (`{tenant}/{kind}/{id}`, `{tenant}/{signal}`) with the record's event time
+//! as Kafka timestamp; dead letters carry the original bytes with their reason and
+//! source in headers. Sending returns a delivery future: the caller commits an
+//! input offset only after every output it caused is acknowledged.
+
+use std::time::Duration;
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use sha2::{Digest, Sha256};
+use warden_schemas::Record;
+
+/// How much of a dead letter too large to re-publish is kept.
+pub const DLQ_TRUNCATE_BYTES: usize = 64 * 1024;
+
+/// Output topic names.
+#[derive(Clone, Debug)]
+pub struct OutputTopics {
+    /// Decisions.
+    pub decisions: String,
+    /// Kill-switch commands.
+    pub killswitch: String,
+    /// Alerts.
+    pub alerts: String,
+    /// Dead letters.
+    pub dlq: String,
+}
+
+/// Where a dead letter came from.
+#[derive(Clone, Copy, Debug)]
+pub struct DeadLetterSource<'a> {
+    /// Input topic.
+    pub topic: &'a str,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+}
+
+/// The output producer.
+pub struct KafkaOutputs {
+    producer: FutureProducer,
+    topics: OutputTopics,
+    max_message_bytes: usize,
+}
+
+impl std::fmt::Debug for KafkaOutputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaOutputs")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaOutputs {
+    /// Creates the producer from `config` (brokers and security already set), made
+    /// idempotent, and retrying outages for ever rather than dropping a record.
+    pub fn new(mut config: ClientConfig, topics: OutputTopics) -> Result<KafkaOutputs, KafkaError> {
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            // 0 = no delivery timeout: an outage stalls output, it never loses it.
+            .set("message.timeout.ms", "0");
+        let max_message_bytes = config
+            .get("message.max.bytes")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        Ok(KafkaOutputs {
+            producer: config.create()?,
+            topics,
+            max_message_bytes,
+        })
+    }
+
+    /// Queues `record` on its topic; waits (never drops) while the local queue is full.
+    pub async fn send(&self, record: &Record) -> DeliveryFuture {
+        let topic = match record {
+            Record::Decision(_) => &self.topics.decisions,
+            Record::KillSwitch(_) => &self.topics.killswitch,
+            Record::Alert(_) => &self.topics.alerts,
+        };
+        let key = record.kafka_key();
+        let payload = record.to_json();
+        let mut r = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&payload)
+            .timestamp(record.kafka_timestamp());
+        loop {
+            match self.producer.send_result(r) {
+                Ok(f) => return f,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    r = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err((e, back)) => {
+                    tracing::warn!(error = %e, "output send failed; retrying");
+                    r = back;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// Queues a dead letter: the original bytes and key, `warden.reason`,
+    /// `warden.topic`, `warden.partition`, `warden.offset` headers; a message too
+    /// large to re-publish keeps its first 64 KiB with `warden.truncated`,
+    /// `warden.original_size` and `warden.original_sha256`.
+    pub async fn send_dead_letter(
+        &self,
+        payload: &[u8],
+        key: Option<&[u8]>,
+        reason: &str,
+        source: DeadLetterSource<'_>,
+    ) -> DeliveryFuture {
+        let partition = source.partition.to_string();
+        let offset = source.offset.to_string();
+        let mut headers = OwnedHeaders::new()
+            .insert(Header {
+                key: "warden.reason",
+                value: Some(reason),
+            })
+            .insert(Header {
+                key: "warden.topic",
+                value: Some(source.topic),
+            })
+            .insert(Header {
+                key: "warden.partition",
+                value: Some(&partition),
+            })
+            .insert(Header {
+                key: "warden.offset",
+                value: Some(&offset),
+            });
+        // Leave room for key, headers and framing under the producer's limit.
+        let body = if payload.len() + 4_096 > self.max_message_bytes {
+            let size = payload.len().to_string();
+            let sha = hex::encode(Sha256::digest(payload));
+            headers = headers
+                .insert(Header {
+                    key: "warden.truncated",
+                    value: Some("true"),
+                })
+                .insert(Header {
+                    key: "warden.original_size",
+                    value: Some(&size),
+                })
+                .insert(Header {
+                    key: "warden.original_sha256",
+                    value: Some(&sha),
+                });
+            &payload[..DLQ_TRUNCATE_BYTES.min(payload.len())]
+        } else {
+            payload
+        };
+        let mut r: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&self.topics.dlq).payload(body).headers(headers);
+        if let Some(k) = key {
+            r = r.key(k);
+        }
+        loop {
+            match self.producer.send_result(r) {
+                Ok(f) => return f,
+                Err((_, back)) => {
+                    r = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+    }
+
+    /// Waits up to `timeout` for everything queued to be delivered.
+    pub fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.flush(timeout)
+    }
+}
