@@ -198,8 +198,10 @@ pub enum Evidence {
     Target {
         /// Argument path (`args.url`), never its value.
         path: String,
-        /// What it reaches (`loopback address`, `/etc/`).
+        /// What it reaches, as a label (`loopback`, `dot_env`).
         class: &'static str,
+        /// ... and as a phrase (`loopback address`, `.env file`).
+        phrase: &'static str,
     },
     /// A run over its budget.
     Budget {
@@ -256,7 +258,7 @@ impl Evidence {
             }),
             Evidence::Consent { tool, arg } => json!({"tool": tool, "arg": arg}),
             Evidence::Allowlist { tool } => json!({"tool": tool}),
-            Evidence::Target { path, class } => json!({"arg": path, "reaches": class}),
+            Evidence::Target { path, class, .. } => json!({"arg": path, "reaches": class}),
             Evidence::Budget {
                 cost_usd,
                 tokens_in,
@@ -343,7 +345,7 @@ impl Evidence {
             Evidence::Allowlist { tool } => {
                 format!("`{tool}` is not on the tenant's tool allowlist")
             }
-            Evidence::Target { path, class } => format!("`{path}` reaches {class}"),
+            Evidence::Target { path, phrase, .. } => format!("`{path}` reaches a {phrase}"),
             Evidence::Budget {
                 cost_usd, tokens_in, ..
             } => {

@@ -95,8 +95,12 @@ pub struct KafkaConfig {
     pub ssl_certificate_location: Option<PathBuf>,
     /// Client key for mutual TLS.
     pub ssl_key_location: Option<PathBuf>,
-    /// Extra librdkafka properties (never secrets: those keys are refused).
+    /// Extra librdkafka properties for every client (never secrets: refused).
     pub client: BTreeMap<String, String>,
+    /// Extra properties for the consumer only (`session.timeout.ms`, ...).
+    pub consumer: BTreeMap<String, String>,
+    /// Extra properties for the producer only (`linger.ms`, ...).
+    pub producer: BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
@@ -115,6 +119,8 @@ impl Default for KafkaConfig {
             ssl_certificate_location: None,
             ssl_key_location: None,
             client: BTreeMap::new(),
+            consumer: BTreeMap::new(),
+            producer: BTreeMap::new(),
         }
     }
 }

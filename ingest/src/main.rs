@@ -106,6 +106,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             tail,
         } => {
             let config = Config::load(config.as_deref())?;
+            if config.processing.guarantee == "exactly_once" {
+                // Refuse rather than run at-least-once under an exactly-once label.
+                return Err(Failure::Usage(anyhow::anyhow!(
+                    "processing.guarantee: \"exactly_once\" is not available in this build; use \"at_least_once\" \
+                     (records carry deterministic ids, so consumers that de-duplicate on them see each once)"
+                )));
+            }
             let secrets = Secrets::from_env();
             let engine = build_engine(&config, &secrets)?;
             let signer = signer(&secrets)?;

@@ -6,12 +6,20 @@
 //! source in headers. Sending returns a delivery future: the caller commits an
 //! input offset only after every output it caused is acknowledged.
 
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
+
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+
+use crate::metrics::Metrics;
 use sha2::{Digest, Sha256};
 use warden_schemas::Record;
 
@@ -42,9 +50,74 @@ pub struct DeadLetterSource<'a> {
     pub offset: i64,
 }
 
+/// librdkafka's log lines and errors, through tracing, at most a few per facility
+/// every 10 s: a broker outage must not flood the log (the rest are counted in
+/// `warden_log_suppressed_total`).
+#[derive(Clone)]
+pub struct QuietLogs {
+    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    metrics: Arc<Metrics>,
+}
+
+impl QuietLogs {
+    /// A limiter counting into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> QuietLogs {
+        let period = Duration::from_secs(10);
+        let burst = NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(burst);
+        QuietLogs {
+            limiter: Arc::new(RateLimiter::keyed(quota)),
+            metrics,
+        }
+    }
+
+    /// Whether a line of `kind` may be written now.
+    pub fn allow(&self, kind: &str) -> bool {
+        let ok = self.limiter.check_key(&kind.to_string()).is_ok();
+        if !ok {
+            self.metrics.log_suppressed.inc();
+        }
+        ok
+    }
+
+    /// A librdkafka log line.
+    pub fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        if !self.allow(fac) {
+            return;
+        }
+        match level {
+            RDKafkaLogLevel::Emerg | RDKafkaLogLevel::Alert | RDKafkaLogLevel::Critical | RDKafkaLogLevel::Error => {
+                tracing::error!(facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => tracing::info!(facility = fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Debug => tracing::debug!(facility = fac, "librdkafka: {message}"),
+        }
+    }
+
+    /// A librdkafka client error (retried by librdkafka itself).
+    pub fn error(&self, error: &KafkaError, reason: &str) {
+        if self.allow(&format!("error:{error}")) {
+            tracing::warn!(error = %error, "Kafka client error (retrying): {reason}");
+        }
+    }
+}
+
+impl ClientContext for QuietLogs {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        QuietLogs::log(self, level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        QuietLogs::error(self, &error, reason);
+    }
+}
+
 /// The output producer.
 pub struct KafkaOutputs {
-    producer: FutureProducer,
+    producer: FutureProducer<QuietLogs>,
     topics: OutputTopics,
     max_message_bytes: usize,
 }
@@ -60,7 +133,7 @@ impl std::fmt::Debug for KafkaOutputs {
 impl KafkaOutputs {
     /// Creates the producer from `config` (brokers and security already set), made
     /// idempotent, and retrying outages for ever rather than dropping a record.
-    pub fn new(mut config: ClientConfig, topics: OutputTopics) -> Result<KafkaOutputs, KafkaError> {
+    pub fn new(mut config: ClientConfig, topics: OutputTopics, logs: QuietLogs) -> Result<KafkaOutputs, KafkaError> {
         config
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -73,7 +146,7 @@ impl KafkaOutputs {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000_000);
         Ok(KafkaOutputs {
-            producer: config.create()?,
+            producer: config.create_with_context(logs)?,
             topics,
             max_message_bytes,
         })

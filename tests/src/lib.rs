@@ -4,6 +4,10 @@
 //! The tests in `tests/tests/` drive the binary the way a user does; they never
 //! reach into the engine's internals.
 
+pub mod broker;
+pub mod kafka;
+pub mod process;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -78,8 +78,10 @@ impl ToolPolicy {
                         tool: tc.tool.to_string(),
                     })
                 }
-                Params::InternalTarget => first_arg(event, tc, |s| targets::internal_target(s).map(|t| t.name())),
-                Params::FileSecret => first_arg(event, tc, |s| targets::file_secret(s).map(|t| t.name())),
+                Params::InternalTarget => first_arg(event, tc, |s| {
+                    targets::internal_target(s).map(|t| (t.name(), t.phrase()))
+                }),
+                Params::FileSecret => first_arg(event, tc, |s| targets::file_secret(s).map(|t| (t.name(), t.phrase()))),
                 Params::RunBudget {
                     max_cost_nanos,
                     max_tokens_in,
@@ -119,7 +121,7 @@ impl ToolPolicy {
 }
 
 /// The first argument string `judge` flags, as `Evidence::Target` with its path.
-fn first_arg(event: &Event<'_>, tc: &ToolCall<'_>, judge: impl Fn(&str) -> Option<&'static str>) -> Option<Evidence> {
+fn first_arg(event: &Event<'_>, tc: &ToolCall<'_>, judge: impl Fn(&str) -> Option<Found>) -> Option<Evidence> {
     let mut path: Vec<PathSeg<'_>> = Vec::new();
     let hit = match (&tc.args, event.raw_args) {
         (Some(args), _) => args.object().iter().find_map(|(k, v)| {
@@ -135,7 +137,8 @@ fn first_arg(event: &Event<'_>, tc: &ToolCall<'_>, judge: impl Fn(&str) -> Optio
     }?;
     Some(Evidence::Target {
         path: render(&path),
-        class: hit,
+        class: hit.0,
+        phrase: hit.1,
     })
 }
 
@@ -144,12 +147,11 @@ enum PathSeg<'v> {
     Index(usize),
 }
 
+/// What a judged argument reaches: a label and a phrase.
+type Found = (&'static str, &'static str);
+
 /// Depth-first search for a string `judge` flags; leaves its path in `path`.
-fn walk<'v>(
-    v: &'v Value<'_>,
-    path: &mut Vec<PathSeg<'v>>,
-    judge: &impl Fn(&str) -> Option<&'static str>,
-) -> Option<&'static str> {
+fn walk<'v>(v: &'v Value<'_>, path: &mut Vec<PathSeg<'v>>, judge: &impl Fn(&str) -> Option<Found>) -> Option<Found> {
     match v {
         Value::String(s) => judge(s),
         Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {

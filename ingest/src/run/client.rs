@@ -35,7 +35,7 @@ pub fn base(kafka: &KafkaConfig, brokers: &str, secrets: &Secrets) -> ClientConf
     c
 }
 
-/// The group consumer: manual commits after outputs are acknowledged, positions
+/// The group consumer (`[kafka.consumer]` applied last): manual commits after outputs are acknowledged, positions
 /// chosen by warden on assignment, cooperative rebalancing, per-partition lag in
 /// statistics. Properties in `[kafka.client]` override these.
 pub fn consumer(kafka: &KafkaConfig, brokers: &str, group: &str, secrets: &Secrets) -> ClientConfig {
@@ -52,9 +52,21 @@ pub fn consumer(kafka: &KafkaConfig, brokers: &str, group: &str, secrets: &Secre
         ("heartbeat.interval.ms", "1000"),
     ];
     for (k, v) in defaults {
-        if !kafka.client.contains_key(k) {
+        if !kafka.client.contains_key(k) && !kafka.consumer.contains_key(k) {
             c.set(k, v);
         }
+    }
+    for (k, v) in &kafka.consumer {
+        c.set(k, v);
+    }
+    c
+}
+
+/// The output producer's settings (the producer adds idempotence and the rest).
+pub fn producer(kafka: &KafkaConfig, brokers: &str, secrets: &Secrets) -> ClientConfig {
+    let mut c = base(kafka, brokers, secrets);
+    for (k, v) in &kafka.producer {
+        c.set(k, v);
     }
     c
 }

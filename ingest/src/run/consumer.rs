@@ -94,6 +94,14 @@ impl WardenContext {
 }
 
 impl ClientContext for WardenContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        self.shared.quiet_logs.log(level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        self.shared.quiet_logs.error(&error, reason);
+    }
+
     fn stats(&self, stats: Statistics) {
         for (topic, t) in &stats.topics {
             for (p, part) in &t.partitions {
@@ -429,7 +437,6 @@ fn committed_offsets(consumer: &BaseConsumer<WardenContext>, tpl: &TopicPartitio
 /// commits every partition, and leaves the group).
 pub fn run_loop(consumer: BaseConsumer<WardenContext>, cmds: std_mpsc::Receiver<ConsumerCmd>, stop: Arc<AtomicBool>) {
     let ctx = consumer.context().clone();
-    let mut last_error_log = Instant::now() - Duration::from_secs(60);
     while !stop.load(Ordering::Relaxed) {
         while let Ok(cmd) = cmds.try_recv() {
             match cmd {
@@ -449,15 +456,7 @@ pub fn run_loop(consumer: BaseConsumer<WardenContext>, cmds: std_mpsc::Receiver<
         ctx.flush_backlogs(&consumer);
         match consumer.poll(Duration::from_millis(20)) {
             Some(Ok(m)) => ctx.dispatch(&consumer, &m),
-            Some(Err(e)) => {
-                // Broker outages are retried by librdkafka; say so at most every 10 s.
-                if last_error_log.elapsed() > Duration::from_secs(10) {
-                    tracing::warn!(error = %e, "consumer error (retrying)");
-                    last_error_log = Instant::now();
-                } else {
-                    ctx.shared.metrics.log_suppressed.inc();
-                }
-            }
+            Some(Err(e)) => ctx.shared.quiet_logs.error(&e, "consumer poll"),
             None => {}
         }
     }

@@ -93,6 +93,8 @@ pub struct Shared {
     pub settings: Settings,
     /// Requests to the consumer thread.
     pub consumer_cmds: std_mpsc::Sender<ConsumerCmd>,
+    /// Rate-limited librdkafka logging.
+    pub quiet_logs: warden_sinks::kafka::QuietLogs,
     /// Settings of group-less readers (replay timestamps).
     pub reader_config: ClientConfig,
     ready: Arc<AtomicBool>,
@@ -200,8 +202,12 @@ async fn run_async(
         alerts: kafka.alerts_topic.clone(),
         dlq: kafka.dlq_topic.clone(),
     };
-    let outputs = Arc::new(KafkaOutputs::new(base.clone(), topics).context("cannot create the producer")?);
     let metrics = Arc::new(Metrics::new());
+    let quiet_logs = warden_sinks::kafka::QuietLogs::new(metrics.clone());
+    let outputs = Arc::new(
+        KafkaOutputs::new(client::producer(kafka, &brokers, &secrets), topics, quiet_logs.clone())
+            .context("cannot create the producer")?,
+    );
     telemetry::preregister(&metrics);
     let registry = Arc::new(BlockRegistry::default());
     let ready = Arc::new(AtomicBool::new(false));
@@ -223,6 +229,7 @@ async fn run_async(
         settings,
         consumer_cmds: cmd_tx,
         reader_config: client::reader(kafka, &brokers, &secrets),
+        quiet_logs,
         ready: ready.clone(),
         assigned: AtomicUsize::new(0),
         restoring: AtomicUsize::new(0),

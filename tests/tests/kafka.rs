@@ -1,0 +1,290 @@
+//! `warden run` against a real Kafka-protocol broker (tansu on a free loopback port).
+//!
+//! The oracle is `warden scan` over the same events: a Kafka run must emit the same
+//! decision and kill-switch ids whatever happens to it (crash, rebalance, outage),
+//! duplicates allowed only with identical content. Assertions are broker facts:
+//! topic contents and committed offsets.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use warden_tests::broker::Tansu;
+use warden_tests::kafka::{self, Loader};
+use warden_tests::process::{start_warden, Warden, FAST_CONFIG};
+use warden_tests::{generate_scenarios, json_lines, run_warden, warden_bin};
+
+const INPUTS: [&str; 3] = ["events.webhook", "events.tool_call", "events.log"];
+
+/// The scenario corpus merged into one stream sorted by `ts` (stable).
+fn merged_corpus(dir: &Path, benign: u32) -> (PathBuf, Vec<String>) {
+    let mut lines: Vec<(i64, String)> = Vec::new();
+    for file in generate_scenarios(&dir.join("corpus"), benign) {
+        for line in std::fs::read_to_string(&file).unwrap().lines() {
+            let ts = serde_json::from_str::<Value>(line).unwrap()["ts"].as_i64().unwrap();
+            lines.push((ts, line.to_string()));
+        }
+    }
+    lines.sort_by_key(|(ts, _)| *ts);
+    let lines: Vec<String> = lines.into_iter().map(|(_, l)| l).collect();
+    let path = dir.join("merged.jsonl");
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    (path, lines)
+}
+
+/// A generated stream from the bench generator (attacks mixed in).
+fn generated(dir: &Path, events: u32) -> (PathBuf, Vec<String>) {
+    let gen = warden_bin().with_file_name("warden-gen");
+    let out = std::process::Command::new(&gen)
+        .args([events.to_string(), "7".into()])
+        .output()
+        .expect("warden-gen runs");
+    assert!(out.status.success());
+    let path = dir.join("generated.jsonl");
+    std::fs::write(&path, &out.stdout).unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (path, lines)
+}
+
+/// What `warden scan` emits for `input`.
+fn scan(input: &Path) -> Vec<Value> {
+    let out = run_warden(&["scan", input.to_str().unwrap()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    json_lines(&out.stdout)
+}
+
+fn ids(records: &[Value], schema: &str, field: &str) -> BTreeSet<String> {
+    records
+        .iter()
+        .filter(|r| r["schema"] == schema)
+        .map(|r| r[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Waits until the group has committed every input partition up to its end.
+fn wait_all_committed(broker: &Tansu, group: &str, partitions: i32, within: Duration, wardens: &[&Warden]) {
+    let deadline = Instant::now() + within;
+    let ends: Vec<BTreeMap<i32, i64>> = INPUTS
+        .iter()
+        .map(|t| kafka::ends_by_reading(&broker.bootstrap(), t))
+        .collect();
+    loop {
+        let done = INPUTS.iter().zip(&ends).all(|(t, end)| {
+            let committed = kafka::committed(&broker.bootstrap(), group, t, partitions);
+            end.iter().all(|(p, e)| committed.get(p) == Some(e))
+        });
+        if done {
+            return;
+        }
+        if Instant::now() > deadline {
+            let logs: Vec<String> = wardens.iter().map(|w| w.log_text()).collect();
+            panic!(
+                "inputs not all committed within {within:?}; logs:\n{}",
+                logs.join("\n----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every output record on the broker, de-duplicated by id after checking that
+/// copies of one id are identical.
+fn outputs(broker: &Tansu) -> Vec<Value> {
+    let mut all = Vec::new();
+    for (topic, id) in [("warden.decisions", "decision_id"), ("warden.killswitch", "command_id")] {
+        let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
+        for r in kafka::read_records(&broker.bootstrap(), topic, Duration::from_secs(2)) {
+            let key = r[id].as_str().unwrap().to_string();
+            if let Some(prev) = by_id.get(&key) {
+                assert_eq!(prev, &r, "two records share id {key} but differ");
+            }
+            by_id.insert(key, r);
+        }
+        all.extend(by_id.into_values());
+    }
+    all.extend(kafka::read_records(
+        &broker.bootstrap(),
+        "warden.alerts",
+        Duration::from_secs(1),
+    ));
+    all
+}
+
+/// Decision and kill-switch ids must be exactly scan's.
+fn assert_same_detections(expected: &[Value], got: &[Value]) {
+    for (schema, field) in [
+        ("warden.decision.v1", "decision_id"),
+        ("warden.killswitch.v1", "command_id"),
+    ] {
+        let want = ids(expected, schema, field);
+        let have = ids(got, schema, field);
+        let missing: Vec<_> = want.difference(&have).collect();
+        let extra: Vec<_> = have.difference(&want).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{schema}: {} missing {missing:?}, {} extra {extra:?}",
+            missing.len(),
+            extra.len()
+        );
+        assert!(!want.is_empty(), "the stream should produce some {schema}");
+    }
+}
+
+fn load(loader: &Loader, lines: &[String]) {
+    for l in lines {
+        loader.send_event(l);
+    }
+    loader.flush();
+}
+
+#[test]
+fn outputs_match_scan_over_the_scenario_corpus() {
+    let dir = tempfile::tempdir().unwrap();
+    let (merged, lines) = merged_corpus(dir.path(), 2_000);
+    let expected = scan(&merged);
+    let broker = Tansu::start();
+    broker.create_warden_topics(3);
+    let mut w = start_warden(dir.path(), "a", &broker.bootstrap(), "eq", FAST_CONFIG, &[]);
+    w.wait_ready(Duration::from_secs(60));
+    load(&Loader::new(&broker.bootstrap()), &lines);
+    wait_all_committed(&broker, "eq", 3, Duration::from_secs(120), &[&w]);
+    let got = outputs(&broker);
+    assert_same_detections(&expected, &got);
+    let signals = |rs: &[Value]| -> BTreeSet<String> {
+        rs.iter()
+            .filter(|r| r["schema"] == "warden.alert.v1")
+            .map(|r| r["signal"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(signals(&expected), signals(&got));
+    assert!(w.metric("warden_events_total{type=\"webhook\"}") > 0.0);
+    w.stop();
+}
+
+#[test]
+fn bad_input_reaches_the_dead_letter_topic_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Tansu::start();
+    broker.create_warden_topics(1);
+    let mut w = start_warden(dir.path(), "a", &broker.bootstrap(), "dlq", FAST_CONFIG, &[]);
+    w.wait_ready(Duration::from_secs(60));
+    let big = format!("{{\"type\":\"log\",\"pad\":\"{}\"}}", "x".repeat(1_100_000));
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("invalid_json", b"{\"type\":\"webhook\",".to_vec()),
+        ("invalid_utf8", b"{\"type\":\"log\",\"x\":\"\xff\xfe\"}".to_vec()),
+        ("too_deep", format!("{}{}", "[".repeat(80), "]".repeat(80)).into_bytes()),
+        (
+            "missing_field",
+            br#"{"type":"webhook","ts":1767225600000,"tenant":"t"}"#.to_vec(),
+        ),
+        ("unknown_type", br#"{"type":"email","ts":1767225600000}"#.to_vec()),
+        ("too_large", big.into_bytes()),
+    ];
+    let loader = Loader::new(&broker.bootstrap());
+    for (_, payload) in &cases {
+        loader.send_raw("events.webhook", Some("t-bad"), payload);
+    }
+    loader.flush();
+    wait_all_committed(&broker, "dlq", 1, Duration::from_secs(60), &[&w]);
+    let dead = kafka::read_topic(&broker.bootstrap(), "warden.dlq", Duration::from_secs(2));
+    assert_eq!(dead.len(), cases.len(), "one dead letter per bad input");
+    for (d, (reason, payload)) in dead.iter().zip(&cases) {
+        assert_eq!(d.headers["warden.reason"], *reason);
+        assert_eq!(d.headers["warden.topic"], "events.webhook");
+        assert_eq!(d.headers["warden.partition"], "0");
+        assert_eq!(d.key.as_deref(), Some(&b"t-bad"[..]));
+        if *reason == "too_large" {
+            assert_eq!(d.headers["warden.truncated"], "true");
+            assert_eq!(d.headers["warden.original_size"], payload.len().to_string());
+            assert_eq!(d.payload, payload[..64 * 1024]);
+        } else {
+            assert_eq!(&d.payload, payload, "{reason}: bytes unchanged");
+        }
+    }
+    let offsets: Vec<String> = dead.iter().map(|d| d.headers["warden.offset"].clone()).collect();
+    assert_eq!(offsets, ["0", "1", "2", "3", "4", "5"]);
+    assert_eq!(w.metric("warden_dlq_total{reason=\"invalid_json\"}"), 1.0);
+    w.stop();
+}
+
+#[test]
+fn a_crash_mid_stream_loses_nothing_and_repeats_only_identical_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, lines) = generated(dir.path(), 200_000);
+    let expected = scan(&path);
+    let broker = Tansu::start();
+    broker.create_warden_topics(3);
+    let mut a = start_warden(dir.path(), "a", &broker.bootstrap(), "crash", FAST_CONFIG, &[]);
+    a.wait_ready(Duration::from_secs(60));
+    load(&Loader::new(&broker.bootstrap()), &lines);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let processed = |w: &Warden| {
+        INPUTS
+            .iter()
+            .map(|t| w.metric(&format!("warden_events_total{{type=\"{}\"}}", &t[7..])))
+            .sum::<f64>()
+    };
+    while processed(&a) < 50_000.0 {
+        assert!(
+            Instant::now() < deadline,
+            "warden processed too little:\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.kill9();
+    // Same state directory: resumes from its checkpoints.
+    let mut b = start_warden(dir.path(), "a", &broker.bootstrap(), "crash", FAST_CONFIG, &[]);
+    b.wait_ready(Duration::from_secs(60));
+    wait_all_committed(&broker, "crash", 3, Duration::from_secs(240), &[&b]);
+    assert_same_detections(&expected, &outputs(&broker));
+    b.stop();
+}
+
+#[test]
+fn a_stopped_instance_hands_its_partitions_over_without_missing_a_detection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (merged, lines) = merged_corpus(dir.path(), 4_000);
+    let expected = scan(&merged);
+    let broker = Tansu::start();
+    broker.create_warden_topics(6);
+    let mut a = start_warden(dir.path(), "a", &broker.bootstrap(), "rb", FAST_CONFIG, &[]);
+    let mut b = start_warden(dir.path(), "b", &broker.bootstrap(), "rb", FAST_CONFIG, &[]);
+    a.wait_ready(Duration::from_secs(60));
+    b.wait_ready(Duration::from_secs(60));
+    let loader = Loader::new(&broker.bootstrap());
+    let half = lines.len() / 2;
+    load(&loader, &lines[..half]);
+    std::thread::sleep(Duration::from_secs(3));
+    a.stop();
+    load(&loader, &lines[half..]);
+    wait_all_committed(&broker, "rb", 6, Duration::from_secs(180), &[&b]);
+    assert_same_detections(&expected, &outputs(&broker));
+    b.stop();
+}
+
+#[test]
+fn a_broker_outage_mid_stream_is_survived() {
+    let dir = tempfile::tempdir().unwrap();
+    let (merged, lines) = merged_corpus(dir.path(), 4_000);
+    let expected = scan(&merged);
+    let broker = Tansu::start();
+    broker.create_warden_topics(3);
+    let mut w = start_warden(dir.path(), "a", &broker.bootstrap(), "outage", FAST_CONFIG, &[]);
+    w.wait_ready(Duration::from_secs(60));
+    let loader = Loader::new(&broker.bootstrap());
+    let half = lines.len() / 2;
+    load(&loader, &lines[..half]);
+    broker.pause();
+    std::thread::sleep(Duration::from_secs(8));
+    broker.resume();
+    load(&loader, &lines[half..]);
+    wait_all_committed(&broker, "outage", 3, Duration::from_secs(180), &[&w]);
+    assert_same_detections(&expected, &outputs(&broker));
+    w.stop();
+}
