@@ -4,6 +4,9 @@
 //! The tests in `tests/tests/` drive the binary the way a user does; they never
 //! reach into the engine's internals.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 pub mod broker;
 pub mod kafka;
 pub mod process;

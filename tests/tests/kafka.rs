@@ -5,6 +5,9 @@
 //! duplicates allowed only with identical content. Assertions are broker facts:
 //! topic contents and committed offsets.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,6 +1,9 @@
 //! Every record warden emits over the scenario corpus validates against its JSON
 //! Schema, and every scenario event against the event schema.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 use jsonschema::{Resource, Validator};
