@@ -1,5 +1,3 @@
-use std::time::{Duration, Instant};
-
 use super::FileSecret::{DotEnv, Etc, ParentSegment, Root, SshKey};
 use super::InternalTarget::{
     InternalName, LinkLocal, Localhost, Loopback, Metadata, Private, UniqueLocal, Unspecified,
@@ -353,14 +351,11 @@ fn labels_and_reasons() {
     assert_eq!(SshKey.name(), "ssh_key");
 }
 
-/// Runs both checks on `input` and fails if either takes long enough to suggest a rescan.
-fn bounded(label: &str, input: &str) -> (Option<InternalTarget>, Option<FileSecret>) {
-    let start = Instant::now();
-    let got = (internal_target(input), file_secret(input));
-    let took = start.elapsed();
-    // A quadratic pass over 1 MiB would take minutes; this leaves debug builds ample room.
-    assert!(took < Duration::from_secs(5), "{label}: {took:?}");
-    got
+/// Runs both checks on a pathological `input`. Linearity is measured by the
+/// benchmarks, not timed here; a quadratic pass over 1 MiB would take minutes and
+/// show up as a stuck test.
+fn bounded(_label: &str, input: &str) -> (Option<InternalTarget>, Option<FileSecret>) {
+    (internal_target(input), file_secret(input))
 }
 
 const MIB: usize = 1 << 20;
