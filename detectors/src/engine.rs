@@ -87,6 +87,15 @@ impl Clock {
     }
 }
 
+/// How much state a partition holds (the `warden_state_keys` / `warden_state_bytes` gauges).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Keys by detector, in [`crate::rules::DetectorKind::ALL`] order.
+    pub keys_by_detector: [usize; 10],
+    /// Approximate bytes.
+    pub bytes: usize,
+}
+
 /// Everything one partition remembers between events. Created by
 /// [`Engine::new_state`], restored from checkpoints by the ingest layer.
 #[derive(Debug, Default)]
@@ -97,7 +106,43 @@ pub struct PartitionState {
     pub tables: Tables,
     /// Decide-step tables.
     pub decide: DecideState,
+    /// Distinct (tenant, visitor) pairs seen: an estimate for a metric only, never
+    /// for a decision; deterministically seeded.
+    pub visitors: Visitors,
     scratch: Scratch,
+}
+
+/// HyperLogLog estimates of distinct visitors, overall and (when asked) per tenant.
+pub struct Visitors {
+    /// All tenants.
+    pub all: hyperloglog::HyperLogLog,
+    /// Per tenant, when `per_tenant` is on.
+    pub by_tenant: std::collections::BTreeMap<String, hyperloglog::HyperLogLog>,
+    /// Keep per-tenant estimates (`metrics.tenant_labels`).
+    pub per_tenant: bool,
+}
+
+/// 1% standard error; a fixed seed so estimates replay identically.
+pub fn new_visitor_hll() -> hyperloglog::HyperLogLog {
+    hyperloglog::HyperLogLog::new_deterministic(0.01, 0x5741_5244_454e)
+}
+
+impl Default for Visitors {
+    fn default() -> Self {
+        Visitors {
+            all: new_visitor_hll(),
+            by_tenant: Default::default(),
+            per_tenant: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for Visitors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Visitors")
+            .field("estimate", &self.all.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PartitionState {
@@ -129,6 +174,67 @@ impl PartitionState {
             ("in_force", self.decide.in_force.len()),
             ("alerts", self.decide.alerts.len()),
         ]
+    }
+
+    /// Keys per detector and approximate bytes (one pass over every table).
+    pub fn usage(&self, rules: &Rules) -> Usage {
+        use crate::rules::DetectorKind;
+        let mut u = Usage::default();
+        let slot = |d: DetectorKind| DetectorKind::ALL.iter().position(|x| *x == d).unwrap_or(0);
+        let by_rule = |u: &mut Usage, key: &[u8]| {
+            let id = key.get(..2).map_or(u16::MAX, |b| u16::from_be_bytes([b[0], b[1]]));
+            if let Some(rule) = rules.rules.get(id as usize) {
+                u.keys_by_detector[slot(rule.detector)] += 1;
+            }
+        };
+        let t = &self.tables;
+        for (k, _) in t.windows.iter() {
+            by_rule(&mut u, k);
+        }
+        for (k, _) in t.counters.iter() {
+            by_rule(&mut u, k);
+        }
+        for (k, _) in t.seen.iter() {
+            by_rule(&mut u, k);
+        }
+        for (k, _) in t.replay.iter() {
+            by_rule(&mut u, k);
+        }
+        for (k, _) in t.history.iter() {
+            by_rule(&mut u, k);
+        }
+        for (k, _) in t.distinct.iter() {
+            by_rule(&mut u, k);
+        }
+        for (k, _) in t.budgets.iter() {
+            by_rule(&mut u, k);
+        }
+        for (k, _) in self.decide.in_force.iter() {
+            by_rule(&mut u, k);
+        }
+        for (k, _) in self.decide.alerts.iter() {
+            // Alert keys lead with a signal, not a rule.
+            let id = k.get(..2).map_or(u16::MAX, |b| u16::from_be_bytes([b[0], b[1]]));
+            let detector = match crate::verdict::Signal::ALL.get(id as usize) {
+                Some(crate::verdict::Signal::PromptInjection) => DetectorKind::Injection,
+                Some(crate::verdict::Signal::SignatureFailures) => DetectorKind::Spoofing,
+                _ => DetectorKind::Pii,
+            };
+            u.keys_by_detector[slot(detector)] += 1;
+        }
+        u.bytes = t.windows.approx_bytes(|w| w.len() * 8)
+            + t.counters.approx_bytes(|_| 0)
+            + t.seen.approx_bytes(|_| 0)
+            + t.replay.approx_bytes(|_| 0)
+            + t.history.approx_bytes(|_| 40)
+            + t.distinct.approx_bytes(|d| d.len() * 16)
+            + t.budgets.approx_bytes(|_| 0)
+            + self.decide.in_force.approx_bytes(|_| 0)
+            + self
+                .decide
+                .alerts
+                .approx_bytes(|b| b.rule.len() + b.samples.iter().map(String::len).sum::<usize>());
+        u
     }
 
     /// Drops all state whose horizon the watermark has passed.
@@ -263,6 +369,20 @@ impl Engine {
             .observe(event.ts, self.rules.lateness_ms, self.rules.future_tolerance_ms);
         tally.late_events += u64::from(tick.late);
         tally.future_events += u64::from(tick.future);
+        if let Body::Webhook(w) = &event.body {
+            let pair = (event.tenant, w.visitor);
+            state.visitors.all.insert(&pair);
+            if state.visitors.per_tenant {
+                if let Some(t) = event.tenant {
+                    state
+                        .visitors
+                        .by_tenant
+                        .entry(t.to_string())
+                        .or_insert_with(new_visitor_hll)
+                        .insert(&w.visitor);
+                }
+            }
+        }
         let mut verdicts = Vec::new();
         self.process(event, state, &mut verdicts);
         let decider = Decider {

@@ -59,7 +59,7 @@ pub mod text;
 pub mod verdict;
 pub mod window;
 
-pub use engine::{Engine, Outcome, PartitionState};
+pub use engine::{Engine, Outcome, PartitionState, Usage};
 pub use tally::Tally;
 pub use verdict::{Evidence, Verdict};
 pub use warden_schemas::EventTime;

@@ -3,7 +3,7 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use crate::broker::{free_port, signal};
@@ -27,24 +27,37 @@ pub struct Warden {
     pub http: String,
     /// Its stderr log file.
     pub log: PathBuf,
+    /// Its stdout file.
+    pub stdout: PathBuf,
 }
 
 /// Starts `warden run` against `brokers` with `group`, state in `state`, `config`
 /// text written beside it, and `envs`.
 pub fn start_warden(dir: &Path, name: &str, brokers: &str, group: &str, config: &str, envs: &[(&str, &str)]) -> Warden {
+    let args: Vec<String> = vec!["--brokers".into(), brokers.into(), "--group".into(), group.into()];
+    start_warden_with(dir, name, &args, config, envs)
+}
+
+/// Starts `warden run` with extra `args` (no `--brokers`: the embedded cluster).
+pub fn start_warden_with(dir: &Path, name: &str, args: &[String], config: &str, envs: &[(&str, &str)]) -> Warden {
     std::fs::create_dir_all(dir).expect("test dir");
     let config_path = dir.join(format!("{name}.toml"));
     std::fs::write(&config_path, config).expect("write config");
     let http = format!("127.0.0.1:{}", free_port());
     let log = dir.join(format!("{name}.log"));
+    let stdout = dir.join(format!("{name}.out"));
     let mut cmd = Command::new(warden_bin());
     cmd.arg("run")
         .arg("--config")
         .arg(&config_path)
-        .args(["--brokers", brokers, "--group", group, "--http", &http, "--state"])
+        .args(args)
+        .args(["--http", &http, "--state"])
         .arg(dir.join(format!("{name}-state")))
         .env("WARDEN_LOG", "info")
-        .stdout(Stdio::null())
+        .env_remove("WARDEN_HMAC_KEY")
+        .env_remove("WARDEN_SIGNING_KEY")
+        .env_remove("WARDEN_ADMIN_TOKEN")
+        .stdout(std::fs::File::create(&stdout).expect("stdout file"))
         .stderr(std::fs::File::create(&log).expect("log file"));
     for (k, v) in envs {
         cmd.env(k, v);
@@ -54,6 +67,7 @@ pub fn start_warden(dir: &Path, name: &str, brokers: &str, group: &str, config: 
         child: Some(child),
         http,
         log,
+        stdout,
     }
 }
 
@@ -133,6 +147,20 @@ impl Warden {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// The process's stdout so far.
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// The embedded cluster's bootstrap address, from the line `warden run` prints.
+    pub fn embedded_bootstrap(&self) -> Option<String> {
+        let out = self.stdout_text();
+        let rest = out
+            .lines()
+            .find_map(|l| l.strip_prefix("warden: embedded Kafka cluster at "))?;
+        rest.split_whitespace().next().map(str::to_string)
     }
 
     /// The process's stderr so far.

@@ -110,6 +110,16 @@ impl<V> Table<V> {
         self.map.is_empty()
     }
 
+    /// Approximate bytes held: keys, slots and each value's heap (`heap`).
+    pub fn approx_bytes(&self, heap: impl Fn(&V) -> usize) -> usize {
+        let per_slot = std::mem::size_of::<(Box<[u8]>, Slot<V>)>() + 1;
+        self.map
+            .iter()
+            .map(|(k, s)| per_slot + k.len() + heap(&s.value))
+            .sum::<usize>()
+            + self.changed.len() * 24
+    }
+
     /// All entries, in unspecified order (callers that emit must sort).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
         self.map.iter().map(|(k, s)| (&k[..], &s.value))

@@ -72,6 +72,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Messages buffered per partition between the consumer thread and its task.
     pub channel_capacity: usize,
+    /// Label `distinct_visitors` by tenant (`metrics.tenant_labels`).
+    pub tenant_labels: bool,
 }
 
 /// What every part of the pipeline shares.
@@ -97,6 +99,8 @@ pub struct Shared {
     pub quiet_logs: warden_sinks::kafka::QuietLogs,
     /// Settings of group-less readers (replay timestamps).
     pub reader_config: ClientConfig,
+    /// Instance-wide union of the partitions' visitor estimates.
+    pub visitors: std::sync::Mutex<warden_detectors::engine::Visitors>,
     ready: Arc<AtomicBool>,
     assigned: AtomicUsize,
     restoring: AtomicUsize,
@@ -217,6 +221,7 @@ async fn run_async(
         checkpoint_events: config.processing.checkpoint_events,
         drain_timeout: Duration::from_secs(5),
         channel_capacity: 4_096,
+        tenant_labels: config.metrics.tenant_labels,
     };
     let shared = Arc::new(Shared {
         engine: RwLock::new(Arc::new(engine)),
@@ -230,6 +235,7 @@ async fn run_async(
         consumer_cmds: cmd_tx,
         reader_config: client::reader(kafka, &brokers, &secrets),
         quiet_logs,
+        visitors: std::sync::Mutex::new(Default::default()),
         ready: ready.clone(),
         assigned: AtomicUsize::new(0),
         restoring: AtomicUsize::new(0),

@@ -14,10 +14,12 @@ use std::time::Instant;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::producer::DeliveryFuture;
 use tokio::sync::{mpsc, oneshot};
+use warden_detectors::rules::DetectorKind;
 use warden_detectors::state::{Checkpoint, StateStore};
-use warden_detectors::{decide, Outcome, PartitionState, Tally};
+use warden_detectors::{decide, Outcome, PartitionState, Tally, Usage};
 use warden_schemas::{Provenance, Record};
 use warden_sinks::kafka::DeadLetterSource;
+use warden_sinks::metrics::{DetectorLabel, TenantLabel};
 use warden_sinks::registry::{ActiveEntry, SubjectKey};
 
 use super::consumer::ConsumerCmd;
@@ -109,6 +111,8 @@ struct Task {
     since_checkpoint: u64,
     full_snapshot: bool,
     clock: Arc<std::sync::atomic::AtomicI64>,
+    /// What this partition last added to the state gauges.
+    usage: Usage,
 }
 
 /// Runs a partition until it is revoked or its channel closes.
@@ -135,8 +139,10 @@ pub async fn run(
         records: Vec::new(),
         since_checkpoint: 0,
         full_snapshot: false,
+        usage: Usage::default(),
     };
     task.state.set_track_changes(true);
+    task.state.visitors.per_tenant = shared.settings.tenant_labels;
     if plan.restore {
         task.restore().await;
     }
@@ -144,6 +150,8 @@ pub async fn run(
     let mut checkpoint_timer = tokio::time::interval(shared.settings.checkpoint_interval);
     checkpoint_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut metrics_timer = tokio::time::interval(std::time::Duration::from_millis(500));
+    // A pass over all state: rarely.
+    let mut usage_timer = tokio::time::interval(std::time::Duration::from_secs(10));
     loop {
         tokio::select! {
             biased;
@@ -152,6 +160,7 @@ pub async fn run(
                 Some(Control::Revoke { done }) => {
                     let next = task.checkpoint().await;
                     task.flush_metrics();
+                    task.report_usage(Usage::default());
                     let _ = done.send(next);
                     return;
                 }
@@ -167,6 +176,10 @@ pub async fn run(
                 }
             }
             _ = metrics_timer.tick() => task.flush_metrics(),
+            _ = usage_timer.tick() => {
+                let usage = task.state.usage(task.shared.engine().rules());
+                task.report_usage(usage);
+            }
             input = rx.recv(), if task.pending.len() < MAX_PENDING => match input {
                 Some(input) => task.process(input).await,
                 None => return,
@@ -394,6 +407,41 @@ impl Task {
         // The cleared in-force entries are state: make them durable now.
         self.checkpoint_and_commit().await;
         records
+    }
+
+    /// Moves the state gauges by the change since the last report, and merges the
+    /// visitor estimate into the instance-wide one.
+    fn report_usage(&mut self, now: Usage) {
+        let m = &self.shared.metrics;
+        for (i, d) in DetectorKind::ALL.iter().enumerate() {
+            let delta = now.keys_by_detector[i] as i64 - self.usage.keys_by_detector[i] as i64;
+            if delta != 0 {
+                m.state_keys
+                    .get_or_create(&DetectorLabel {
+                        detector: d.as_str().into(),
+                    })
+                    .inc_by(delta);
+            }
+        }
+        m.state_bytes.inc_by(now.bytes as i64 - self.usage.bytes as i64);
+        self.usage = now;
+        let mut all = self.shared.visitors.lock().unwrap_or_else(|e| e.into_inner());
+        all.all.merge(&self.state.visitors.all);
+        m.distinct_visitors
+            .get_or_create(&TenantLabel { tenant: None })
+            .set(all.all.len().round() as i64);
+        for (tenant, hll) in &self.state.visitors.by_tenant {
+            let merged = all
+                .by_tenant
+                .entry(tenant.clone())
+                .or_insert_with(warden_detectors::engine::new_visitor_hll);
+            merged.merge(hll);
+            m.distinct_visitors
+                .get_or_create(&TenantLabel {
+                    tenant: Some(tenant.clone()),
+                })
+                .set(merged.len().round() as i64);
+        }
     }
 
     fn flush_metrics(&mut self) {

@@ -83,4 +83,15 @@ pub fn export(m: &Metrics, rules: &Rules, t: &Tally) {
 pub fn preregister(m: &Metrics) {
     let types: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
     m.preregister(&types, &DecodeError::REASONS, &["in_force", "warming", "late_alert"]);
+    for d in warden_detectors::rules::DetectorKind::ALL {
+        let _ = m.state_keys.get_or_create(&warden_sinks::metrics::DetectorLabel {
+            detector: d.as_str().into(),
+        });
+    }
+    let _ = m
+        .distinct_visitors
+        .get_or_create(&warden_sinks::metrics::TenantLabel { tenant: None });
+    for f in OPTIONAL_FIELDS {
+        let _ = m.field_errors.get_or_create(&FieldLabel { field: f.into() });
+    }
 }

@@ -1,0 +1,228 @@
+//! `warden run` on its embedded cluster, as the README's quick start runs it: the
+//! HTTP endpoints, every metric of design §9, lifting a block by hand, the exit
+//! codes, and that no configured or detected secret is ever echoed.
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use warden_tests::kafka;
+use warden_tests::process::{http, start_warden_with, Warden};
+use warden_tests::run_warden;
+
+const HMAC: &str = "hmac-secret-3f9a1c77";
+const ADMIN: &str = "admin-token-8c2e5b19";
+const SASL: &str = "sasl-password-71d0aa42";
+const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+/// A secret planted in the example events (a log line leaks it).
+const PLANTED: &str = "sk_live_51HqLyjWDarjtT1zdp7dcXyZ0123456789";
+
+fn example() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/events.jsonl")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn processed(w: &Warden) -> f64 {
+    ["webhook", "tool_call", "log"]
+        .iter()
+        .map(|t| w.metric(&format!("warden_events_total{{type=\"{t}\"}}")))
+        .sum::<f64>()
+        + w.metric("warden_dlq_total{reason=\"mistyped_field\"}")
+}
+
+fn wait_processed(w: &Warden, n: f64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while processed(w) < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} inputs processed:\n{}",
+            processed(w),
+            w.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let envs = [
+        ("WARDEN_HMAC_KEY", HMAC),
+        ("WARDEN_ADMIN_TOKEN", ADMIN),
+        ("WARDEN_KAFKA_SASL_PASSWORD", SASL),
+        ("WARDEN_SIGNING_KEY", SEED),
+    ];
+    let args = vec!["--load".to_string(), example()];
+    let mut w = start_warden_with(dir.path(), "e", &args, "", &envs);
+    w.wait_ready(Duration::from_secs(60));
+    let bootstrap = w
+        .embedded_bootstrap()
+        .expect("warden run prints the embedded cluster's address");
+    wait_processed(&w, 42.0);
+
+    assert_eq!(http(&w.http, "GET", "/health", &[]).unwrap().0, 200);
+    assert_eq!(http(&w.http, "GET", "/ready", &[]).unwrap().0, 200);
+
+    // Records in force, then lifted by an operator.
+    let path = "/v1/blocks/t-acme/visitor/v-flood";
+    let (code, body) = http(&w.http, "GET", path, &[]).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let active: Value = serde_json::from_str(&body).unwrap();
+    let rules: Vec<&str> = active["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["chat_visitor", "visitor_rate"]);
+    assert_eq!(
+        http(&w.http, "GET", "/v1/blocks/t-acme/visitor/nobody", &[]).unwrap().0,
+        404
+    );
+    assert_eq!(http(&w.http, "DELETE", path, &[]).unwrap().0, 401, "no token");
+    assert_eq!(
+        http(&w.http, "DELETE", path, &[("Authorization", "Bearer wrong")])
+            .unwrap()
+            .0,
+        401
+    );
+    let bearer = format!("Bearer {ADMIN}");
+    let (code, body) = http(&w.http, "DELETE", path, &[("Authorization", &bearer)]).unwrap();
+    assert_eq!(code, 200, "{body}");
+    let lifted: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(lifted["lifted"].as_array().unwrap().len(), 2);
+    assert!(lifted["lifted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|d| d["action"] == "lift"));
+    assert_eq!(http(&w.http, "GET", path, &[]).unwrap().0, 404, "lifted");
+
+    // The lift decisions reach the topic with the lifted records' event time.
+    let decisions = kafka::read_records(&bootstrap, "warden.decisions", Duration::from_secs(2));
+    let blocks: Vec<&Value> = decisions
+        .iter()
+        .filter(|d| d["subject"]["id"] == "v-flood" && d["action"] == "block")
+        .collect();
+    let lifts: Vec<&Value> = decisions.iter().filter(|d| d["action"] == "lift").collect();
+    assert_eq!(lifts.len(), 2);
+    for l in &lifts {
+        let block = blocks.iter().find(|b| b["rule"] == l["rule"]).unwrap();
+        assert_eq!(l["event_ts"], block["event_ts"]);
+        assert_ne!(l["decision_id"], block["decision_id"]);
+    }
+    let commands = kafka::read_records(&bootstrap, "warden.killswitch", Duration::from_secs(1));
+    assert!(
+        commands
+            .iter()
+            .all(|c| c["signature"].is_string() && c["key_id"].is_string()),
+        "signed"
+    );
+
+    // Every metric of design §9.
+    let metrics = w.metrics();
+    for name in [
+        "events_total",
+        "verdicts_total",
+        "decisions_total",
+        "killswitch_total",
+        "alerts_total",
+        "dlq_total",
+        "suppressed_total",
+        "field_errors",
+        "late_events_total",
+        "future_events_total",
+        "consumer_lag",
+        "process_latency_seconds_bucket",
+        "state_keys",
+        "state_bytes",
+        "quota_exceeded_total",
+        "checkpoint_seconds",
+        "checkpoint_failures_total",
+        "ready",
+        "distinct_visitors",
+        "reloads_total",
+        "log_suppressed_total",
+        "http_requests_total",
+    ] {
+        assert!(
+            metrics.contains(&format!("warden_{name}")),
+            "warden_{name} missing from /metrics"
+        );
+    }
+    assert!(metrics.contains("warden_verdicts_total{detector=\"rate\",rule=\"visitor_rate\",action=\"block\"}"));
+    for line in metrics.lines().filter(|l| !l.starts_with('#')) {
+        assert!(
+            !line.contains("v-flood") && !line.contains("203.0.113.7"),
+            "unbounded label: {line}"
+        );
+    }
+
+    // Nothing secret in any output topic (read while the embedded broker lives),
+    // stdout, logs or metrics.
+    let mut everything = String::new();
+    for topic in ["warden.decisions", "warden.killswitch", "warden.alerts"] {
+        for r in kafka::read_topic(&bootstrap, topic, Duration::from_millis(500)) {
+            everything.push_str(&String::from_utf8_lossy(&r.payload));
+        }
+    }
+    w.stop();
+    everything.push_str(&format!("{}\n{}\n{}", w.stdout_text(), w.log_text(), metrics));
+    for secret in [HMAC, ADMIN, SASL, SEED, PLANTED] {
+        assert!(!everything.contains(secret), "{}… leaked", &secret[..6]);
+    }
+}
+
+#[test]
+fn lifting_is_refused_without_an_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = start_warden_with(dir.path(), "e", &[], "", &[]);
+    w.wait_ready(Duration::from_secs(60));
+    assert_eq!(
+        http(
+            &w.http,
+            "DELETE",
+            "/v1/blocks/t/visitor/v",
+            &[("Authorization", "Bearer x")]
+        )
+        .unwrap()
+        .0,
+        405
+    );
+    w.stop();
+}
+
+#[test]
+fn exit_codes_follow_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("eo.toml");
+    std::fs::write(&cfg, "[processing]\nguarantee = \"exactly_once\"\n").unwrap();
+    let out = run_warden(&["run", "--config", cfg.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2), "an unavailable guarantee is a config error");
+    std::fs::write(&cfg, "[rules.visitor_rate]\nlimt = 3\n").unwrap();
+    let out = run_warden(&["scan", "--config", cfg.to_str().unwrap(), "-"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("limt"),
+        "the message names the field"
+    );
+    let state = dir.path().join("s");
+    let out = run_warden(
+        &[
+            "run",
+            "--brokers",
+            "127.0.0.1:1",
+            "--state",
+            state.to_str().unwrap(),
+            "--http",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1), "no broker answering within 30 s");
+}
