@@ -176,64 +176,44 @@ impl PartitionState {
         ]
     }
 
-    /// Keys per detector and approximate bytes (one pass over every table).
+    /// Keys per detector and approximate bytes, from counts the tables keep (no
+    /// pass over the keys, so it is cheap enough for a gauge).
     pub fn usage(&self, rules: &Rules) -> Usage {
         use crate::rules::DetectorKind;
+        use crate::verdict::Signal;
         let mut u = Usage::default();
         let slot = |d: DetectorKind| DetectorKind::ALL.iter().position(|x| *x == d).unwrap_or(0);
-        let by_rule = |u: &mut Usage, key: &[u8]| {
-            let id = key.get(..2).map_or(u16::MAX, |b| u16::from_be_bytes([b[0], b[1]]));
-            if let Some(rule) = rules.rules.get(id as usize) {
-                u.keys_by_detector[slot(rule.detector)] += 1;
-            }
-        };
         let t = &self.tables;
-        for (k, _) in t.windows.iter() {
-            by_rule(&mut u, k);
+        for rule in &rules.rules {
+            let i = rule.id.0 as usize;
+            let n = t.windows.count_of(i)
+                + t.counters.count_of(i)
+                + t.seen.count_of(i)
+                + t.replay.count_of(i)
+                + t.history.count_of(i)
+                + t.distinct.count_of(i)
+                + t.budgets.count_of(i)
+                + self.decide.in_force.count_of(i);
+            u.keys_by_detector[slot(rule.detector)] += n;
         }
-        for (k, _) in t.counters.iter() {
-            by_rule(&mut u, k);
-        }
-        for (k, _) in t.seen.iter() {
-            by_rule(&mut u, k);
-        }
-        for (k, _) in t.replay.iter() {
-            by_rule(&mut u, k);
-        }
-        for (k, _) in t.history.iter() {
-            by_rule(&mut u, k);
-        }
-        for (k, _) in t.distinct.iter() {
-            by_rule(&mut u, k);
-        }
-        for (k, _) in t.budgets.iter() {
-            by_rule(&mut u, k);
-        }
-        for (k, _) in self.decide.in_force.iter() {
-            by_rule(&mut u, k);
-        }
-        for (k, _) in self.decide.alerts.iter() {
-            // Alert keys lead with a signal, not a rule.
-            let id = k.get(..2).map_or(u16::MAX, |b| u16::from_be_bytes([b[0], b[1]]));
-            let detector = match crate::verdict::Signal::ALL.get(id as usize) {
-                Some(crate::verdict::Signal::PromptInjection) => DetectorKind::Injection,
-                Some(crate::verdict::Signal::SignatureFailures) => DetectorKind::Spoofing,
-                _ => DetectorKind::Pii,
+        for (i, signal) in Signal::ALL.iter().enumerate() {
+            let detector = match signal {
+                Signal::PromptInjection => DetectorKind::Injection,
+                Signal::SignatureFailures => DetectorKind::Spoofing,
+                Signal::SecretInLogs | Signal::PiiInLogs => DetectorKind::Pii,
             };
-            u.keys_by_detector[slot(detector)] += 1;
+            u.keys_by_detector[slot(detector)] += self.decide.alerts.count_of(i);
         }
-        u.bytes = t.windows.approx_bytes(|w| w.len() * 8)
-            + t.counters.approx_bytes(|_| 0)
-            + t.seen.approx_bytes(|_| 0)
-            + t.replay.approx_bytes(|_| 0)
-            + t.history.approx_bytes(|_| 40)
-            + t.distinct.approx_bytes(|d| d.len() * 16)
-            + t.budgets.approx_bytes(|_| 0)
-            + self.decide.in_force.approx_bytes(|_| 0)
-            + self
-                .decide
-                .alerts
-                .approx_bytes(|b| b.rule.len() + b.samples.iter().map(String::len).sum::<usize>());
+        // Value heaps are estimated: a window's timestamps, a history, a set.
+        u.bytes = t.windows.approx_bytes(16 * 8)
+            + t.counters.approx_bytes(0)
+            + t.seen.approx_bytes(0)
+            + t.replay.approx_bytes(0)
+            + t.history.approx_bytes(40)
+            + t.distinct.approx_bytes(16 * 16)
+            + t.budgets.approx_bytes(0)
+            + self.decide.in_force.approx_bytes(0)
+            + self.decide.alerts.approx_bytes(256);
         u
     }
 

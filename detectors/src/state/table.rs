@@ -20,6 +20,16 @@ pub struct Table<V> {
     /// Keys written or removed since the last [`Table::drain_changes`], each once.
     changed: Vec<Box<[u8]>>,
     track_changes: bool,
+    /// Keys held per leading 2-byte id (rule or signal), kept as keys come and go
+    /// so usage gauges never need a pass over the table.
+    by_id: Vec<usize>,
+    /// Bytes of all keys held.
+    key_bytes: usize,
+}
+
+/// The leading id of a key (its rule or signal).
+fn key_id(key: &[u8]) -> usize {
+    key.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize)
 }
 
 #[derive(Debug)]
@@ -39,6 +49,8 @@ impl<V> Default for Table<V> {
             map: HashMap::with_hasher(FixedState),
             changed: Vec::new(),
             track_changes: false,
+            by_id: Vec::new(),
+            key_bytes: 0,
         }
     }
 }
@@ -61,12 +73,17 @@ impl<V> Table<V> {
             map,
             changed,
             track_changes,
+            by_id,
+            key_bytes,
         } = self;
         // One hash and probe; the key is copied only when it is new.
-        let slot = map.entry_ref(key).or_insert_with(|| Slot {
-            value: init(),
-            evict_at: EventTime::MIN,
-            changed: false,
+        let slot = map.entry_ref(key).or_insert_with(|| {
+            count(by_id, key_bytes, key, true);
+            Slot {
+                value: init(),
+                evict_at: EventTime::MIN,
+                changed: false,
+            }
         });
         if *track_changes && !slot.changed {
             slot.changed = true;
@@ -78,6 +95,7 @@ impl<V> Table<V> {
     /// Removes `key`.
     pub fn remove(&mut self, key: &[u8]) -> Option<V> {
         let slot = self.map.remove(key)?;
+        count(&mut self.by_id, &mut self.key_bytes, key, false);
         if self.track_changes && !slot.changed {
             self.changed.push(key.into());
         }
@@ -89,11 +107,20 @@ impl<V> Table<V> {
     pub fn evict(&mut self, watermark: EventTime) -> usize {
         let before = self.map.len();
         let track = self.track_changes;
-        let changed = &mut self.changed;
-        self.map.retain(|k, slot| {
+        let Table {
+            map,
+            changed,
+            by_id,
+            key_bytes,
+            ..
+        } = self;
+        map.retain(|k, slot| {
             let keep = slot.evict_at > watermark;
-            if !keep && track && !slot.changed {
-                changed.push(k.clone());
+            if !keep {
+                count(by_id, key_bytes, k, false);
+                if track && !slot.changed {
+                    changed.push(k.clone());
+                }
             }
             keep
         });
@@ -110,14 +137,16 @@ impl<V> Table<V> {
         self.map.is_empty()
     }
 
-    /// Approximate bytes held: keys, slots and each value's heap (`heap`).
-    pub fn approx_bytes(&self, heap: impl Fn(&V) -> usize) -> usize {
-        let per_slot = std::mem::size_of::<(Box<[u8]>, Slot<V>)>() + 1;
-        self.map
-            .iter()
-            .map(|(k, s)| per_slot + k.len() + heap(&s.value))
-            .sum::<usize>()
-            + self.changed.len() * 24
+    /// Keys held under leading id `id` (a rule or signal).
+    pub fn count_of(&self, id: usize) -> usize {
+        self.by_id.get(id).copied().unwrap_or(0)
+    }
+
+    /// Approximate bytes held: slots, keys, pending change records, and
+    /// `heap_per_value` per entry (the caller's estimate of a value's heap).
+    pub fn approx_bytes(&self, heap_per_value: usize) -> usize {
+        let per_slot = std::mem::size_of::<(Box<[u8]>, Slot<V>)>() + 1 + heap_per_value;
+        self.map.len() * per_slot + self.key_bytes + self.changed.len() * 24
     }
 
     /// All entries, in unspecified order (callers that emit must sort).
@@ -127,14 +156,14 @@ impl<V> Table<V> {
 
     /// Inserts a restored entry without marking it changed.
     pub fn restore(&mut self, key: &[u8], value: V, evict_at: EventTime) {
-        self.map.insert(
-            key.into(),
-            Slot {
-                value,
-                evict_at,
-                changed: false,
-            },
-        );
+        let slot = Slot {
+            value,
+            evict_at,
+            changed: false,
+        };
+        if self.map.insert(key.into(), slot).is_none() {
+            count(&mut self.by_id, &mut self.key_bytes, key, true);
+        }
     }
 }
 
@@ -171,6 +200,20 @@ impl<V: Decode> Table<V> {
         let value = V::decode(&mut bytes)?;
         self.restore(key, value, evict_at);
         Ok(())
+    }
+}
+
+fn count(by_id: &mut Vec<usize>, key_bytes: &mut usize, key: &[u8], added: bool) {
+    let id = key_id(key);
+    if by_id.len() <= id {
+        by_id.resize(id + 1, 0);
+    }
+    if added {
+        by_id[id] += 1;
+        *key_bytes += key.len();
+    } else {
+        by_id[id] = by_id[id].saturating_sub(1);
+        *key_bytes = key_bytes.saturating_sub(key.len());
     }
 }
 
@@ -216,6 +259,20 @@ mod tests {
         t.drain_changes(&mut changes);
         assert_eq!(changes.len(), 2);
         assert!(changes.iter().all(|(_, v)| v.is_none()));
+    }
+
+    #[test]
+    fn counts_keys_per_rule_as_they_come_and_go() {
+        let mut t: Table<i64> = Table::default();
+        t.entry(&[0, 3, b'a'], || 0).keep_until(10);
+        t.entry(&[0, 3, b'b'], || 0).keep_until(20);
+        t.entry(&[0, 3, b'b'], || 0);
+        t.entry(&[0, 1, b'c'], || 0).keep_until(20);
+        assert_eq!((t.count_of(3), t.count_of(1), t.count_of(7)), (2, 1, 0));
+        t.evict(10);
+        t.remove(&[0, 1, b'c']);
+        assert_eq!((t.count_of(3), t.count_of(1)), (1, 0));
+        assert_eq!(t.key_bytes, 3);
     }
 
     #[test]

@@ -47,11 +47,17 @@ pub enum ConsumerCmd {
     },
 }
 
+/// Messages handed to a task in one go: one wake per batch, not per message.
+const MAX_BATCH: usize = 512;
+
 /// A running partition task, as the consumer thread sees it.
 struct Handle {
-    tx: mpsc::Sender<Input>,
+    tx: mpsc::Sender<Vec<Input>>,
     control: mpsc::UnboundedSender<Control>,
-    backlog: VecDeque<Input>,
+    /// Messages of the current poll burst.
+    batch: Vec<Input>,
+    /// Batches the task's channel had no room for (the partition is paused).
+    backlog: VecDeque<Vec<Input>>,
     paused: bool,
 }
 
@@ -228,6 +234,7 @@ impl WardenContext {
                 Handle {
                     tx,
                     control: ctl_tx,
+                    batch: Vec::new(),
                     backlog: VecDeque::new(),
                     paused: false,
                 },
@@ -323,54 +330,42 @@ impl WardenContext {
         }
     }
 
-    /// Routes one message to its partition's task (or its backlog, pausing it).
-    fn dispatch(&self, consumer: &BaseConsumer<Self>, m: &BorrowedMessage<'_>) {
-        let mut map = self.lock();
+    /// Adds one message to its partition's batch.
+    fn dispatch(&self, map: &mut HashMap<String, HashMap<i32, Handle>>, m: &BorrowedMessage<'_>) {
         let Some(handle) = map.get_mut(m.topic()).and_then(|t| t.get_mut(&m.partition())) else {
             return;
         };
-        let input = Input {
+        handle.batch.push(Input {
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().unwrap_or_default().to_vec(),
             arrived: Instant::now(),
-        };
-        if !handle.backlog.is_empty() {
-            handle.backlog.push_back(input);
-            return;
-        }
-        match handle.tx.try_send(input) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(input)) => {
-                handle.backlog.push_back(input);
-                if !handle.paused {
-                    let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition(m.topic(), m.partition());
-                    handle.paused = consumer.pause(&tpl).is_ok();
-                }
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
+        });
     }
 
-    /// Moves backlogged messages into their tasks' channels; resumes drained partitions.
-    fn flush_backlogs(&self, consumer: &BaseConsumer<Self>) {
-        let mut map = self.lock();
+    /// Hands each partition's batch (after its older backlog) to its task; pauses a
+    /// partition whose task is full and resumes it once its backlog is gone.
+    fn flush(&self, consumer: &BaseConsumer<Self>, map: &mut HashMap<String, HashMap<i32, Handle>>) {
         for (topic, parts) in map.iter_mut() {
             for (partition, h) in parts.iter_mut() {
-                while let Some(input) = h.backlog.pop_front() {
-                    match h.tx.try_send(input) {
+                if !h.batch.is_empty() {
+                    h.backlog.push_back(std::mem::take(&mut h.batch));
+                }
+                while let Some(batch) = h.backlog.pop_front() {
+                    match h.tx.try_send(batch) {
                         Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(input)) => {
-                            h.backlog.push_front(input);
+                        Err(mpsc::error::TrySendError::Full(batch)) => {
+                            h.backlog.push_front(batch);
                             break;
                         }
                         Err(mpsc::error::TrySendError::Closed(_)) => h.backlog.clear(),
                     }
                 }
-                if h.paused && h.backlog.is_empty() {
-                    let mut tpl = TopicPartitionList::new();
-                    tpl.add_partition(topic, *partition);
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(topic, *partition);
+                if !h.backlog.is_empty() && !h.paused {
+                    h.paused = consumer.pause(&tpl).is_ok();
+                } else if h.backlog.is_empty() && h.paused {
                     h.paused = consumer.resume(&tpl).is_err();
                 }
             }
@@ -453,12 +448,19 @@ pub fn run_loop(consumer: BaseConsumer<WardenContext>, cmds: std_mpsc::Receiver<
                 }
             }
         }
-        ctx.flush_backlogs(&consumer);
-        match consumer.poll(Duration::from_millis(20)) {
-            Some(Ok(m)) => ctx.dispatch(&consumer, &m),
-            Some(Err(e)) => ctx.shared.quiet_logs.error(&e, "consumer poll"),
-            None => {}
+        // A burst: wait briefly for the first message, then take what is queued.
+        // Rebalance callbacks run inside `poll` and take the partition map's lock,
+        // so it is never held across a poll.
+        let mut wait = Duration::from_millis(20);
+        for _ in 0..MAX_BATCH {
+            match consumer.poll(wait) {
+                Some(Ok(m)) => ctx.dispatch(&mut ctx.lock(), &m),
+                Some(Err(e)) => ctx.shared.quiet_logs.error(&e, "consumer poll"),
+                None => break,
+            }
+            wait = Duration::ZERO;
         }
+        ctx.flush(&consumer, &mut ctx.lock());
     }
     tracing::info!("closing the consumer: draining partitions and leaving the group");
     drop(consumer);

@@ -70,7 +70,8 @@ pub struct Settings {
     pub checkpoint_events: u64,
     /// Revocation waits this long for a partition to drain (below the session timeout).
     pub drain_timeout: Duration,
-    /// Messages buffered per partition between the consumer thread and its task.
+    /// Batches (of up to 512 messages) buffered per partition between the consumer
+    /// thread and its task.
     pub channel_capacity: usize,
     /// Label `distinct_visitors` by tenant (`metrics.tenant_labels`).
     pub tenant_labels: bool,
@@ -220,7 +221,7 @@ async fn run_async(
         checkpoint_interval: Duration::from_millis(config.processing.checkpoint_interval_ms),
         checkpoint_events: config.processing.checkpoint_events,
         drain_timeout: Duration::from_secs(5),
-        channel_capacity: 4_096,
+        channel_capacity: 16,
         tenant_labels: config.metrics.tenant_labels,
     };
     let shared = Arc::new(Shared {

@@ -1,21 +1,26 @@
 //! One task per assigned partition: events in offset order through the engine,
 //! outputs to Kafka, checkpoints to RocksDB, offsets committed after both.
 //!
-//! Delivery (at-least-once, design §6): a checkpoint first waits until every output
-//! of the events processed so far is acknowledged by the broker, then writes the
-//! state changes and the next offset in one RocksDB batch, then asks the consumer
-//! thread to commit that offset. A crash between any two steps replays from the
-//! last checkpoint with the same ids, so duplicates are harmless.
+//! Delivery (at-least-once, design §6), pipelined so processing never waits for
+//! the store: a checkpoint is *sealed* at offset N by taking the state changes
+//! made so far (an in-memory copy); once every output sent for events before N is
+//! acknowledged by the broker it is *written* (state + N in one RocksDB batch, on a
+//! blocking thread), and once written, N is *committed*. Meanwhile events after N
+//! keep flowing. A crash anywhere replays from the last written checkpoint with the
+//! same ids, so duplicates are harmless.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
+use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::producer::DeliveryFuture;
 use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use warden_detectors::rules::DetectorKind;
-use warden_detectors::state::{Checkpoint, StateStore};
+use warden_detectors::state::{Checkpoint, StateChange, StateStore};
 use warden_detectors::{decide, Outcome, PartitionState, Tally, Usage};
 use warden_schemas::{Provenance, Record};
 use warden_sinks::kafka::DeadLetterSource;
@@ -94,7 +99,23 @@ fn decode_position(bytes: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(raw))
 }
 
-type Pending = FuturesUnordered<futures::future::BoxFuture<'static, (Instant, bool)>>;
+/// An output's acknowledgement: its sequence number, when its event arrived, success.
+type Ack = (u64, Instant, bool);
+
+/// A checkpoint taken in memory, waiting for its outputs to be acknowledged.
+struct Sealed {
+    changes: Vec<StateChange>,
+    next: i64,
+    /// Every output with a sequence number below this must be acknowledged first.
+    upto: u64,
+}
+
+/// A checkpoint being written on a blocking thread.
+struct Writing {
+    handle: JoinHandle<Result<(), String>>,
+    next: i64,
+    started: Instant,
+}
 
 struct Task {
     shared: Arc<Shared>,
@@ -105,7 +126,12 @@ struct Task {
     /// Next offset to process; `None` until the first message.
     next: Option<i64>,
     warm_until: Option<i64>,
-    pending: Pending,
+    pending: FuturesUnordered<BoxFuture<'static, Ack>>,
+    /// Sequence numbers of outputs not yet acknowledged.
+    unacked: BTreeSet<u64>,
+    next_seq: u64,
+    sealed: Option<Sealed>,
+    writing: Option<Writing>,
     tally: Tally,
     records: Vec<Record>,
     since_checkpoint: u64,
@@ -121,7 +147,7 @@ pub async fn run(
     topic: String,
     partition: i32,
     plan: Plan,
-    mut rx: mpsc::Receiver<Input>,
+    mut rx: mpsc::Receiver<Vec<Input>>,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
     let name = format!("{topic}/{partition}");
@@ -135,6 +161,10 @@ pub async fn run(
         next: plan.start,
         warm_until: plan.warm_until,
         pending: FuturesUnordered::new(),
+        unacked: BTreeSet::new(),
+        next_seq: 0,
+        sealed: None,
+        writing: None,
         tally: Tally::default(),
         records: Vec::new(),
         since_checkpoint: 0,
@@ -155,10 +185,16 @@ pub async fn run(
     loop {
         tokio::select! {
             biased;
-            Some((arrived, ok)) = task.pending.next(), if !task.pending.is_empty() => task.acked(arrived, ok),
+            Some(ack) = task.pending.next(), if !task.pending.is_empty() => {
+                task.acked(ack);
+                task.start_write();
+            }
+            written = async { (&mut task.writing.as_mut().expect("guarded").handle).await }, if task.writing.is_some() => {
+                task.written(written);
+            }
             cmd = control.recv() => match cmd {
                 Some(Control::Revoke { done }) => {
-                    let next = task.checkpoint().await;
+                    let next = task.checkpoint_now().await;
                     task.flush_metrics();
                     task.report_usage(Usage::default());
                     let _ = done.send(next);
@@ -170,18 +206,21 @@ pub async fn run(
                 }
                 None => return,
             },
-            _ = checkpoint_timer.tick() => {
-                if task.since_checkpoint > 0 {
-                    task.checkpoint_and_commit().await;
-                }
-            }
+            _ = checkpoint_timer.tick() => task.seal(),
             _ = metrics_timer.tick() => task.flush_metrics(),
             _ = usage_timer.tick() => {
                 let usage = task.state.usage(task.shared.engine().rules());
                 task.report_usage(usage);
             }
-            input = rx.recv(), if task.pending.len() < MAX_PENDING => match input {
-                Some(input) => task.process(input).await,
+            batch = rx.recv(), if task.pending.len() < MAX_PENDING => match batch {
+                Some(batch) => {
+                    for input in batch {
+                        task.process(input).await;
+                    }
+                    if task.since_checkpoint >= task.shared.settings.checkpoint_events {
+                        task.seal();
+                    }
+                }
                 None => return,
             },
         }
@@ -258,19 +297,21 @@ impl Task {
         let mut sent = false;
         if warming {
             let dead = u64::from(matches!(outcome, Outcome::Dead(_)));
+            let suppressed = self.records.len() as u64 + dead;
             self.shared
                 .metrics
                 .suppressed
                 .get_or_create(&telemetry::reason("warming"))
-                .inc_by(self.records.len() as u64 + dead);
+                .inc_by(suppressed);
         } else {
-            for mut record in self.records.drain(..) {
+            let records = std::mem::take(&mut self.records);
+            for mut record in records {
                 if let (Record::KillSwitch(k), Some(signer)) = (&mut record, &self.shared.signer) {
                     signer.sign(k);
                 }
                 self.shared.registry.observe(&record, &self.name);
                 let f = self.shared.outputs.send(&record).await;
-                self.pending.push(track(f, input.arrived));
+                self.track(f, input.arrived);
                 sent = true;
             }
             if let Outcome::Dead(e) = outcome {
@@ -285,7 +326,7 @@ impl Task {
                     .outputs
                     .send_dead_letter(&input.payload, input.key.as_deref(), e.reason(), src)
                     .await;
-                self.pending.push(track(f, input.arrived));
+                self.track(f, input.arrived);
                 sent = true;
             }
         }
@@ -297,12 +338,28 @@ impl Task {
         }
         self.next = Some(input.offset + 1);
         self.since_checkpoint += 1;
-        if self.since_checkpoint >= self.shared.settings.checkpoint_events {
-            self.checkpoint_and_commit().await;
-        }
     }
 
-    fn acked(&mut self, arrived: Instant, ok: bool) {
+    /// Remembers an output until the broker acknowledges it.
+    fn track(&mut self, f: DeliveryFuture, arrived: Instant) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.unacked.insert(seq);
+        self.pending.push(Box::pin(async move {
+            let ok = match f.await {
+                Ok(Ok(_)) => true,
+                Ok(Err((e, _))) => {
+                    tracing::error!(error = %e, "output refused by the broker");
+                    false
+                }
+                Err(_) => false,
+            };
+            (seq, arrived, ok)
+        }));
+    }
+
+    fn acked(&mut self, (seq, arrived, ok): Ack) {
+        self.unacked.remove(&seq);
         self.shared
             .metrics
             .process_latency
@@ -312,53 +369,100 @@ impl Task {
         }
     }
 
-    /// Waits for every pending output to be acknowledged.
-    async fn drain(&mut self) {
-        while let Some((arrived, ok)) = self.pending.next().await {
-            self.acked(arrived, ok);
+    /// Seals a checkpoint of everything processed so far, unless one is in flight.
+    fn seal(&mut self) {
+        if self.since_checkpoint == 0 || self.sealed.is_some() || self.writing.is_some() {
+            return;
         }
+        let Some(next) = self.next else { return };
+        let changes = self
+            .state
+            .take_changes(self.shared.engine().rules(), self.full_snapshot);
+        self.full_snapshot = false;
+        self.since_checkpoint = 0;
+        self.sealed = Some(Sealed {
+            changes,
+            next,
+            upto: self.next_seq,
+        });
+        self.start_write();
     }
 
-    /// Drains outputs and writes a checkpoint; returns the offset that may be
-    /// committed (`None` while warming below the group's committed offset, or when
-    /// the write failed).
-    async fn checkpoint(&mut self) -> Option<i64> {
-        self.drain().await;
-        let next = self.next?;
-        let engine = self.shared.engine();
-        let started = Instant::now();
-        let changes = self.state.take_changes(engine.rules(), self.full_snapshot);
-        let cp = Checkpoint {
-            position: encode_position(next),
-            changes,
+    /// Starts writing the sealed checkpoint once its outputs are all acknowledged.
+    fn start_write(&mut self) {
+        let ready = match &self.sealed {
+            Some(s) => self.writing.is_none() && self.unacked.first().is_none_or(|&lowest| lowest >= s.upto),
+            None => false,
         };
+        if !ready {
+            return;
+        }
+        let Some(sealed) = self.sealed.take() else { return };
         let store = self.shared.store.clone();
         let name = self.name.clone();
-        let written = tokio::task::spawn_blocking(move || store.write_checkpoint(&name, &cp)).await;
-        match written {
+        let next = sealed.next;
+        let cp = Checkpoint {
+            position: encode_position(next),
+            changes: sealed.changes,
+        };
+        let handle = tokio::task::spawn_blocking(move || store.write_checkpoint(&name, &cp).map_err(|e| e.to_string()));
+        self.writing = Some(Writing {
+            handle,
+            next,
+            started: Instant::now(),
+        });
+    }
+
+    /// The in-flight checkpoint write finished.
+    fn written(&mut self, result: Result<Result<(), String>, tokio::task::JoinError>) {
+        if let Some(w) = self.writing.take() {
+            self.finish_write(w.next, w.started, result);
+        }
+        self.start_write();
+    }
+
+    /// Commits a written checkpoint's offset, or notes the failure.
+    fn finish_write(
+        &mut self,
+        next: i64,
+        started: Instant,
+        result: Result<Result<(), String>, tokio::task::JoinError>,
+    ) {
+        match result {
             Ok(Ok(())) => {
-                self.full_snapshot = false;
-                self.since_checkpoint = 0;
                 self.shared
                     .metrics
                     .checkpoint_seconds
                     .observe(started.elapsed().as_secs_f64());
+                if let Some(offset) = self.committable(next) {
+                    let cmd = ConsumerCmd::Commit {
+                        topic: self.topic.clone(),
+                        partition: self.partition,
+                        offset,
+                    };
+                    let _ = self.shared.consumer_cmds.send(cmd);
+                }
             }
-            Ok(Err(e)) => {
-                // The changes taken are lost from tracking: write everything next time.
-                self.full_snapshot = true;
-                self.shared.metrics.checkpoint_failures.inc();
-                tracing::error!(partition = self.name, error = %e, "checkpoint failed; offsets stay uncommitted");
-                return None;
-            }
-            Err(e) => {
-                self.full_snapshot = true;
-                self.shared.metrics.checkpoint_failures.inc();
-                tracing::error!(partition = self.name, error = %e, "checkpoint task failed");
-                return None;
-            }
+            Ok(Err(e)) => self.write_failed(&e),
+            Err(e) => self.write_failed(&e.to_string()),
         }
-        // Never move the group's offset back while replaying below it.
+    }
+
+    fn write_failed(&mut self, error: &str) {
+        // The changes taken are gone from tracking: write everything next time.
+        self.full_snapshot = true;
+        self.since_checkpoint = self.since_checkpoint.max(1);
+        self.shared.metrics.checkpoint_failures.inc();
+        tracing::error!(
+            partition = self.name,
+            error,
+            "checkpoint failed; offsets stay uncommitted"
+        );
+    }
+
+    /// The offset that may be committed after a checkpoint at `next`: never move the
+    /// group's offset back while replaying below it.
+    fn committable(&mut self, next: i64) -> Option<i64> {
         if self.warm_until.is_some_and(|c| next < c) {
             return None;
         }
@@ -366,19 +470,51 @@ impl Task {
         Some(next)
     }
 
-    async fn checkpoint_and_commit(&mut self) {
-        if let Some(offset) = self.checkpoint().await {
-            let cmd = ConsumerCmd::Commit {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                offset,
-            };
-            let _ = self.shared.consumer_cmds.send(cmd);
+    /// Finishes everything in flight and writes a checkpoint of the current state
+    /// (revocation, lifts); returns the offset that may be committed.
+    async fn checkpoint_now(&mut self) -> Option<i64> {
+        while let Some(ack) = self.pending.next().await {
+            self.acked(ack);
+        }
+        if let Some(w) = self.writing.take() {
+            let result = w.handle.await;
+            self.finish_write(w.next, w.started, result);
+        }
+        // A sealed checkpoint's changes precede the current ones: write both.
+        let mut changes = self.sealed.take().map(|s| s.changes).unwrap_or_default();
+        let next = self.next?;
+        changes.extend(
+            self.state
+                .take_changes(self.shared.engine().rules(), self.full_snapshot),
+        );
+        let cp = Checkpoint {
+            position: encode_position(next),
+            changes,
+        };
+        let (store, name, started) = (self.shared.store.clone(), self.name.clone(), Instant::now());
+        match tokio::task::spawn_blocking(move || store.write_checkpoint(&name, &cp)).await {
+            Ok(Ok(())) => {
+                self.full_snapshot = false;
+                self.since_checkpoint = 0;
+                self.shared
+                    .metrics
+                    .checkpoint_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                self.committable(next)
+            }
+            Ok(Err(e)) => {
+                self.write_failed(&e.to_string());
+                None
+            }
+            Err(e) => {
+                self.write_failed(&e.to_string());
+                None
+            }
         }
     }
 
     /// Lifts the records in force on `subject` in this partition's state, sends the
-    /// `lift` decisions, and waits for them to be acknowledged.
+    /// `lift` decisions, and makes the cleared entries durable.
     async fn lift(&mut self, subject: &SubjectKey) -> Vec<Record> {
         let engine = self.shared.engine();
         let now = self.state.clock.max_ts.unwrap_or(i64::MIN);
@@ -401,11 +537,16 @@ impl Task {
                 self.shared.registry.remove(subject, &d.rule);
             }
             let f = self.shared.outputs.send(r).await;
-            self.pending.push(track(f, Instant::now()));
+            self.track(f, Instant::now());
         }
-        self.drain().await;
-        // The cleared in-force entries are state: make them durable now.
-        self.checkpoint_and_commit().await;
+        if let Some(offset) = self.checkpoint_now().await {
+            let cmd = ConsumerCmd::Commit {
+                topic: self.topic.clone(),
+                partition: self.partition,
+                offset,
+            };
+            let _ = self.shared.consumer_cmds.send(cmd);
+        }
         records
     }
 
@@ -449,18 +590,4 @@ impl Task {
         telemetry::export(&self.shared.metrics, engine.rules(), &self.tally);
         self.tally = Tally::default();
     }
-}
-
-fn track(f: DeliveryFuture, arrived: Instant) -> futures::future::BoxFuture<'static, (Instant, bool)> {
-    Box::pin(async move {
-        let ok = match f.await {
-            Ok(Ok(_)) => true,
-            Ok(Err((e, _))) => {
-                tracing::error!(error = %e, "output refused by the broker");
-                false
-            }
-            Err(_) => false,
-        };
-        (arrived, ok)
-    })
 }

@@ -1,0 +1,397 @@
+//! End-to-end benchmark: warden through a real broker, against the broker's own
+//! ceiling, in one run on one machine.
+//!
+//! 1. Starts tansu (`$WARDEN_TANSU`) on a free loopback port and pre-loads N
+//!    generated events (keyed by tenant) into the input topics.
+//! 2. Ceiling: a plain rdkafka consumer that only counts reads all N.
+//! 3. Throughput: `warden run` (a fresh group) processes all N; rate from the first
+//!    to the last event counted in `warden_events_total`.
+//! 4. Latency: events produced at RATE_FRACTION (default 0.5) of warden's measured rate, each
+//!    stamped with the wall clock as its `ts`; every output record's arrival minus
+//!    its `event_ts` is one end-to-end sample (produce → broker → warden → broker →
+//!    this consumer). Also reports warden's own `process_latency_seconds`.
+//!
+//! `cargo run --release -p warden-bench --bin warden-harness -- [EVENTS] [LATENCY_SECS] [RATE_FRACTION]`
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use warden_bench::gen::{Generator, Profile};
+
+const PARTITIONS: i32 = 3;
+const INPUTS: [&str; 3] = ["events.webhook", "events.tool_call", "events.log"];
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(29_999)
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
+fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap_or_else(|e| panic!("producer: {e}"))
+}
+
+fn send(p: &ThreadedProducer<DefaultProducerContext>, line: &str) {
+    let topic = if line.contains("\"type\":\"webhook\"") {
+        INPUTS[0]
+    } else if line.contains("\"type\":\"tool_call\"") {
+        INPUTS[1]
+    } else {
+        INPUTS[2]
+    };
+    let key = line
+        .split("\"tenant\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or("");
+    let mut rec = Some(BaseRecord::<str, str>::to(topic).key(key).payload(line));
+    while let Some(r) = rec.take() {
+        if let Err((_, back)) = p.send(r) {
+            std::thread::sleep(Duration::from_micros(200));
+            rec = Some(back);
+        }
+    }
+}
+
+/// Replaces the event's `ts` with `ts`.
+fn with_ts(line: &str, ts: i64) -> String {
+    let Some(start) = line.find("\"ts\":") else {
+        return line.to_string();
+    };
+    let rest = &line[start + 5..];
+    let end = rest.find(',').unwrap_or(rest.len());
+    format!("{}\"ts\":{ts}{}", &line[..start], &rest[end..])
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let events: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(300_000);
+    let latency_secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let fractions: Vec<f64> = args
+        .next()
+        .map(|a| a.split(',').filter_map(|f| f.parse().ok()).collect())
+        .unwrap_or_else(|| vec![0.5]);
+    let tansu = std::env::var("WARDEN_TANSU").expect("WARDEN_TANSU: `source .ci/setup.sh`");
+    let exe = std::env::current_exe().expect("exe");
+    let warden = exe.with_file_name("warden");
+    let port = free_port();
+    let url = format!("tcp://127.0.0.1:{port}");
+    let bootstrap = format!("127.0.0.1:{port}");
+    let _broker = Proc(
+        Command::new(&tansu)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts"),
+    );
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (t, n) in INPUTS.iter().map(|t| (*t, PARTITIONS)).chain(
+        [
+            "warden.decisions",
+            "warden.killswitch",
+            "warden.alerts",
+            "warden.dlq",
+            "bench.echo",
+        ]
+        .map(|t| (t, 1)),
+    ) {
+        let ok = Command::new(&tansu)
+            .args(["topic", "create", t, "--partitions", &n.to_string(), "--broker", &url])
+            .stdout(Stdio::null())
+            .status();
+        assert!(ok.is_ok_and(|s| s.success()), "create {t}");
+    }
+
+    // 1. Pre-load.
+    let p = producer(&bootstrap);
+    let mut g = Generator::new(Profile::mixed(events), 11);
+    let mut line = String::new();
+    let t = Instant::now();
+    while g.next_into(&mut line) {
+        send(&p, &line);
+    }
+    p.flush(Duration::from_secs(120)).expect("pre-load delivered");
+    eprintln!("pre-loaded {events} events in {:.1} s", t.elapsed().as_secs_f64());
+
+    // 2. Ceiling: read everything, count only.
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "ceiling")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for topic in INPUTS {
+        for part in 0..PARTITIONS {
+            tpl.add_partition_offset(topic, part, Offset::Beginning).expect("tpl");
+        }
+    }
+    c.assign(&tpl).expect("assign");
+    let (mut read, mut first) = (0u64, None);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while read < events && Instant::now() < deadline {
+        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
+            first.get_or_insert_with(Instant::now);
+            read += u64::from(m.payload().is_some());
+        }
+    }
+    let ceiling = read as f64 / first.map_or(f64::NAN, |f| f.elapsed().as_secs_f64());
+    drop(c);
+    eprintln!("ceiling: {ceiling:.0} events/s ({read} read)");
+
+    // 3. warden over the same events.
+    let dir = std::env::temp_dir().join(format!("warden-harness-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("w.toml");
+    std::fs::write(
+        &cfg,
+        std::env::var("HARNESS_CONFIG").unwrap_or_else(|_| {
+            "[kafka.consumer]\n\"session.timeout.ms\" = \"6000\"\n\"heartbeat.interval.ms\" = \"500\"\n".into()
+        }),
+    )
+    .expect("cfg");
+    let http = format!("127.0.0.1:{}", free_port());
+    let _w = Proc(
+        Command::new(&warden)
+            .arg("run")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--brokers", &bootstrap, "--group", "bench", "--http", &http, "--state"])
+            .arg(dir.join("state"))
+            .env("WARDEN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("warden starts"),
+    );
+    let counted = |text: &str| metric_sum(text, "warden_events_total") + metric_sum(text, "warden_dlq_total");
+    let (mut started, mut last) = (None, 0.0);
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let mut report = Instant::now();
+    let _ = &mut report;
+    while last < events as f64 && Instant::now() < deadline {
+        last = counted(&http_get(&http, "/metrics"));
+        if last > 0.0 && started.is_none() {
+            started = Some((Instant::now(), last));
+        }
+        if report.elapsed() > Duration::from_secs(1) {
+            eprintln!("  {last} events counted");
+            report = Instant::now();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (t0, n0) = started.expect("warden processed something");
+    let rate = (last - n0) / t0.elapsed().as_secs_f64();
+    eprintln!("warden: {rate:.0} events/s ({last} counted)");
+
+    // 4. Latency at fractions of warden's rate, against the same running instance.
+    println!(
+        "events={events} ceiling_eps={ceiling:.0} warden_eps={rate:.0} ratio={:.2}",
+        rate / ceiling
+    );
+    let out: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "latency")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for topic in ["warden.decisions", "warden.killswitch", "warden.alerts"] {
+        tpl.add_partition_offset(topic, 0, Offset::End).expect("tpl");
+    }
+    out.assign(&tpl).expect("assign");
+    std::thread::sleep(Duration::from_secs(1));
+    let mut g = Generator::new(
+        Profile {
+            events: u64::MAX,
+            ..Profile::mixed(1)
+        },
+        12,
+    );
+    for fraction in fractions {
+        let target = rate * fraction;
+        let start = Instant::now();
+        let mut sent = 0u64;
+        let mut samples: Vec<f64> = Vec::new();
+        let begin_ms = now_ms();
+        while start.elapsed() < Duration::from_secs(latency_secs) {
+            let due = (start.elapsed().as_secs_f64() * target) as u64;
+            while sent < due && g.next_into(&mut line) {
+                send(&p, &with_ts(&line, now_ms()));
+                sent += 1;
+            }
+            while let Some(Ok(m)) = out.poll(Duration::from_millis(0)) {
+                record_sample(&m, begin_ms, &mut samples);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let drain = Instant::now();
+        while drain.elapsed() < Duration::from_secs(3) {
+            if let Some(Ok(m)) = out.poll(Duration::from_millis(50)) {
+                record_sample(&m, begin_ms, &mut samples);
+            }
+        }
+        samples.sort_by(f64::total_cmp);
+        let hop = broker_hop(&bootstrap, &p, target, latency_secs);
+        println!(
+            "latency fraction={fraction} eps={target:.0} sent={sent} outputs={} e2e_p50_ms={:.1} e2e_p95_ms={:.1} e2e_p99_ms={:.1} | broker_hop_p50_ms={:.1} broker_hop_p99_ms={:.1}",
+            samples.len(),
+            percentile(&samples, 0.50),
+            percentile(&samples, 0.95),
+            percentile(&samples, 0.99),
+            percentile(&hop, 0.50),
+            percentile(&hop, 0.99)
+        );
+    }
+    println!(
+        "warden_process_latency (all phases): {}",
+        histogram_quantiles(&http_get(&http, "/metrics"))
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The broker's own latency at `rate`: wall-clock stamps produced to `bench.echo`
+/// and read back by a plain consumer (one hop; warden's path has two).
+fn broker_hop(bootstrap: &str, p: &ThreadedProducer<DefaultProducerContext>, rate: f64, secs: u64) -> Vec<f64> {
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "echo")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "5")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("bench.echo", 0, Offset::Beginning)
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    let begin = now_ms();
+    let start = Instant::now();
+    let (mut sent, mut out) = (0u64, Vec::new());
+    let mut read = |c: &BaseConsumer, out: &mut Vec<f64>| {
+        while let Some(Ok(m)) = c.poll(Duration::from_millis(0)) {
+            let ts: Option<i64> = m.payload().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
+            if let Some(ts) = ts.filter(|t| *t >= begin) {
+                out.push((now_ms() - ts) as f64);
+            }
+        }
+    };
+    while start.elapsed() < Duration::from_secs(secs) {
+        let due = (start.elapsed().as_secs_f64() * rate) as u64;
+        while sent < due {
+            let stamp = now_ms().to_string();
+            let mut rec = Some(BaseRecord::<str, str>::to("bench.echo").payload(&stamp));
+            while let Some(r) = rec.take() {
+                if let Err((_, back)) = p.send(r) {
+                    std::thread::sleep(Duration::from_micros(200));
+                    rec = Some(back);
+                }
+            }
+            sent += 1;
+        }
+        read(&c, &mut out);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let drain = Instant::now();
+    while drain.elapsed() < Duration::from_secs(3) {
+        read(&c, &mut out);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    out.sort_by(f64::total_cmp);
+    out
+}
+
+fn record_sample(m: &rdkafka::message::BorrowedMessage<'_>, begin_ms: i64, samples: &mut Vec<f64>) {
+    let Some(payload) = m.payload() else { return };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+        return;
+    };
+    let ts = v["event_ts"]
+        .as_i64()
+        .or_else(|| v["issued_at"].as_i64())
+        .or_else(|| v["last_seen"].as_i64());
+    // Only events this phase stamped with the wall clock (the pre-load is 2026 event time).
+    if let Some(ts) = ts.filter(|t| *t >= begin_ms) {
+        samples.push((now_ms() - ts) as f64);
+    }
+}
+
+/// p50 / p99 from the `warden_process_latency_seconds` buckets (upper bounds).
+fn histogram_quantiles(text: &str) -> String {
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with("warden_process_latency_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    let q = |p: f64| {
+        buckets
+            .iter()
+            .find(|b| b.1 >= total * p)
+            .map_or(f64::NAN, |b| b.0 * 1000.0)
+    };
+    format!("count={total} p50<={:.2}ms p99<={:.2}ms", q(0.5), q(0.99))
+}
