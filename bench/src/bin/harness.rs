@@ -226,7 +226,6 @@ fn main() {
     let (mut started, mut last) = (None, 0.0);
     let deadline = Instant::now() + Duration::from_secs(900);
     let mut report = Instant::now();
-    let _ = &mut report;
     while last < events as f64 && Instant::now() < deadline {
         last = counted(&http_get(&http, "/metrics"));
         if last > 0.0 && started.is_none() {
@@ -326,7 +325,7 @@ fn broker_hop(bootstrap: &str, p: &ThreadedProducer<DefaultProducerContext>, rat
     let begin = now_ms();
     let start = Instant::now();
     let (mut sent, mut out) = (0u64, Vec::new());
-    let mut read = |c: &BaseConsumer, out: &mut Vec<f64>| {
+    let read = |c: &BaseConsumer, out: &mut Vec<f64>| {
         while let Some(Ok(m)) = c.poll(Duration::from_millis(0)) {
             let ts: Option<i64> = m.payload().and_then(|v| std::str::from_utf8(v).ok()?.parse().ok());
             if let Some(ts) = ts.filter(|t| *t >= begin) {
