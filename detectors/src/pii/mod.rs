@@ -1,71 +1,226 @@
-//! TEMPORARY STUB — replaced by the real PII module.
-#![allow(missing_docs)]
+//! Finds secrets and personal data in free text.
+//!
+//! Secrets: AWS key ids, OpenAI-style `sk-` keys, Stripe keys, GitHub tokens, Slack
+//! tokens, JWTs, PEM/PGP private keys and URLs carrying a password. Personal data:
+//! emails, E.164 phone numbers, US SSNs, payment cards (Luhn + issuer prefix) and
+//! Ethereum addresses.
+//!
+//! The promise: findings are byte spans and kinds only; nothing here returns or logs
+//! a matched value — callers show [`mask`]ed previews or [`redact`]ed text. Clean
+//! text costs one keyword pass plus one digit-run pass and runs no regex: each kind's
+//! regex runs only when its literal keyword appeared (the gitleaks approach).
+
+mod mask;
+mod personal;
+mod prefilter;
+mod secrets;
+#[cfg(test)]
+mod tests;
+
+pub use self::mask::{mask, redact};
+
+use self::prefilter::Prefilter;
+
+/// One kind of finding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PiiKind {
+    /// AWS access key id (`AKIA…`, `ASIA…`).
     AwsKey,
+    /// OpenAI/Anthropic-style `sk-` key.
+    OpenaiKey,
+    /// Stripe secret or restricted key.
+    StripeKey,
+    /// GitHub token (`ghp_`, `github_pat_`, …).
+    GithubToken,
+    /// Slack token (`xoxb-`, `xapp-`, …).
+    SlackToken,
+    /// JSON Web Token.
+    Jwt,
+    /// PEM or PGP private key, header and body.
+    PrivateKey,
+    /// URL or connection string with a password.
+    Dsn,
+    /// Email address.
     Email,
+    /// E.164 phone number.
+    Phone,
+    /// US social security number.
+    Ssn,
+    /// Payment card number.
+    Card,
+    /// Ethereum address.
+    EthAddress,
 }
+
 impl PiiKind {
+    /// Every kind, secrets first.
+    pub const ALL: [PiiKind; 13] = [
+        PiiKind::AwsKey,
+        PiiKind::OpenaiKey,
+        PiiKind::StripeKey,
+        PiiKind::GithubToken,
+        PiiKind::SlackToken,
+        PiiKind::Jwt,
+        PiiKind::PrivateKey,
+        PiiKind::Dsn,
+        PiiKind::Email,
+        PiiKind::Phone,
+        PiiKind::Ssn,
+        PiiKind::Card,
+        PiiKind::EthAddress,
+    ];
+
+    /// The snake_case name used in findings and redaction markers.
     pub fn name(self) -> &'static str {
         match self {
             PiiKind::AwsKey => "aws_key",
+            PiiKind::OpenaiKey => "openai_key",
+            PiiKind::StripeKey => "stripe_key",
+            PiiKind::GithubToken => "github_token",
+            PiiKind::SlackToken => "slack_token",
+            PiiKind::Jwt => "jwt",
+            PiiKind::PrivateKey => "private_key",
+            PiiKind::Dsn => "dsn",
             PiiKind::Email => "email",
+            PiiKind::Phone => "phone",
+            PiiKind::Ssn => "ssn",
+            PiiKind::Card => "card",
+            PiiKind::EthAddress => "eth_address",
         }
     }
+
+    /// True for credentials (the 8 secret kinds), false for personal data.
     pub fn is_secret(self) -> bool {
-        self == PiiKind::AwsKey
+        matches!(
+            self,
+            PiiKind::AwsKey
+                | PiiKind::OpenaiKey
+                | PiiKind::StripeKey
+                | PiiKind::GithubToken
+                | PiiKind::SlackToken
+                | PiiKind::Jwt
+                | PiiKind::PrivateKey
+                | PiiKind::Dsn
+        )
+    }
+
+    const fn bit(self) -> u16 {
+        1 << self as u16
     }
 }
+
+/// A set of kinds to look for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Scope(u16);
+
 impl Scope {
-    pub const ALL: Scope = Scope(3);
-    pub const SECRETS_CARDS_SSN: Scope = Scope(1);
+    /// Every kind (log messages and fields must hold no PII at all).
+    pub const ALL: Scope = Scope((1 << 13) - 1);
+    /// Secrets, cards and SSNs only: in tool args and webhook text an email or phone
+    /// number is ordinary data.
+    pub const SECRETS_CARDS_SSN: Scope = Scope(
+        PiiKind::AwsKey.bit()
+            | PiiKind::OpenaiKey.bit()
+            | PiiKind::StripeKey.bit()
+            | PiiKind::GithubToken.bit()
+            | PiiKind::SlackToken.bit()
+            | PiiKind::Jwt.bit()
+            | PiiKind::PrivateKey.bit()
+            | PiiKind::Dsn.bit()
+            | PiiKind::Card.bit()
+            | PiiKind::Ssn.bit(),
+    );
+
+    /// Whether `kind` is in this scope.
+    pub fn contains(self, kind: PiiKind) -> bool {
+        self.0 & kind.bit() != 0
+    }
+
+    const fn with(self, kind: PiiKind) -> Scope {
+        Scope(self.0 | kind.bit())
+    }
+
+    const fn empty() -> Scope {
+        Scope(0)
+    }
+
+    fn intersect(self, other: Scope) -> Scope {
+        Scope(self.0 & other.0)
+    }
+
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
 }
+
+/// One finding: a kind and a byte span of the scanned text, on char boundaries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PiiMatch {
+    /// What was found.
     pub kind: PiiKind,
+    /// Byte offset of the first byte.
     pub start: usize,
+    /// Byte offset one past the last byte.
     pub end: usize,
 }
-#[derive(Debug, Default)]
-pub struct PiiScanner;
+
+/// The compiled scanner; build once, share, call [`PiiScanner::scan`] per string.
+#[derive(Debug)]
+pub struct PiiScanner {
+    prefilter: Prefilter,
+    secrets: secrets::Secrets,
+    personal: personal::Personal,
+}
+
+impl Default for PiiScanner {
+    fn default() -> Self {
+        PiiScanner::new()
+    }
+}
+
 impl PiiScanner {
+    /// Builds the keyword automaton and every regex once. Never panics: a kind whose
+    /// regex failed to build is skipped (a test proves they all build).
     pub fn new() -> Self {
-        PiiScanner
+        PiiScanner {
+            prefilter: Prefilter::new(),
+            secrets: secrets::Secrets::new(),
+            personal: personal::Personal::new(),
+        }
     }
+
+    /// Appends the findings in `text` for kinds in `scope` to `out`, sorted by start
+    /// and non-overlapping.
     pub fn scan(&self, text: &str, scope: Scope, out: &mut Vec<PiiMatch>) {
-        if let Some(i) = text.find("AKIA") {
-            if text.len() >= i + 20 {
-                out.push(PiiMatch {
-                    kind: PiiKind::AwsKey,
-                    start: i,
-                    end: i + 20,
-                });
-            }
+        let hits = self.prefilter.hits(text, scope);
+        if hits.is_empty() {
+            return;
         }
-        if scope == Scope::ALL {
-            if let Some(i) = text.find('@') {
-                out.push(PiiMatch {
-                    kind: PiiKind::Email,
-                    start: i,
-                    end: i + 1,
-                });
-            }
-        }
+        let base = out.len();
+        self.secrets.find(text, hits, out);
+        self.personal.find(text, hits, out);
+        resolve_overlaps(out, base);
     }
 }
-pub fn mask(_kind: PiiKind, value: &str) -> String {
-    format!("…{}", value.len())
-}
-pub fn redact(text: &str, matches: &[PiiMatch]) -> String {
-    let mut out = String::new();
-    let mut at = 0;
-    for m in matches {
-        out.push_str(&text[at..m.start]);
-        out.push_str("***");
-        at = m.end;
+
+/// Sorts `out[base..]` by start and drops findings overlapping an earlier one: the
+/// earlier start wins, then the longer span, then secrets over personal data (a DSN
+/// wins over the email-looking `user:pw@host` inside it).
+fn resolve_overlaps(out: &mut Vec<PiiMatch>, base: usize) {
+    let tail = &mut out[base..];
+    tail.sort_unstable_by(|a, b| {
+        a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(b.kind.is_secret().cmp(&a.kind.is_secret()))
+    });
+    let mut keep = base;
+    let mut last_end = 0;
+    for i in base..out.len() {
+        let m = out[i];
+        if keep > base && m.start < last_end {
+            continue;
+        }
+        out[keep] = m;
+        keep += 1;
+        last_end = m.end;
     }
-    out.push_str(&text[at..]);
-    out
+    out.truncate(keep);
 }

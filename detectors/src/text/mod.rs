@@ -1,103 +1,87 @@
-//! TEMPORARY STUB — replaced by the real text module.
-#![allow(missing_docs)]
+//! Text normalisation and phrase matching for the spam, injection and duplicate
+//! detectors.
+//!
+//! Every webhook text is normalised once per event ([`normalize_into`]): format
+//! characters removed (zero-width space / joiner / non-joiner, word joiner, BOM, soft
+//! hyphen, bidi controls), Unicode NFKC, full case folding, every run of whitespace made
+//! one space, trimmed. Full-width, mixed-case and oddly spaced variants of a phrase
+//! therefore all reach the matchers as the same string.
+//!
+//! Phrases ([`PhraseSet`]) match on word boundaries of the normalised text, so
+//! `act as` is not found inside `react as`. The injection matcher
+//! ([`InjectionMatcher`]) adds the verb → object → noun pattern of the design
+//! ("ignore … previous … instructions", each gap at most 20 characters and never
+//! across a sentence end or a line break).
+
+mod injection;
+mod normalize;
+mod phrases;
+#[cfg(test)]
+mod tests;
+
+pub use injection::{InjectionConfig, InjectionHit, InjectionMatcher};
+pub use normalize::{normalize_into, Normalized};
+pub use phrases::{PhraseMatch, PhraseSet};
+
+/// The default spam words of the `spam_content` rule.
 pub const SPAM_WORDS: &[&str] = &["buy", "click", "free", "winner", "prize", "giveaway"];
-pub const PAYMENT_PHRASES: &[&str] = &["pay deposit", "pay a deposit", "pay the deposit", "new account"];
-#[derive(Debug, Default)]
-pub struct Normalized {
-    text: String,
+
+/// The default phrases of the `payment_redirect` rule: paying a deposit, and
+/// (new, changed, updated) (bank, account) details, and a new account.
+pub const PAYMENT_PHRASES: &[&str] = &[
+    "pay deposit",
+    "pay a deposit",
+    "pay the deposit",
+    "new bank details",
+    "new account details",
+    "changed bank details",
+    "changed account details",
+    "updated bank details",
+    "updated account details",
+    "new account",
+];
+
+/// Why a phrase list or pattern could not be compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    /// A phrase is blank once normalised, so it would match everywhere or nowhere.
+    #[error("phrase {index} is blank after normalisation")]
+    BlankPhrase {
+        /// Its position in the list.
+        index: usize,
+    },
+    /// The list is too large for the matcher.
+    #[error("phrase list cannot be compiled: {0}")]
+    Automaton(String),
+    /// The injection pattern built from the word lists did not compile.
+    #[error("injection pattern cannot be compiled: {0}")]
+    Pattern(String),
 }
-impl Normalized {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-    pub fn is_line_break(&self, _at: usize) -> bool {
-        false
-    }
+
+/// Whether the text holds a URL: `http://`, `https://` or `www.` at the start of a word.
+pub fn has_url(text: &Normalized) -> bool {
+    let t = text.as_str();
+    ["http://", "https://", "www."]
+        .iter()
+        .any(|needle| t.match_indices(needle).any(|(at, _)| phrases::word_start(t, at)))
 }
-pub fn normalize_into(raw: &str, out: &mut Normalized) {
-    out.text = raw.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
-}
-#[derive(Debug)]
-pub struct TextError;
-impl std::fmt::Display for TextError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "bad phrase")
-    }
-}
-impl std::error::Error for TextError {}
-#[derive(Debug)]
-pub struct PhraseSet {
-    p: Vec<String>,
-}
-pub struct PhraseMatch {
-    pub index: usize,
-    pub start: usize,
-    pub end: usize,
-}
-impl PhraseSet {
-    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(phrases: I) -> Result<PhraseSet, TextError> {
-        Ok(PhraseSet {
-            p: phrases.into_iter().map(|s| s.as_ref().to_lowercase()).collect(),
-        })
-    }
-    pub fn find(&self, text: &Normalized) -> Option<PhraseMatch> {
-        let words: Vec<&str> = text.as_str().split(|c: char| !c.is_alphanumeric()).collect();
-        self.p
-            .iter()
-            .position(|p| words.contains(&p.as_str()) || (p.contains(' ') && text.as_str().contains(p.as_str())))
-            .map(|index| PhraseMatch {
-                index,
-                start: 0,
-                end: 0,
-            })
-    }
-    pub fn phrase(&self, index: usize) -> &str {
-        &self.p[index]
-    }
-}
-pub struct InjectionConfig;
-impl InjectionConfig {
-    pub fn defaults() -> Self {
-        InjectionConfig
-    }
-}
-#[derive(Debug)]
-pub struct InjectionMatcher;
-pub struct InjectionHit {
-    pub label: String,
-}
-impl InjectionMatcher {
-    pub fn new(_: &InjectionConfig) -> Result<Self, TextError> {
-        Ok(InjectionMatcher)
-    }
-    pub fn find(&self, t: &Normalized) -> Option<InjectionHit> {
-        ["ignore previous instructions", "system prompt"]
-            .iter()
-            .find(|p| t.as_str().contains(*p))
-            .map(|p| InjectionHit { label: p.to_string() })
-    }
-}
-pub fn has_url(t: &Normalized) -> bool {
-    t.as_str().contains("http://") || t.as_str().contains("https://") || t.as_str().contains("www.")
-}
-pub fn longest_letter_run(t: &Normalized) -> usize {
-    let mut best = 0;
-    let mut run = 0;
-    let mut prev = None;
-    for c in t.as_str().chars() {
-        if c.is_alphanumeric() && Some(c) == prev {
-            run += 1
-        } else {
-            run = 1
-        }
+
+/// The longest run of one Unicode letter or digit repeated, in characters.
+///
+/// Runs of punctuation (`----------`) and whitespace are not counted: they are
+/// formatting, not spam.
+pub fn longest_letter_run(text: &Normalized) -> usize {
+    let (mut best, mut run, mut prev) = (0, 0, '\0');
+    for c in text.as_str().chars() {
         if !c.is_alphanumeric() {
-            run = 0
+            run = 0;
+        } else if run > 0 && c == prev {
+            run += 1;
+        } else {
+            run = 1;
         }
+        prev = c;
         best = best.max(run);
-        prev = Some(c);
     }
     best
 }

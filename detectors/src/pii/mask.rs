@@ -1,0 +1,101 @@
+//! Masked previews and redaction. Both work on chars (never byte-slice a value
+//! mid-char) and never let a value through whole.
+
+use super::{PiiKind, PiiMatch};
+
+/// A masked preview of `value` (a finding of `kind`) that never contains the value:
+/// e.g. `sk-…abcd`, `[RSA PRIVATE KEY]`, `postgres://app:***@db.prod`, `**** 1111`.
+pub fn mask(kind: PiiKind, value: &str) -> String {
+    let masked = match kind {
+        PiiKind::PrivateKey => Some(format!("[{}]", pem_label(value).unwrap_or("PRIVATE KEY"))),
+        PiiKind::Dsn => mask_dsn(value),
+        PiiKind::Jwt if value.starts_with("eyJ") && value.chars().count() >= 12 => {
+            Some(format!("eyJ…{}", last_chars(value, 4)))
+        }
+        PiiKind::Ssn => digits_tail(value, 9, 9).map(|t| format!("***-**-{t}")),
+        PiiKind::Card => digits_tail(value, 13, 19).map(|t| format!("**** {t}")),
+        PiiKind::Phone => digits_tail(value, 8, 15).map(|t| {
+            let stars = value.bytes().filter(u8::is_ascii_digit).count().saturating_sub(4);
+            format!("+{}{t}", "*".repeat(stars))
+        }),
+        PiiKind::Email => mask_email(value),
+        PiiKind::EthAddress if value.len() == 42 && value.starts_with("0x") => {
+            Some(format!("0x{}…{}", value.chars().nth(2).unwrap_or('?'), last_chars(value, 4)))
+        }
+        _ => None,
+    };
+    masked.unwrap_or_else(|| mask_generic(value))
+}
+
+/// First 3 and last 4 chars of a long value, `…` plus last 2 of a short one, `***`
+/// for a tiny one: never enough to use or guess the secret.
+fn mask_generic(value: &str) -> String {
+    let n = value.chars().count();
+    if n >= 12 {
+        let head: String = value.chars().take(3).collect();
+        format!("{head}…{}", last_chars(value, 4))
+    } else if n >= 6 {
+        format!("…{}", last_chars(value, 2))
+    } else {
+        "***".to_string()
+    }
+}
+
+/// The last `k` chars of `value`.
+fn last_chars(value: &str, k: usize) -> &str {
+    let at = value.char_indices().rev().nth(k.saturating_sub(1)).map_or(0, |(i, _)| i);
+    &value[at..]
+}
+
+/// The last 4 digits, if `value` holds `min..=max` digits (else the generic mask).
+fn digits_tail(value: &str, min: usize, max: usize) -> Option<String> {
+    let count = value.bytes().filter(u8::is_ascii_digit).count();
+    if !(min..=max).contains(&count) {
+        return None;
+    }
+    Some(value.bytes().filter(u8::is_ascii_digit).skip(count - 4).map(char::from).collect())
+}
+
+/// `RSA PRIVATE KEY` from `-----BEGIN RSA PRIVATE KEY-----…`: the label only.
+fn pem_label(value: &str) -> Option<&str> {
+    let rest = value.strip_prefix("-----BEGIN ")?;
+    let (label, _) = rest.split_once("-----")?;
+    (label.len() <= 64 && !label.contains('\n')).then_some(label)
+}
+
+/// `scheme://user:***@host`: the password never appears.
+fn mask_dsn(value: &str) -> Option<String> {
+    let (scheme, rest) = value.split_once("://")?;
+    let (userinfo, hostpart) = rest.split_once('@')?;
+    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+    let host = hostpart.split(['/', '?', '#']).next().unwrap_or("");
+    Some(format!("{scheme}://{user}:***@{host}"))
+}
+
+/// `m***@example.com`: the local part goes, the domain stays.
+fn mask_email(value: &str) -> Option<String> {
+    let (local, domain) = value.rsplit_once('@')?;
+    let first = local.chars().next()?;
+    Some(format!("{first}***@{domain}"))
+}
+
+/// `text` with each match replaced by `[REDACTED:<kind>]`. Matches should be sorted
+/// and non-overlapping; any that overlap the previous one, run out of range or
+/// miss a char boundary are skipped, never a panic.
+pub fn redact(text: &str, matches: &[PiiMatch]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for m in matches {
+        if m.start < at || m.end < m.start {
+            continue;
+        }
+        let (Some(before), Some(_)) = (text.get(at..m.start), text.get(m.start..m.end)) else { continue };
+        out.push_str(before);
+        out.push_str("[REDACTED:");
+        out.push_str(m.kind.name());
+        out.push(']');
+        at = m.end;
+    }
+    out.push_str(text.get(at..).unwrap_or(""));
+    out
+}

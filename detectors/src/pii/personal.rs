@@ -1,0 +1,252 @@
+//! Finders for personal data: emails, phones and Ethereum addresses by regex;
+//! cards and SSNs by one walk over runs of digit groups (no regex).
+
+use regex::Regex;
+
+use super::secrets::{bounded, is_placeholder};
+use super::{PiiKind, PiiMatch, Scope};
+
+pub(super) const EMAIL: &str =
+    r"[\p{L}\p{M}\p{N}._%+\-]+@(?:[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}\-]*[\p{L}\p{M}\p{N}])?\.)+[\p{L}\p{M}]{2,}";
+pub(super) const PHONE: &str = r"\+[1-9](?:[ -]?[0-9]){7,14}";
+pub(super) const ETH: &str = r"0x[0-9a-fA-F]{40}";
+
+/// Every personal-data pattern (a test proves each one compiles).
+#[cfg(test)]
+pub(super) const PATTERNS: [&str; 3] = [EMAIL, PHONE, ETH];
+
+/// Digit groups kept per run; a longer run is cut (it is no card or SSN anyway).
+const MAX_GROUPS: usize = 16;
+
+/// How far before a bare 9-digit number an `ssn` keyword may stand, in bytes.
+const SSN_KEYWORD_WINDOW: usize = 24;
+
+/// The compiled personal-data regexes; `None` where one failed to build.
+#[derive(Debug)]
+pub(super) struct Personal {
+    email: Option<Regex>,
+    phone: Option<Regex>,
+    eth: Option<Regex>,
+}
+
+impl Personal {
+    pub(super) fn new() -> Personal {
+        Personal { email: Regex::new(EMAIL).ok(), phone: Regex::new(PHONE).ok(), eth: Regex::new(ETH).ok() }
+    }
+
+    /// Pushes candidates of the personal kinds in `hits` (unsorted, may overlap).
+    pub(super) fn find(&self, text: &str, hits: Scope, out: &mut Vec<PiiMatch>) {
+        if hits.contains(PiiKind::Email) {
+            for m in self.email.iter().flat_map(|re| re.find_iter(text)) {
+                // A local part cannot start with a dot; the domain must end the token.
+                let start = m.start() + (m.as_str().len() - m.as_str().trim_start_matches('.').len());
+                let next = text[m.end()..].chars().next();
+                if !next.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_') && !text[start..].starts_with('@')
+                {
+                    out.push(PiiMatch { kind: PiiKind::Email, start, end: m.end() });
+                }
+            }
+        }
+        if hits.contains(PiiKind::Phone) {
+            for m in self.phone.iter().flat_map(|re| re.find_iter(text)) {
+                let prev = text[..m.start()].chars().next_back();
+                let next = text[m.end()..].chars().next();
+                if !prev.is_some_and(char::is_alphanumeric) && !next.is_some_and(char::is_alphanumeric) {
+                    out.push(PiiMatch { kind: PiiKind::Phone, start: m.start(), end: m.end() });
+                }
+            }
+        }
+        if hits.contains(PiiKind::EthAddress) {
+            for m in self.eth.iter().flat_map(|re| re.find_iter(text)) {
+                // 64-hex hashes run on past 40; the zero address is a placeholder.
+                if bounded(text, m.start(), m.end()) && !is_placeholder(&m.as_str()[2..]) {
+                    out.push(PiiMatch { kind: PiiKind::EthAddress, start: m.start(), end: m.end() });
+                }
+            }
+        }
+        if hits.contains(PiiKind::Card) || hits.contains(PiiKind::Ssn) {
+            numeric(text, hits, out);
+        }
+    }
+}
+
+/// One run of digit groups joined by single spaces or dashes.
+struct Run {
+    groups: [(usize, usize); MAX_GROUPS],
+    seps: [u8; MAX_GROUPS],
+    n: usize,
+    /// Nothing number-like or word-like touches the run on the left / right.
+    left_ok: bool,
+    right_ok: bool,
+}
+
+impl Run {
+    fn len(&self, g: usize) -> usize {
+        self.groups[g].1 - self.groups[g].0
+    }
+}
+
+/// Walks every run of digits once and pushes cards and SSNs found in it.
+fn numeric(text: &str, hits: Scope, out: &mut Vec<PiiMatch>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let mut run =
+            Run { groups: [(0, 0); MAX_GROUPS], seps: [0; MAX_GROUPS], n: 0, left_ok: false, right_ok: false };
+        run.left_ok = edge_ok(text[..i].chars().next_back(), i.checked_sub(2).and_then(|j| b.get(j).copied()));
+        loop {
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                i += 1;
+            }
+            run.groups[run.n] = (start, i);
+            run.n += 1;
+            let joined = i + 1 < b.len() && (b[i] == b' ' || b[i] == b'-') && b[i + 1].is_ascii_digit();
+            if !joined || run.n == MAX_GROUPS {
+                break;
+            }
+            run.seps[run.n - 1] = b[i];
+            i += 1;
+        }
+        run.right_ok = edge_ok(text[i..].chars().next(), b.get(i + 1).copied());
+        if hits.contains(PiiKind::Ssn) {
+            ssn(text, &run, out);
+        }
+        if hits.contains(PiiKind::Card) {
+            cards(text, &run, out);
+        }
+    }
+}
+
+/// A run edge is clean unless a word char touches it or a `.`/`-` continues the
+/// number (`1.4111…`, `4111….5`); a comma may separate CSV values.
+fn edge_ok(neighbour: Option<char>, beyond: Option<u8>) -> bool {
+    match neighbour {
+        None => true,
+        Some(c) if c.is_alphanumeric() || c == '_' => false,
+        Some('.' | '-') => !beyond.is_some_and(|b| b.is_ascii_digit()),
+        Some(_) => true,
+    }
+}
+
+fn ssn(text: &str, run: &Run, out: &mut Vec<PiiMatch>) {
+    if !(run.left_ok && run.right_ok) {
+        return;
+    }
+    let (start, end) = (run.groups[0].0, run.groups[run.n - 1].1);
+    let digits = &text.as_bytes()[start..end];
+    let dashed = run.n == 3 && run.seps[0] == run.seps[1] && [run.len(0), run.len(1), run.len(2)] == [3, 2, 4];
+    let bare = run.n == 1 && run.len(0) == 9 && ssn_keyword_before(text, start);
+    if !(dashed || bare) {
+        return;
+    }
+    let mut d = digits.iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0');
+    let mut num = |k: usize| d.by_ref().take(k).fold(0u32, |acc, x| acc * 10 + u32::from(x));
+    let (area, group, serial) = (num(3), num(2), num(4));
+    if area != 0 && area != 666 && area < 900 && group != 0 && serial != 0 {
+        out.push(PiiMatch { kind: PiiKind::Ssn, start, end });
+    }
+}
+
+/// `ssn` or `social security` shortly before `at` (a bare 9 digits is otherwise
+/// just a number).
+fn ssn_keyword_before(text: &str, at: usize) -> bool {
+    let mut lo = at.saturating_sub(SSN_KEYWORD_WINDOW);
+    while !text.is_char_boundary(lo) {
+        lo += 1;
+    }
+    let window = &text.as_bytes()[lo..at];
+    [&b"ssn"[..], b"social security", b"social_security", b"social-security"]
+        .iter()
+        .any(|k| window.windows(k.len()).any(|w| w.eq_ignore_ascii_case(k)))
+}
+
+/// Tries the whole run, then sub-runs of its groups, longest first; a sub-run
+/// must be set off by spaces (a dash-joined neighbour makes it part of one number).
+fn cards(text: &str, run: &Run, out: &mut Vec<PiiMatch>) {
+    let mut a = 0;
+    'outer: while a < run.n {
+        let left = if a == 0 { run.left_ok } else { run.seps[a - 1] == b' ' };
+        if left {
+            for z in (a..run.n).rev() {
+                let right = if z == run.n - 1 { run.right_ok } else { run.seps[z] == b' ' };
+                if right && is_card(text, run, a, z) {
+                    out.push(PiiMatch { kind: PiiKind::Card, start: run.groups[a].0, end: run.groups[z].1 });
+                    a = z + 1;
+                    continue 'outer;
+                }
+            }
+        }
+        a += 1;
+    }
+}
+
+/// Groups `a..=z` form a card: one separator kind, a card grouping, 13–19 digits,
+/// a real issuer prefix and a valid Luhn check digit.
+fn is_card(text: &str, run: &Run, a: usize, z: usize) -> bool {
+    if z > a && run.seps[a..z].iter().any(|&s| s != run.seps[a]) {
+        return false;
+    }
+    let lens = (a..=z).map(|g| run.len(g));
+    let count: usize = lens.clone().sum();
+    if !(13..=19).contains(&count) {
+        return false;
+    }
+    let n = z - a + 1;
+    let grouped = n == 1
+        || (lens.clone().take(n - 1).all(|l| l == 4) && (1..=4).contains(&run.len(z)))
+        || (n == 3 && run.len(a) == 4 && run.len(a + 1) == 6 && (4..=5).contains(&run.len(z)));
+    if !grouped {
+        return false;
+    }
+    let mut digits = [0u8; 19];
+    let bytes = text.as_bytes()[run.groups[a].0..run.groups[z].1].iter().filter(|b| b.is_ascii_digit());
+    for (slot, b) in digits.iter_mut().zip(bytes) {
+        *slot = b - b'0';
+    }
+    let digits = &digits[..count];
+    known_issuer(digits) && luhn(digits)
+}
+
+/// Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay and Maestro prefixes.
+fn known_issuer(d: &[u8]) -> bool {
+    let prefix = |k: usize| d.iter().take(k).fold(0u32, |acc, &x| acc * 10 + u32::from(x));
+    match d.first() {
+        Some(4 | 6) => true,
+        Some(5) => (50..=58).contains(&prefix(2)),
+        Some(3) => {
+            matches!(prefix(2), 34 | 36 | 37 | 38)
+                || (300..=305).contains(&prefix(3))
+                || (3528..=3589).contains(&prefix(4))
+        }
+        Some(2) => (2221..=2720).contains(&prefix(4)),
+        _ => false,
+    }
+}
+
+/// The Luhn mod-10 check.
+pub(super) fn luhn(d: &[u8]) -> bool {
+    let sum: u32 = d
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &x)| {
+            let x = u32::from(x);
+            if i % 2 == 1 {
+                let y = x * 2;
+                if y > 9 {
+                    y - 9
+                } else {
+                    y
+                }
+            } else {
+                x
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}

@@ -1,0 +1,214 @@
+//! Finders for the 8 secret kinds: API keys and tokens, JWTs, private keys, DSNs.
+//!
+//! The regex crate has no look-around, so word boundaries, placeholders and the
+//! JWT/DSN structure are checked by hand on each candidate.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use regex::Regex;
+
+use super::{PiiKind, PiiMatch, Scope};
+
+pub(super) const AWS: &str = r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}";
+pub(super) const OPENAI: &str = r"sk-[A-Za-z0-9_-]{20,}";
+pub(super) const STRIPE: &str = r"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}";
+pub(super) const GITHUB: &str = r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}";
+pub(super) const SLACK: &str = r"(?:xox[abposr]-|xapp-|xoxe\.xox[a-z]-|xoxe-)[A-Za-z0-9-]{10,}";
+pub(super) const JWT: &str = r"eyJ[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]{2,}={0,2}(?:\.[A-Za-z0-9_-]*)?";
+pub(super) const PEM: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
+pub(super) const DSN: &str =
+    r#"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@"'<>\[\]]*:[^\s/?#@"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#;
+
+/// Every secret pattern (a test proves each one compiles).
+#[cfg(test)]
+pub(super) const PATTERNS: [&str; 8] = [AWS, OPENAI, STRIPE, GITHUB, SLACK, JWT, PEM, DSN];
+
+/// A JWT part longer than this is not decoded (bounds the allocation).
+const MAX_JWT_PART: usize = 16 * 1024;
+
+/// The compiled secret regexes; `None` where a regex failed to build (kind skipped).
+#[derive(Debug)]
+pub(super) struct Secrets {
+    aws: Option<Regex>,
+    openai: Option<Regex>,
+    stripe: Option<Regex>,
+    github: Option<Regex>,
+    slack: Option<Regex>,
+    jwt: Option<Regex>,
+    pem: Option<Regex>,
+    dsn: Option<Regex>,
+}
+
+impl Secrets {
+    pub(super) fn new() -> Secrets {
+        let re = |p: &str| Regex::new(p).ok();
+        Secrets {
+            aws: re(AWS),
+            openai: re(OPENAI),
+            stripe: re(STRIPE),
+            github: re(GITHUB),
+            slack: re(SLACK),
+            jwt: re(JWT),
+            pem: re(PEM),
+            dsn: re(DSN),
+        }
+    }
+
+    /// Pushes candidates of the secret kinds in `hits` (unsorted, may overlap).
+    pub(super) fn find(&self, text: &str, hits: Scope, out: &mut Vec<PiiMatch>) {
+        let tokens = [
+            (PiiKind::AwsKey, &self.aws),
+            (PiiKind::OpenaiKey, &self.openai),
+            (PiiKind::StripeKey, &self.stripe),
+            (PiiKind::GithubToken, &self.github),
+            (PiiKind::SlackToken, &self.slack),
+        ];
+        for (kind, re) in tokens {
+            if !hits.contains(kind) {
+                continue;
+            }
+            for m in re.iter().flat_map(|re| re.find_iter(text)) {
+                if bounded(text, m.start(), m.end()) && !is_placeholder(variable_part(kind, m.as_str())) {
+                    out.push(PiiMatch { kind, start: m.start(), end: m.end() });
+                }
+            }
+        }
+        if hits.contains(PiiKind::Jwt) {
+            for m in self.jwt.iter().flat_map(|re| re.find_iter(text)) {
+                let before_ok = !text[..m.start()].bytes().next_back().is_some_and(is_b64url);
+                if before_ok && is_jwt(m.as_str()) {
+                    out.push(PiiMatch { kind: PiiKind::Jwt, start: m.start(), end: m.end() });
+                }
+            }
+        }
+        if hits.contains(PiiKind::PrivateKey) {
+            for m in self.pem.iter().flat_map(|re| re.find_iter(text)) {
+                let end = key_body_end(text, m.end());
+                out.push(PiiMatch { kind: PiiKind::PrivateKey, start: m.start(), end });
+            }
+        }
+        if hits.contains(PiiKind::Dsn) {
+            for m in self.dsn.iter().flat_map(|re| re.find_iter(text)) {
+                if dsn_password(m.as_str()).is_some_and(|pw| !is_placeholder_password(pw)) {
+                    out.push(PiiMatch { kind: PiiKind::Dsn, start: m.start(), end: m.end() });
+                }
+            }
+        }
+    }
+}
+
+/// Alnum or `_`: a neighbour like that makes the candidate part of a longer token.
+pub(super) fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+fn is_b64url(b: u8) -> bool {
+    is_word(b) || b == b'-'
+}
+
+/// No word byte directly before `start` or at `end`.
+pub(super) fn bounded(text: &str, start: usize, end: usize) -> bool {
+    let b = text.as_bytes();
+    let before = start.checked_sub(1).and_then(|i| b.get(i).copied());
+    !before.is_some_and(is_word) && !b.get(end).copied().is_some_and(is_word)
+}
+
+/// The part of a token after its fixed prefix.
+fn variable_part(kind: PiiKind, value: &str) -> &str {
+    let rest = match kind {
+        PiiKind::AwsKey => value.get(4..),
+        PiiKind::StripeKey => value.get(8..),
+        PiiKind::GithubToken => value.strip_prefix("github_pat_").or_else(|| value.get(4..)),
+        PiiKind::SlackToken => value.get(if value.starts_with("xoxe.") { 10 } else { 5 }..),
+        PiiKind::OpenaiKey => {
+            // `sk-proj-`, `sk-ant-api03-`, ...: skip short lowercase segments.
+            let mut rest = value.get(3..).unwrap_or("");
+            for _ in 0..3 {
+                match rest.split_once('-') {
+                    Some((seg, tail))
+                        if seg.len() <= 12 && seg.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) =>
+                    {
+                        rest = tail
+                    }
+                    _ => break,
+                }
+            }
+            Some(rest)
+        }
+        _ => Some(value),
+    };
+    rest.unwrap_or("")
+}
+
+/// Empty, or one repeated character once separators are ignored (`XXXX`, `x-x-x`).
+pub(super) fn is_placeholder(variable: &str) -> bool {
+    let mut chars = variable.chars().filter(|&c| c != '-' && c != '_');
+    match chars.next() {
+        None => true,
+        Some(first) => chars.all(|c| c == first),
+    }
+}
+
+/// `****`, `<password>`, `${PASSWORD}`, `{{pw}}`: documentation, not a password.
+fn is_placeholder_password(pw: &str) -> bool {
+    (pw.chars().count() > 1 && is_placeholder(pw)) || pw.starts_with(['$', '<', '{'])
+}
+
+/// The password of `scheme://user:password@host`, if the form holds.
+pub(super) fn dsn_password(url: &str) -> Option<&str> {
+    let (_, after) = url.split_once("://")?;
+    let (userinfo, _) = after.split_once('@')?;
+    let (_, pw) = userinfo.split_once(':')?;
+    (!pw.is_empty()).then_some(pw)
+}
+
+/// Whether the first two dot-separated parts decode to JSON objects.
+fn is_jwt(candidate: &str) -> bool {
+    let mut parts = candidate.split('.');
+    let (Some(header), Some(payload)) = (parts.next(), parts.next()) else { return false };
+    is_json_object(header) && is_json_object(payload)
+}
+
+fn is_json_object(part: &str) -> bool {
+    let part = part.trim_end_matches('=');
+    if part.len() > MAX_JWT_PART {
+        return false;
+    }
+    match URL_SAFE_NO_PAD.decode(part) {
+        Ok(bytes) => serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&bytes).is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Where a private key that starts with a header ending at `from` ends: through
+/// the `-----END …-----` line when that is the next `-----`, else the end of the
+/// base64/whitespace run after the header. Redaction must remove the body too.
+fn key_body_end(text: &str, from: usize) -> usize {
+    let rest = &text.as_bytes()[from..];
+    if let Some(i) = memchr::memmem::find(rest, b"-----") {
+        if rest[i..].starts_with(b"-----END") {
+            let label = i + 8;
+            let line_end = memchr::memchr(b'\n', &rest[label..]).map_or(rest.len(), |n| label + n);
+            if let Some(j) = memchr::memmem::find(&rest[label..line_end], b"-----") {
+                return from + label + j + 5;
+            }
+        }
+    }
+    // The body is base64 and whitespace; a blank line after some body ends it.
+    let mut body = rest.len();
+    let (mut seen, mut blank_line) = (false, false);
+    for (i, &b) in rest.iter().enumerate() {
+        let ends = !(b.is_ascii_alphanumeric() || b"+/= \t\r\n".contains(&b)) || (b == b'\n' && seen && blank_line);
+        if ends {
+            body = i;
+            break;
+        }
+        if b == b'\n' {
+            blank_line = true;
+        } else if !b.is_ascii_whitespace() {
+            (seen, blank_line) = (true, false);
+        }
+    }
+    let trimmed = rest[..body].iter().rposition(|b| !b.is_ascii_whitespace()).map_or(0, |p| p + 1);
+    from + trimmed
+}

@@ -1,0 +1,264 @@
+use super::PiiKind::*;
+use super::*;
+
+mod fuzz;
+
+fn scan_with(text: &str, scope: Scope) -> Vec<PiiMatch> {
+    let mut out = Vec::new();
+    PiiScanner::new().scan(text, scope, &mut out);
+    out
+}
+
+fn scan(text: &str) -> Vec<PiiMatch> {
+    scan_with(text, Scope::ALL)
+}
+
+fn found(text: &str) -> Vec<(PiiKind, &str)> {
+    scan(text).into_iter().map(|m| (m.kind, &text[m.start..m.end])).collect()
+}
+
+const KEY_BODY: &str =
+    "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----";
+
+const PGP_KEY: &str =
+    "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v2\n\nlQOYBFx0AAEIAK\n=Ab1x\n-----END PGP PRIVATE KEY BLOCK-----";
+
+/// (text, kind, the exact value expected).
+const POSITIVES: &[(&str, PiiKind, &str)] = &[
+    ("password reset sent to maria.silva@example.com", Email, "maria.silva@example.com"),
+    ("sms dispatched to +14155552671 ok", Phone, "+14155552671"),
+    ("call +1 415-555-2671 now", Phone, "+1 415-555-2671"),
+    ("office +44 20 7946 0958.", Phone, "+44 20 7946 0958"),
+    ("kyc check ssn=123-45-6789 passed", Ssn, "123-45-6789"),
+    ("ssn 123 45 6789", Ssn, "123 45 6789"),
+    ("social security number: 123456789", Ssn, "123456789"),
+    ("charge failed card=4111111111111111", Card, "4111111111111111"),
+    ("card 4111 1111 1111 1111", Card, "4111 1111 1111 1111"),
+    ("amex 3782-822463-10005", Card, "3782-822463-10005"),
+    ("mc 5555-5555-5555-4444 ok", Card, "5555-5555-5555-4444"),
+    ("boto init key=AKIAIOSFODNN7EXAMPLE region=us-east-1", AwsKey, "AKIAIOSFODNN7EXAMPLE"),
+    (r#"{"aws_access_key_id":"AKIAIOSFODNN7EXAMPLE"}"#, AwsKey, "AKIAIOSFODNN7EXAMPLE"),
+    ("calling llm with sk-a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6", OpenaiKey, "sk-a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6"),
+    ("sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z", OpenaiKey, "sk-proj-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"),
+    ("sk-ant-api03-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z", OpenaiKey, "sk-ant-api03-Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4z"),
+    ("stripe client sk_live_51HqLyjWDarjtT1zdp7dcXyZ0123456789", StripeKey, "sk_live_51HqLyjWDarjtT1zdp7dcXyZ0123456789"),
+    ("token: ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R", GithubToken, "ghp_1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"),
+    (
+        "pat=github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEF",
+        GithubToken,
+        "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEF",
+    ),
+    (
+        "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+        SlackToken,
+        "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+    ),
+    ("app xapp-1-A0123456789-1234567890-abcdef0123", SlackToken, "xapp-1-A0123456789-1234567890-abcdef0123"),
+    (
+        "auth header Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+        Jwt,
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+    ),
+    ("unsigned eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0. end", Jwt, "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0."),
+    ("no dot eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0", Jwt, "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0"),
+    (
+        "loaded -----BEGIN RSA PRIVATE KEY----- MIIEpAIBAAKCAQEA",
+        PrivateKey,
+        "-----BEGIN RSA PRIVATE KEY----- MIIEpAIBAAKCAQEA",
+    ),
+    (KEY_BODY, PrivateKey, KEY_BODY),
+    ("connecting to postgres://app:hunter2@db.prod:5432/main", Dsn, "postgres://app:hunter2@db.prod:5432"),
+    ("ftp://a:b@c", Dsn, "ftp://a:b@c"),
+    ("broker=amqp://guest:s3cr3t@rabbit", Dsn, "amqp://guest:s3cr3t@rabbit"),
+    ("uri: mongodb+srv://svc:Pa55w0rd@cluster0.x.net/db", Dsn, "mongodb+srv://svc:Pa55w0rd@cluster0.x.net"),
+    ("REDIS_URL=redis://:s3cretpass@cache:6379", Dsn, "redis://:s3cretpass@cache:6379"),
+    ("refresh xoxe.xoxp-1-Mi0yLTE3NjEyODk1", SlackToken, "xoxe.xoxp-1-Mi0yLTE3NjEyODk1"),
+    (PGP_KEY, PrivateKey, PGP_KEY),
+    ("k=-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBk=\n\nnext", PrivateKey, "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBk="),
+    ("payout to 0x52908400098527886E0F7030069857D2E4169EE7", EthAddress, "0x52908400098527886E0F7030069857D2E4169EE7"),
+];
+
+#[test]
+fn every_regex_compiles() {
+    for p in secrets::PATTERNS.iter().chain(personal::PATTERNS.iter()) {
+        assert!(regex::Regex::new(p).is_ok(), "{p}");
+    }
+}
+
+#[test]
+fn positives_are_found_exactly() {
+    for &(text, kind, value) in POSITIVES {
+        assert_eq!(found(text), vec![(kind, value)], "{text}");
+    }
+}
+
+#[test]
+fn negatives_are_not_found() {
+    let hex64 = format!("hash 0x{} end", "ab12".repeat(16));
+    let negatives = [
+        "order 4111111111111112 shipped",
+        "trace 4111-2222-3333-4444 not a card",
+        "request id 123e4567-e89b-12d3-a456-426614174000 done",
+        "build 2026.11.22 sha 5f2b9c1e8d7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c",
+        "price 1234567890123 in minor units",
+        &hex64,
+        "key AKIAXXXXXXXXXXXXXXXX here",
+        "xAKIAIOSFODNN7EXAMPLE",
+        "AKIAIOSFODNN7EXAMPLEX",
+        &format!("token ghp_{}", "x".repeat(36)),
+        &format!("key sk-{}", "x".repeat(30)),
+        &format!("key sk-proj-{}", "X".repeat(30)),
+        "ssn 000-12-3456",
+        "ssn 666-12-3456",
+        "ssn 900-12-3456",
+        "ssn 123-00-4567",
+        "ssn 123-45-0000",
+        "id 1-123-45-6789",
+        "plain 123456789 without keyword",
+        "eyJhbGciOiJIUzI1NiJ9garbage.eyJnotjson.sig",
+        "eyJmb28.eyJiYXI.sig",
+        "see https://example.com/path@v2",
+        "postgres://app@db",
+        "postgres://app:****@db",
+        "postgres://app:<password>@db",
+        "postgres://app:${PASSWORD}@db",
+        "the sk-learn library",
+        "Dan called +1",
+        "version 1e+10 and v+12345678",
+        "card 4111111111111111abc",
+        "sum 1.4111111111111111",
+        "zero 0x0000000000000000000000000000000000000000",
+        "-----BEGIN PUBLIC KEY----- MIIBIjANBgkqh",
+        "xoxb-xxxxxxxxxxxxxxxx",
+    ];
+    for text in negatives {
+        assert_eq!(found(text), vec![], "{text}");
+    }
+}
+
+#[test]
+fn clean_text_runs_nothing() {
+    let p = prefilter::Prefilter::new();
+    assert!(p.hits("user logged in from the mobile app, 3 items, 12345678 bytes", Scope::ALL).is_empty());
+    assert!(p.hits("card 4111 1111 1111 1111", Scope::ALL).contains(Card));
+    assert!(!p.hits("an email a@b.co", Scope::SECRETS_CARDS_SSN).contains(Email));
+}
+
+#[test]
+fn scope_limits_kinds() {
+    assert_eq!(scan_with("mail maria@example.com +14155552671", Scope::SECRETS_CARDS_SSN), vec![]);
+    let eth = "0x52908400098527886E0F7030069857D2E4169EE7";
+    assert_eq!(scan_with(eth, Scope::SECRETS_CARDS_SSN), vec![]);
+    let card = scan_with("card=4111111111111111", Scope::SECRETS_CARDS_SSN);
+    assert_eq!(card.iter().map(|m| m.kind).collect::<Vec<_>>(), vec![Card]);
+    let ssn = scan_with("ssn=123-45-6789", Scope::SECRETS_CARDS_SSN);
+    assert_eq!(ssn.iter().map(|m| m.kind).collect::<Vec<_>>(), vec![Ssn]);
+    for kind in PiiKind::ALL {
+        let narrow = !matches!(kind, Email | Phone | EthAddress);
+        assert_eq!(Scope::SECRETS_CARDS_SSN.contains(kind), narrow, "{kind:?}");
+        assert!(Scope::ALL.contains(kind));
+        assert_eq!(kind.is_secret(), narrow && !matches!(kind, Card | Ssn));
+    }
+}
+
+#[test]
+fn dsn_beats_email_inside_it() {
+    let text = "dsn postgres://app:pw@db.prod.example.com/main and ops@example.com";
+    let kinds: Vec<_> = found(text);
+    assert_eq!(kinds, vec![(Dsn, "postgres://app:pw@db.prod.example.com"), (Email, "ops@example.com")]);
+}
+
+#[test]
+fn mask_never_shows_the_value() {
+    for &(_, kind, value) in POSITIVES {
+        let m = mask(kind, value);
+        assert!(!m.contains(value), "{kind:?}: {m}");
+        let n = value.chars().count();
+        if kind == Dsn {
+            // The DSN mask keeps scheme, user and host: the password is what must go.
+            let pw = secrets::dsn_password(value).unwrap();
+            assert!(!m.contains(&format!(":{pw}@")), "{m}");
+        } else if kind.is_secret() && n > 8 {
+            let middle: String = value.chars().skip(3).take(n - 8).collect();
+            assert!(!m.contains(&middle), "{kind:?}: {m}");
+        }
+    }
+    assert_eq!(mask(AwsKey, "AKIAIOSFODNN7EXAMPLE"), "AKI…MPLE");
+    assert_eq!(mask(OpenaiKey, "sk-a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6abcd"), "sk-…abcd");
+    assert_eq!(mask(Dsn, "postgres://app:hunter2@db.prod:5432"), "postgres://app:***@db.prod:5432");
+    assert!(!mask(Dsn, "postgres://app:hunter2@db.prod").contains("hunter2"));
+    assert_eq!(mask(PrivateKey, KEY_BODY), "[OPENSSH PRIVATE KEY]");
+    assert_eq!(mask(Ssn, "123-45-6789"), "***-**-6789");
+    assert_eq!(mask(Card, "4111 1111 1111 1111"), "**** 1111");
+    assert_eq!(mask(Email, "maria.silva@example.com"), "m***@example.com");
+    assert_eq!(mask(Phone, "+14155552671"), "+*******2671");
+    assert_eq!(mask(EthAddress, "0x52908400098527886E0F7030069857D2E4169EE7"), "0x5…9EE7");
+    assert_eq!(mask(Jwt, "eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.abcd"), "eyJ…abcd");
+    assert_eq!(mask(AwsKey, "short12"), "…12");
+    assert_eq!(mask(AwsKey, "abc"), "***");
+    assert_eq!(mask(Email, "ü@exämple.com"), "ü***@exämple.com");
+}
+
+#[test]
+fn redact_removes_every_positive() {
+    let scanner = PiiScanner::new();
+    for &(text, kind, value) in POSITIVES {
+        let mut matches = Vec::new();
+        scanner.scan(text, Scope::ALL, &mut matches);
+        let red = redact(text, &matches);
+        assert!(!red.contains(value), "{red}");
+        assert!(red.contains(&format!("[REDACTED:{}]", kind.name())), "{red}");
+    }
+    assert!(!redact(KEY_BODY, &scan(KEY_BODY)).contains("b3BlbnNzaC1rZXktdjEAAAAA"));
+}
+
+#[test]
+fn redact_skips_bad_matches() {
+    let text = "añb secret";
+    let bad = [
+        PiiMatch { kind: Email, start: 2, end: 3 },  // inside `ñ`
+        PiiMatch { kind: Email, start: 5, end: 99 }, // out of range
+        PiiMatch { kind: Email, start: 5, end: 11 },
+        PiiMatch { kind: Email, start: 6, end: 8 }, // overlaps the previous
+    ];
+    assert_eq!(redact(text, &bad), "añb [REDACTED:email]");
+}
+
+#[test]
+fn multibyte_text_around_matches() {
+    let text = "ünïcödé maria@exämple.com ✓";
+    assert_eq!(found(text), vec![(Email, "maria@exämple.com")]);
+    assert_eq!(
+        found("电话 +14155552671 ✓ карта 4111111111111111"),
+        vec![(Phone, "+14155552671"), (Card, "4111111111111111")]
+    );
+}
+
+#[test]
+fn several_findings_in_one_text() {
+    let text = "cards=4111111111111111,5555555555554444; mail a@b.io key AKIAIOSFODNN7EXAMPLE";
+    let want = vec![
+        (Card, "4111111111111111"),
+        (Card, "5555555555554444"),
+        (Email, "a@b.io"),
+        (AwsKey, "AKIAIOSFODNN7EXAMPLE"),
+    ];
+    assert_eq!(found(text), want);
+}
+
+#[test]
+fn appends_after_existing_findings() {
+    let mut out = vec![PiiMatch { kind: Card, start: 100, end: 120 }];
+    PiiScanner::default().scan("key AKIAIOSFODNN7EXAMPLE", Scope::ALL, &mut out);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1], PiiMatch { kind: AwsKey, start: 4, end: 24 });
+}
+
+#[test]
+fn luhn_and_names() {
+    assert!(personal::luhn(&[7, 9, 9, 2, 7, 3, 9, 8, 7, 1, 3]));
+    assert!(!personal::luhn(&[7, 9, 9, 2, 7, 3, 9, 8, 7, 1, 4]));
+    let names: Vec<_> = PiiKind::ALL.iter().map(|k| k.name()).collect();
+    assert!(names.iter().all(|n| n.bytes().all(|c| c.is_ascii_lowercase() || c == b'_')));
+    assert_eq!(PiiKind::ALL.iter().filter(|k| k.is_secret()).count(), 8);
+}

@@ -1,0 +1,112 @@
+//! The one normalisation every text detector sees; see the module docs of `text`.
+
+use caseless::Caseless;
+use unicode_normalization::UnicodeNormalization;
+
+/// A normalised text, reused across events so the hot path does not allocate.
+///
+/// Whitespace runs are single spaces; the spaces that stood for a line break are
+/// remembered, because an injection pattern must not reach across one.
+#[derive(Debug, Default, Clone)]
+pub struct Normalized {
+    text: String,
+    /// Byte offsets of the spaces that replaced a run holding a line break, ascending.
+    breaks: Vec<usize>,
+}
+
+impl Normalized {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The normalised text.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Whether the space at byte offset `at` replaced a line break.
+    pub fn is_line_break(&self, at: usize) -> bool {
+        self.breaks.binary_search(&at).is_ok()
+    }
+
+    /// The text cut at every line break: the pieces a multi-word pattern may span.
+    pub fn lines(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut from = 0;
+        self.breaks.iter().map(Some).chain(std::iter::once(None)).map(move |brk| {
+            let to = brk.copied().unwrap_or(self.text.len());
+            let line = self.text.get(from..to).unwrap_or("");
+            from = to + 1;
+            line
+        })
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.breaks.clear();
+    }
+}
+
+/// Normalises `raw` into `out` (cleared first): format characters removed, NFKC, case
+/// folding, whitespace runs collapsed to one space, trimmed.
+pub fn normalize_into(raw: &str, out: &mut Normalized) {
+    out.clear();
+    let mut ws = Whitespace::default();
+    if raw.is_ascii() {
+        // NFKC is the identity on ASCII and case folding is lowercasing: skip both.
+        for b in raw.bytes() {
+            ws.push(b as char, out, |c| c.to_ascii_lowercase());
+        }
+    } else {
+        let chars = raw.chars().filter(|c| !is_format(*c)).nfkc().default_case_fold().nfkc();
+        for c in chars.filter(|c| !is_format(*c)) {
+            ws.push(c, out, |c| c);
+        }
+    }
+}
+
+/// Collapses whitespace runs while characters are appended.
+#[derive(Default)]
+struct Whitespace {
+    pending: bool,
+    pending_break: bool,
+}
+
+impl Whitespace {
+    #[inline]
+    fn push(&mut self, c: char, out: &mut Normalized, map: impl Fn(char) -> char) {
+        if c.is_whitespace() {
+            self.pending = true;
+            self.pending_break |= is_line_break(c);
+            return;
+        }
+        if self.pending && !out.text.is_empty() {
+            if self.pending_break {
+                out.breaks.push(out.text.len());
+            }
+            out.text.push(' ');
+        }
+        self.pending = false;
+        self.pending_break = false;
+        out.text.push(map(c));
+    }
+}
+
+fn is_line_break(c: char) -> bool {
+    matches!(c, '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+/// Invisible characters that split a word without showing: removed so they cannot
+/// hide a phrase (`fr\u{AD}ee`, `ign\u{200B}ore`).
+fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{AD}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
+}
