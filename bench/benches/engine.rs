@@ -74,10 +74,7 @@ fn bench_window(c: &mut Criterion) {
 
 fn bench_engine(c: &mut Criterion) {
     let engine = Engine::new(Rules::defaults(), Some(b"bench-key".to_vec()));
-    let source = Provenance::File {
-        file: "bench".into(),
-        line: 1,
-    };
+    let source = Provenance::File { file: "bench".into(), line: 1 };
     let mut g = c.benchmark_group("detectors::engine");
     for (name, filter) in [
         ("webhook", Some("\"webhook\"")),

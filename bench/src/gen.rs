@@ -69,13 +69,7 @@ const LEAKS: &[&str] = &[
     "boto init key=AKIAIOSFODNN7EXAMPLE region=us-east-1",
     "kyc check ssn=123-45-6789 passed",
 ];
-const TOOLS: &[&str] = &[
-    "get_product_info",
-    "create_lead",
-    "update_lead",
-    "create_ticket_note",
-    "schedule_meeting",
-];
+const TOOLS: &[&str] = &["get_product_info", "create_lead", "update_lead", "create_ticket_note", "schedule_meeting"];
 
 /// Shape of a generated stream.
 #[derive(Clone, Copy, Debug)]
@@ -96,13 +90,7 @@ impl Profile {
     /// The mixed stream of the scan benchmark: 1 h of event time, 100 tenants,
     /// 500 subjects each, 2% attack events.
     pub fn mixed(events: u64) -> Profile {
-        Profile {
-            events,
-            span_ms: 3_600_000,
-            tenants: 100,
-            subjects: 500,
-            attack_share: 0.02,
-        }
+        Profile { events, span_ms: 3_600_000, tenants: 100, subjects: 500, attack_share: 0.02 }
     }
 }
 
@@ -117,11 +105,7 @@ pub struct Generator {
 impl Generator {
     /// A generator for `profile` seeded with `seed`.
     pub fn new(profile: Profile, seed: u64) -> Generator {
-        Generator {
-            rng: Rng::new(seed),
-            profile,
-            i: 0,
-        }
+        Generator { rng: Rng::new(seed), profile, i: 0 }
     }
 
     /// Writes the next event (no newline) into `out`, cleared first; `false` at the end.

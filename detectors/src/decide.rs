@@ -50,10 +50,7 @@ pub struct DecideState {
 impl DecideState {
     /// An empty state.
     pub fn new() -> Self {
-        DecideState {
-            next_close: EventTime::MAX,
-            ..Default::default()
-        }
+        DecideState { next_close: EventTime::MAX, ..Default::default() }
     }
 }
 
@@ -139,14 +136,8 @@ impl Decider<'_> {
         let shadow = rule.mode == Mode::Shadow;
         let emitted = if shadow { Action::Flag } else { action };
         if rule.ttl_ms > 0 {
-            key.start(rule.id, event.tenant)
-                .part(v.subject.kind)
-                .part(&v.subject.id);
-            if state
-                .in_force
-                .get(key.as_slice())
-                .is_some_and(|f| f.expires_at > event.ts)
-            {
+            key.start(rule.id, event.tenant).part(v.subject.kind).part(&v.subject.id);
+            if state.in_force.get(key.as_slice()).is_some_and(|f| f.expires_at > event.ts) {
                 tally.suppressed_in_force += 1;
                 return;
             }
@@ -160,18 +151,10 @@ impl Decider<'_> {
                 action: 0,
                 event_sha256: [0; 32],
             });
-            *entry.value() = InForce {
-                event_ts: event.ts,
-                expires_at,
-                action: code,
-                event_sha256: sha,
-            };
+            *entry.value() = InForce { event_ts: event.ts, expires_at, action: code, event_sha256: sha };
             entry.set_evict_at(expires_at);
         }
-        let subject = Subject {
-            kind: v.subject.kind.to_string(),
-            id: v.subject.id.to_string(),
-        };
+        let subject = Subject { kind: v.subject.kind.to_string(), id: v.subject.id.to_string() };
         let tenant = event.tenant.map(str::to_string);
         let describe = v.evidence.describe();
         if emitted.is_killswitch() {
@@ -209,14 +192,7 @@ impl Decider<'_> {
             if let Value::Object(m) = &mut evidence {
                 m.insert("would".into(), action.as_str().into());
             }
-            format!(
-                "shadow: would {} {} {}: {} ({})",
-                action.as_str(),
-                subject.kind,
-                subject.id,
-                describe,
-                rule.name
-            )
+            format!("shadow: would {} {} {}: {} ({})", action.as_str(), subject.kind, subject.id, describe, rule.name)
         } else {
             format!("{} {}: {} ({})", subject.kind, subject.id, describe, rule.name)
         };
@@ -265,14 +241,7 @@ impl Decider<'_> {
             tally.suppressed_late_alert += 1;
             return;
         }
-        alert_key(
-            key,
-            trigger.signal,
-            event.tenant,
-            trigger.subject.kind,
-            &trigger.subject.id,
-            bucket_start,
-        );
+        alert_key(key, trigger.signal, event.tenant, trigger.subject.kind, &trigger.subject.id, bucket_start);
         let fresh = state.alerts.get(key.as_slice()).is_none();
         let mut entry = state.alerts.entry(key.as_slice(), || AlertBucket {
             first_seen: event.ts,
@@ -304,10 +273,7 @@ impl Decider<'_> {
         };
         if let Some(status) = status {
             b.emitted = b.count;
-            let subject = Subject {
-                kind: trigger.subject.kind.to_string(),
-                id: trigger.subject.id.to_string(),
-            };
+            let subject = Subject { kind: trigger.subject.kind.to_string(), id: trigger.subject.id.to_string() };
             let b = b.clone();
             out.push(alert_record(
                 trigger.signal,
@@ -379,10 +345,7 @@ impl Decider<'_> {
 /// Alert table keys use the signal's index where other tables have a rule id.
 fn alert_key(key: &mut KeyBuf, signal: Signal, tenant: Option<&str>, kind: &str, id: &str, bucket_start: EventTime) {
     let code = Signal::ALL.iter().position(|s| *s == signal).unwrap_or(0) as u16;
-    key.start(RuleId(code), tenant)
-        .part(kind)
-        .part(id)
-        .num(bucket_start as u64);
+    key.start(RuleId(code), tenant).part(kind).part(id).num(bucket_start as u64);
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -400,12 +363,7 @@ fn parse_alert_key(key: &[u8]) -> Result<ParsedAlertKey, CodecError> {
     let kind = r.part()?.to_string();
     let id = r.part()?.to_string();
     let bucket_start = r.num()? as EventTime;
-    Ok(ParsedAlertKey {
-        bucket_start,
-        signal,
-        tenant,
-        subject: Subject { kind, id },
-    })
+    Ok(ParsedAlertKey { bucket_start, signal, tenant, subject: Subject { kind, id } })
 }
 
 fn alert_record(
@@ -423,10 +381,7 @@ fn alert_record(
         Signal::SecretInLogs => "log events leaking secrets",
         Signal::PiiInLogs => "log events carrying PII",
     };
-    let summary = format!(
-        "{} {what} from {} {} in the 5-minute bucket",
-        b.count, subject.kind, subject.id
-    );
+    let summary = format!("{} {what} from {} {} in the 5-minute bucket", b.count, subject.kind, subject.id);
     Record::Alert(Alert {
         schema: output::ALERT_SCHEMA.into(),
         alert_id: output::alert_id(signal.as_str(), tenant, &subject, bucket_start),
@@ -450,11 +405,8 @@ fn alert_record(
 pub fn redacted_sample(scanner: &PiiScanner, text: &str) -> String {
     let mut matches = Vec::new();
     scanner.scan(text, Scope::ALL, &mut matches);
-    let redacted: Cow<'_, str> = if matches.is_empty() {
-        Cow::Borrowed(text)
-    } else {
-        Cow::Owned(redact(text, &matches))
-    };
+    let redacted: Cow<'_, str> =
+        if matches.is_empty() { Cow::Borrowed(text) } else { Cow::Owned(redact(text, &matches)) };
     let mut out: String = redacted.chars().take(SAMPLE_CHARS).collect();
     if redacted.chars().nth(SAMPLE_CHARS).is_some() {
         out.push('…');
@@ -488,10 +440,7 @@ pub fn active_records(
         out.push(ActiveRecord {
             rule: rule.name.clone(),
             tenant: tenant.map(str::to_string),
-            subject: Subject {
-                kind: kind.into(),
-                id: id.into(),
-            },
+            subject: Subject { kind: kind.into(), id: id.into() },
             action: Action::ALL.get(f.action as usize).copied().unwrap_or(Action::Block),
             event_ts: f.event_ts,
             expires_at: f.expires_at,
@@ -521,10 +470,7 @@ pub fn all_active(rules: &Rules, state: &DecideState, now: EventTime) -> Vec<Act
         out.push(ActiveRecord {
             rule: rule.name.clone(),
             tenant: r.tenant.map(str::to_string),
-            subject: Subject {
-                kind: kind.into(),
-                id: id.into(),
-            },
+            subject: Subject { kind: kind.into(), id: id.into() },
             action: Action::ALL.get(f.action as usize).copied().unwrap_or(Action::Block),
             event_ts: f.event_ts,
             expires_at: f.expires_at,
@@ -575,13 +521,7 @@ pub fn lift(
             detector: rule.detector.as_str().into(),
             rule: rule.name.clone(),
             mode: rule.mode,
-            reason: format!(
-                "operator lifted the {} on {} {} ({})",
-                a.action.as_str(),
-                kind,
-                id,
-                rule.name
-            ),
+            reason: format!("operator lifted the {} on {} {} ({})", a.action.as_str(), kind, id, rule.name),
             ttl_ms: 0,
             event_ts: a.event_ts,
             evidence: serde_json::json!({"lifted": a.action.as_str(), "event_sha256": a.event_sha256}),

@@ -129,19 +129,13 @@ pub fn new_visitor_hll() -> hyperloglog::HyperLogLog {
 
 impl Default for Visitors {
     fn default() -> Self {
-        Visitors {
-            all: new_visitor_hll(),
-            by_tenant: Default::default(),
-            per_tenant: false,
-        }
+        Visitors { all: new_visitor_hll(), by_tenant: Default::default(), per_tenant: false }
     }
 }
 
 impl std::fmt::Debug for Visitors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Visitors")
-            .field("estimate", &self.all.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Visitors").field("estimate", &self.all.len()).finish_non_exhaustive()
     }
 }
 
@@ -286,10 +280,7 @@ impl Engine {
 
     /// A fresh partition state.
     pub fn new_state(&self) -> PartitionState {
-        PartitionState {
-            decide: DecideState::new(),
-            ..PartitionState::default()
-        }
+        PartitionState { decide: DecideState::new(), ..PartitionState::default() }
     }
 
     /// Runs every detector on `event`, appending verdicts to `out`. Pure apart from
@@ -304,12 +295,7 @@ impl Engine {
                 scratch.has_norm = true;
             }
         }
-        let mut cx = Cx {
-            tables: &mut state.tables,
-            scratch,
-            lateness_ms: rules.lateness_ms,
-            exempt: &rules.exempt,
-        };
+        let mut cx = Cx { tables: &mut state.tables, scratch, lateness_ms: rules.lateness_ms, exempt: &rules.exempt };
         match &event.body {
             Body::Webhook(_) => {
                 self.rate.observe(rules, event, &mut cx, out);
@@ -344,9 +330,7 @@ impl Engine {
         for f in event.field_errors.iter() {
             tally.field_error(f);
         }
-        let tick = state
-            .clock
-            .observe(event.ts, self.rules.lateness_ms, self.rules.future_tolerance_ms);
+        let tick = state.clock.observe(event.ts, self.rules.lateness_ms, self.rules.future_tolerance_ms);
         tally.late_events += u64::from(tick.late);
         tally.future_events += u64::from(tick.future);
         if let Body::Webhook(w) = &event.body {
@@ -354,33 +338,16 @@ impl Engine {
             state.visitors.all.insert(&pair);
             if state.visitors.per_tenant {
                 if let Some(t) = event.tenant {
-                    state
-                        .visitors
-                        .by_tenant
-                        .entry(t.to_string())
-                        .or_insert_with(new_visitor_hll)
-                        .insert(&w.visitor);
+                    state.visitors.by_tenant.entry(t.to_string()).or_insert_with(new_visitor_hll).insert(&w.visitor);
                 }
             }
         }
         let mut verdicts = Vec::new();
         self.process(event, state, &mut verdicts);
-        let decider = Decider {
-            rules: &self.rules,
-            scanner: self.pii.scanner(),
-        };
+        let decider = Decider { rules: &self.rules, scanner: self.pii.scanner() };
         let watermark = state.clock.watermark;
         if !verdicts.is_empty() {
-            decider.decide(
-                event,
-                &verdicts,
-                source,
-                watermark,
-                &mut state.decide,
-                &mut state.scratch.key,
-                out,
-                tally,
-            );
+            decider.decide(event, &verdicts, source, watermark, &mut state.decide, &mut state.scratch.key, out, tally);
         }
         decider.close_buckets(watermark, false, &mut state.decide, out, tally);
         if watermark >= state.clock.next_sweep {
@@ -426,10 +393,7 @@ impl Engine {
 
     /// The end of a `scan`'s input: closes every open alert bucket.
     pub fn finish(&self, state: &mut PartitionState, out: &mut Vec<Record>, tally: &mut Tally) {
-        let decider = Decider {
-            rules: &self.rules,
-            scanner: self.pii.scanner(),
-        };
+        let decider = Decider { rules: &self.rules, scanner: self.pii.scanner() };
         decider.close_buckets(state.clock.watermark, true, &mut state.decide, out, tally);
     }
 

@@ -58,12 +58,8 @@ impl Signal {
     }
 
     /// Every signal.
-    pub const ALL: [Signal; 4] = [
-        Signal::PromptInjection,
-        Signal::SignatureFailures,
-        Signal::SecretInLogs,
-        Signal::PiiInLogs,
-    ];
+    pub const ALL: [Signal; 4] =
+        [Signal::PromptInjection, Signal::SignatureFailures, Signal::SecretInLogs, Signal::PiiInLogs];
 
     /// Its severity.
     pub fn severity(self) -> Severity {
@@ -222,17 +218,10 @@ impl Evidence {
     /// The evidence as the JSON object of a decision's `evidence`.
     pub fn to_json(&self) -> Value {
         match self {
-            Evidence::Window {
-                count,
-                limit,
-                window_ms,
-            } => json!({"count": count, "limit": limit, "window_ms": window_ms}),
-            Evidence::Distinct {
-                count,
-                limit,
-                window_ms,
-                arg,
-            } => {
+            Evidence::Window { count, limit, window_ms } => {
+                json!({"count": count, "limit": limit, "window_ms": window_ms})
+            }
+            Evidence::Distinct { count, limit, window_ms, arg } => {
                 json!({"distinct": count, "count": count, "limit": limit, "window_ms": window_ms, "arg": arg})
             }
             Evidence::Calls { count, limit, scope } => json!({"count": count, "limit": limit, "scope": scope}),
@@ -247,24 +236,14 @@ impl Evidence {
             Evidence::Repeat { repeats, history, tool } => {
                 json!({"repeats": repeats, "history": history, "tool": tool})
             }
-            Evidence::Slow {
-                duration_ms,
-                retries,
-                max_duration_ms,
-                max_retries,
-            } => json!({
+            Evidence::Slow { duration_ms, retries, max_duration_ms, max_retries } => json!({
                 "duration_ms": duration_ms, "retries": retries,
                 "max_duration_ms": max_duration_ms, "max_retries": max_retries,
             }),
             Evidence::Consent { tool, arg } => json!({"tool": tool, "arg": arg}),
             Evidence::Allowlist { tool } => json!({"tool": tool}),
             Evidence::Target { path, class, .. } => json!({"arg": path, "reaches": class}),
-            Evidence::Budget {
-                cost_usd,
-                tokens_in,
-                max_cost_usd,
-                max_tokens_in,
-            } => json!({
+            Evidence::Budget { cost_usd, tokens_in, max_cost_usd, max_tokens_in } => json!({
                 "cost_usd": cost_usd, "tokens_in": tokens_in,
                 "max_cost_usd": max_cost_usd, "max_tokens_in": max_tokens_in,
             }),
@@ -293,23 +272,11 @@ impl Evidence {
     /// A readable clause for the record's `reason` ("31 events in 60 s, over the limit of 30").
     pub fn describe(&self) -> String {
         match self {
-            Evidence::Window {
-                count,
-                limit,
-                window_ms,
-            } => {
+            Evidence::Window { count, limit, window_ms } => {
                 format!("{count} events in {}, over the limit of {limit}", span(*window_ms))
             }
-            Evidence::Distinct {
-                count,
-                limit,
-                window_ms,
-                arg,
-            } => match window_ms {
-                Some(w) => format!(
-                    "{count} distinct {arg} values in {}, over the limit of {limit}",
-                    span(*w)
-                ),
+            Evidence::Distinct { count, limit, window_ms, arg } => match window_ms {
+                Some(w) => format!("{count} distinct {arg} values in {}, over the limit of {limit}", span(*w)),
                 None => {
                     format!("{count} distinct {arg} values in one run, over the limit of {limit}")
                 }
@@ -332,9 +299,7 @@ impl Evidence {
                     "`{tool}` called with the same arguments {repeats} times among the last {history} calls, and again"
                 )
             }
-            Evidence::Slow {
-                duration_ms, retries, ..
-            } => match (duration_ms, retries) {
+            Evidence::Slow { duration_ms, retries, .. } => match (duration_ms, retries) {
                 (Some(d), _) => format!("call ran {d} ms"),
                 (None, Some(r)) => format!("call retried {r} times"),
                 (None, None) => "job ran too long".into(),
@@ -346,9 +311,7 @@ impl Evidence {
                 format!("`{tool}` is not on the tenant's tool allowlist")
             }
             Evidence::Target { path, phrase, .. } => format!("`{path}` reaches a {phrase}"),
-            Evidence::Budget {
-                cost_usd, tokens_in, ..
-            } => {
+            Evidence::Budget { cost_usd, tokens_in, .. } => {
                 format!("run spent ${cost_usd:.4} and {tokens_in} prompt tokens, over budget")
             }
             Evidence::Findings(findings) => {
@@ -402,12 +365,7 @@ mod tests {
     #[test]
     fn findings_list_sorted_kinds_and_no_values() {
         let e = Evidence::Findings(vec![
-            Finding {
-                kind: "email",
-                path: "message".into(),
-                preview: "m***@example.com".into(),
-                fingerprint: None,
-            },
+            Finding { kind: "email", path: "message".into(), preview: "m***@example.com".into(), fingerprint: None },
             Finding {
                 kind: "aws_key",
                 path: "message".into(),

@@ -159,10 +159,7 @@ pub struct StateConfig {
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig {
-            dir: None,
-            memory_budget_mb: 512,
-        }
+        StateConfig { dir: None, memory_budget_mb: 512 }
     }
 }
 
@@ -176,9 +173,7 @@ pub struct HttpConfig {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig {
-            addr: "127.0.0.1:9464".into(),
-        }
+        HttpConfig { addr: "127.0.0.1:9464".into() }
     }
 }
 
@@ -196,19 +191,14 @@ impl Config {
         let Some(path) = path else {
             return Ok(Config::default());
         };
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
         Config::parse(&text, path)
     }
 
     /// Parses and validates config text (`path` only names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            message: e.to_string().trim().to_string(),
-        })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string().trim().to_string() })?;
         let mut errors = Vec::new();
         if let Err(rule_errors) = config.compile_rules() {
             errors.extend(rule_errors.iter().map(|e| e.to_string()));
@@ -217,20 +207,13 @@ impl Config {
         if errors.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError::Invalid {
-                path: path.into(),
-                errors,
-            })
+            Err(ConfigError::Invalid { path: path.into(), errors })
         }
     }
 
     /// The detection sections, for `warden-detectors`.
     pub fn rules_config(&self) -> RulesConfig {
-        RulesConfig {
-            engine: self.engine.clone(),
-            exempt: self.exempt.clone(),
-            rules: self.rules.clone(),
-        }
+        RulesConfig { engine: self.engine.clone(), exempt: self.exempt.clone(), rules: self.rules.clone() }
     }
 
     /// Compiles the rules (defaults merged with this config).
@@ -278,10 +261,7 @@ impl Config {
             errors.push("state.memory_budget_mb: must be at least 16".into());
         }
         if self.http.addr.parse::<std::net::SocketAddr>().is_err() {
-            errors.push(format!(
-                "http.addr: `{}` is not an address like 127.0.0.1:9464",
-                self.http.addr
-            ));
+            errors.push(format!("http.addr: `{}` is not an address like 127.0.0.1:9464", self.http.addr));
         }
     }
 
@@ -334,16 +314,10 @@ mod tests {
     fn errors_name_the_field() {
         let e = parse("[kafka]\nbrokr = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("brokr"), "{e}");
-        let e = parse("[processing]\nguarantee = \"twice\"\n[rules.visitor_rate]\nlimit = 0\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("processing.guarantee") && e.contains("rules.visitor_rate.limit"),
-            "{e}"
-        );
-        let e = parse("[kafka.client]\n\"sasl.password\" = \"x\"\n")
-            .unwrap_err()
-            .to_string();
+        let e =
+            parse("[processing]\nguarantee = \"twice\"\n[rules.visitor_rate]\nlimit = 0\n").unwrap_err().to_string();
+        assert!(e.contains("processing.guarantee") && e.contains("rules.visitor_rate.limit"), "{e}");
+        let e = parse("[kafka.client]\n\"sasl.password\" = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("kafka.client.sasl.password"), "{e}");
     }
 
@@ -352,9 +326,6 @@ mod tests {
         let c = parse("").unwrap();
         let rules = c.compile_rules().unwrap();
         let text = c.to_toml(&rules);
-        assert!(
-            text.contains("[rules.visitor_rate]") && text.contains("warden.decisions"),
-            "{text}"
-        );
+        assert!(text.contains("[rules.visitor_rate]") && text.contains("warden.decisions"), "{text}");
     }
 }

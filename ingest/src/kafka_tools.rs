@@ -28,16 +28,9 @@ fn route<'a>(line: &[u8], kafka: &'a KafkaConfig) -> (&'a str, Option<String>, O
         return (fallback, None, None);
     };
     let ty = obj.get("type").and_then(Value::as_str).unwrap_or("");
-    let topic = kafka
-        .input_topics
-        .iter()
-        .find(|t| !ty.is_empty() && t.ends_with(ty))
-        .map_or(fallback, String::as_str);
+    let topic = kafka.input_topics.iter().find(|t| !ty.is_empty() && t.ends_with(ty)).map_or(fallback, String::as_str);
     // Keyed by tenant (a log without one: by service), so a tenant's keys share a partition.
-    let key = obj
-        .get("tenant")
-        .and_then(Value::as_str)
-        .or_else(|| obj.get("service").and_then(Value::as_str));
+    let key = obj.get("tenant").and_then(Value::as_str).or_else(|| obj.get("service").and_then(Value::as_str));
     let ts = match obj.get("ts") {
         Some(Value::Number(n)) => n.as_i64(),
         _ => None,
@@ -50,11 +43,7 @@ fn route<'a>(line: &[u8], kafka: &'a KafkaConfig) -> (&'a str, Option<String>, O
 /// unchanged and unkeyed. Returns the number of messages sent.
 pub fn produce(client: ClientConfig, kafka: &KafkaConfig, inputs: &[String], topic: Option<&str>) -> Result<u64> {
     let producer: ThreadedProducer<DefaultProducerContext> = client.create().context("cannot create the producer")?;
-    let inputs = if inputs.is_empty() {
-        vec!["-".to_string()]
-    } else {
-        inputs.to_vec()
-    };
+    let inputs = if inputs.is_empty() { vec!["-".to_string()] } else { inputs.to_vec() };
     let mut sent = 0u64;
     for input in &inputs {
         let reader: Box<dyn Read> = if input == "-" {
@@ -102,9 +91,7 @@ pub fn produce(client: ClientConfig, kafka: &KafkaConfig, inputs: &[String], top
             sent += 1;
         }
     }
-    producer
-        .flush(Duration::from_secs(30))
-        .context("not every message was delivered within 30 s")?;
+    producer.flush(Duration::from_secs(30)).context("not every message was delivered within 30 s")?;
     Ok(sent)
 }
 

@@ -47,11 +47,7 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
         }
     };
     init_logging();
@@ -86,52 +82,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let secrets = Secrets::from_env();
             let engine = build_engine(&config, &secrets)?;
             let signer = signer(&secrets)?;
-            scan::run(
-                &engine,
-                signer.as_ref(),
-                scan::ScanArgs {
-                    inputs,
-                    state_dir: state,
-                },
-            )
-            .map_err(Failure::Runtime)
+            scan::run(&engine, signer.as_ref(), scan::ScanArgs { inputs, state_dir: state }).map_err(Failure::Runtime)
         }
-        Command::Run {
-            config,
-            brokers,
-            group,
-            state,
-            http,
-            load,
-            tail,
-        } => {
-            let config = Config::load(config.as_deref())?;
-            if config.processing.guarantee == "exactly_once" {
-                // Refuse rather than run at-least-once under an exactly-once label.
-                return Err(Failure::Usage(anyhow::anyhow!(
-                    "processing.guarantee: \"exactly_once\" is not available in this build; use \"at_least_once\" \
-                     (records carry deterministic ids, so consumers that de-duplicate on them see each once)"
-                )));
-            }
+        Command::Run { config: path, brokers, group, state, http, load, tail } => {
+            let config = Config::load(path.as_deref())?;
             let secrets = Secrets::from_env();
             let engine = build_engine(&config, &secrets)?;
             let signer = signer(&secrets)?;
-            let args = run::RunArgs {
-                brokers,
-                group,
-                state,
-                http,
-                load,
-                tail,
-            };
+            let args = run::RunArgs { config: path, brokers, group, state, http, load, tail };
             run::run(config, secrets, engine, signer, args).map_err(Failure::Runtime)
         }
-        Command::Produce {
-            config,
-            brokers,
-            topic,
-            inputs,
-        } => {
+        Command::Produce { config, brokers, topic, inputs } => {
             let config = Config::load(config.as_deref())?;
             let brokers = brokers_of(&config, brokers)?;
             let client = run::client::base(&config.kafka, &brokers, &Secrets::from_env());
@@ -139,44 +100,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
             eprintln!("warden produce: {n} messages sent to {brokers}");
             Ok(())
         }
-        Command::Tail {
-            config,
-            brokers,
-            idle_ms,
-            topic,
-        } => {
+        Command::Tail { config, brokers, idle_ms, topic } => {
             let config = Config::load(config.as_deref())?;
             let brokers = brokers_of(&config, brokers)?;
             let client = run::client::reader(&config.kafka, &brokers, &Secrets::from_env());
             let k = &config.kafka;
             let topics = if topic.is_empty() {
-                vec![
-                    k.decisions_topic.clone(),
-                    k.killswitch_topic.clone(),
-                    k.alerts_topic.clone(),
-                    k.dlq_topic.clone(),
-                ]
+                vec![k.decisions_topic.clone(), k.killswitch_topic.clone(), k.alerts_topic.clone(), k.dlq_topic.clone()]
             } else {
                 topic
             };
             let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
             let idle = idle_ms.map(std::time::Duration::from_millis);
-            kafka_tools::tail(client, &topics, idle, stop)
-                .map(|_| ())
-                .map_err(Failure::Runtime)
+            kafka_tools::tail(client, &topics, idle, stop).map(|_| ()).map_err(Failure::Runtime)
         }
         Command::Rules { config } => {
             let config = Config::load(config.as_deref())?;
-            let rules = config
-                .compile_rules()
-                .map_err(|_| Failure::Usage(anyhow::anyhow!("invalid rules")))?;
+            let rules = config.compile_rules().map_err(|_| Failure::Usage(anyhow::anyhow!("invalid rules")))?;
             print_out(&rules.to_toml())
         }
         Command::CheckConfig { config } => {
             let config = Config::load(config.as_deref())?;
-            let rules = config
-                .compile_rules()
-                .map_err(|_| Failure::Usage(anyhow::anyhow!("invalid rules")))?;
+            let rules = config.compile_rules().map_err(|_| Failure::Usage(anyhow::anyhow!("invalid rules")))?;
             print_out(&config.to_toml(&rules))
         }
         Command::Verify { public_key, inputs } => verify::run(&public_key, &inputs),
@@ -187,28 +132,19 @@ fn run(cli: Cli) -> Result<(), Failure> {
 /// `--brokers`, else `kafka.brokers`; produce and tail need one or the other.
 fn brokers_of(config: &Config, flag: Option<String>) -> Result<String, Failure> {
     flag.or_else(|| config.kafka.brokers.clone()).ok_or_else(|| {
-        Failure::Usage(anyhow::anyhow!(
-            "no brokers: pass --brokers (warden run prints the embedded cluster's address)"
-        ))
+        Failure::Usage(anyhow::anyhow!("no brokers: pass --brokers (warden run prints the embedded cluster's address)"))
     })
 }
 
 fn print_out(text: &str) -> Result<(), Failure> {
     let mut stdout = std::io::stdout().lock();
-    stdout
-        .write_all(text.as_bytes())
-        .and_then(|_| stdout.flush())
-        .map_err(|e| Failure::Runtime(e.into()))
+    stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()).map_err(|e| Failure::Runtime(e.into()))
 }
 
 /// The engine for `config`, keyed with `WARDEN_HMAC_KEY` when set.
 fn build_engine(config: &Config, secrets: &Secrets) -> Result<Engine, Failure> {
     let rules = config.compile_rules().map_err(|errors| {
-        Failure::Usage(anyhow::anyhow!(errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; ")))
+        Failure::Usage(anyhow::anyhow!(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))
     })?;
     let hmac = secrets.hmac_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
     if hmac.is_none() {

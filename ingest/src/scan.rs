@@ -70,21 +70,12 @@ pub fn run(engine: &Engine, signer: Option<&Signer>, args: ScanArgs) -> Result<(
     let mut position = Position::default();
     if let Some(store) = &store {
         state.set_track_changes(true);
-        if let Some(stored) = store
-            .read_checkpoint(SCAN_PARTITION)
-            .context("cannot read the scan checkpoint")?
-        {
-            state
-                .restore(engine.rules(), &stored)
-                .context("the scan checkpoint is corrupt")?;
+        if let Some(stored) = store.read_checkpoint(SCAN_PARTITION).context("cannot read the scan checkpoint")? {
+            state.restore(engine.rules(), &stored).context("the scan checkpoint is corrupt")?;
             position = serde_json::from_slice(&stored.position).unwrap_or_default();
         }
     }
-    let inputs = if args.inputs.is_empty() {
-        vec!["-".to_string()]
-    } else {
-        args.inputs
-    };
+    let inputs = if args.inputs.is_empty() { vec!["-".to_string()] } else { args.inputs };
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut scan = Scan {
@@ -99,18 +90,13 @@ pub fn run(engine: &Engine, signer: Option<&Signer>, args: ScanArgs) -> Result<(
         started,
     };
     for input in &inputs {
-        let resume = position
-            .files
-            .iter()
-            .find(|f| f.path == *input && input != "-")
-            .cloned();
+        let resume = position.files.iter().find(|f| f.path == *input && input != "-").cloned();
         let (offset, line) = resume.as_ref().map_or((0, 0), |f| (f.offset, f.line));
         let reader: Box<dyn Read> = if input == "-" {
             Box::new(io::stdin().lock())
         } else {
             let mut f = File::open(input).with_context(|| format!("cannot open {input}"))?;
-            f.seek(SeekFrom::Start(offset))
-                .with_context(|| format!("cannot seek in {input}"))?;
+            f.seek(SeekFrom::Start(offset)).with_context(|| format!("cannot seek in {input}"))?;
             Box::new(f)
         };
         let reached = scan.file(input, reader, offset, line, &mut out, &mut position)?;
@@ -128,11 +114,7 @@ fn upsert(position: &mut Position, path: &str, reached: (u64, u64)) {
     }
     match position.files.iter_mut().find(|f| f.path == path) {
         Some(f) => (f.offset, f.line) = reached,
-        None => position.files.push(FilePosition {
-            path: path.into(),
-            offset: reached.0,
-            line: reached.1,
-        }),
+        None => position.files.push(FilePosition { path: path.into(), offset: reached.0, line: reached.1 }),
     }
 }
 
@@ -162,28 +144,18 @@ impl Scan<'_> {
         let limit = self.engine.rules().max_event_bytes;
         let mut lines = LineReader::new(reader, limit);
         let mut buf = Vec::with_capacity(1024);
-        while let Some(size) = lines
-            .next_line(&mut buf)
-            .with_context(|| format!("cannot read {name}"))?
-        {
+        while let Some(size) = lines.next_line(&mut buf).with_context(|| format!("cannot read {name}"))? {
             line += 1;
             offset += size.consumed;
             self.counts.lines += 1;
-            let source = Provenance::File {
-                file: name.to_string(),
-                line,
-            };
+            let source = Provenance::File { file: name.to_string(), line };
             let bytes: &[u8] = if size.truncated { &[] } else { &buf };
             let outcome = if size.truncated {
-                let e = warden_schemas::DecodeError::TooLarge {
-                    len: size.len as usize,
-                    limit,
-                };
+                let e = warden_schemas::DecodeError::TooLarge { len: size.len as usize, limit };
                 self.tally.dead_letter(&e);
                 Outcome::Dead(e)
             } else {
-                self.engine
-                    .handle_bytes(bytes, &source, self.state, &mut self.records, &mut self.tally)
+                self.engine.handle_bytes(bytes, &source, self.state, &mut self.records, &mut self.tally)
             };
             if let Outcome::Dead(e) = outcome {
                 self.counts.dead_letters += 1;
@@ -242,13 +214,8 @@ impl Scan<'_> {
             return Ok(());
         };
         let changes = self.state.take_changes(self.engine.rules(), false);
-        let cp = Checkpoint {
-            position: serde_json::to_vec(position)?,
-            changes,
-        };
-        store
-            .write_checkpoint(SCAN_PARTITION, &cp)
-            .context("cannot write the scan checkpoint")
+        let cp = Checkpoint { position: serde_json::to_vec(position)?, changes };
+        store.write_checkpoint(SCAN_PARTITION, &cp).context("cannot write the scan checkpoint")
     }
 
     fn tick(&mut self) {
@@ -298,10 +265,7 @@ struct LineReader<R> {
 
 impl<R: Read> LineReader<R> {
     fn new(inner: R, limit: usize) -> Self {
-        LineReader {
-            inner: BufReader::with_capacity(1 << 16, inner),
-            limit,
-        }
+        LineReader { inner: BufReader::with_capacity(1 << 16, inner), limit }
     }
 
     fn next_line(&mut self, buf: &mut Vec<u8>) -> io::Result<Option<LineSize>> {
@@ -310,11 +274,7 @@ impl<R: Read> LineReader<R> {
         loop {
             let chunk = self.inner.fill_buf()?;
             if chunk.is_empty() {
-                return Ok((consumed > 0).then_some(LineSize {
-                    consumed,
-                    len,
-                    truncated,
-                }));
+                return Ok((consumed > 0).then_some(LineSize { consumed, len, truncated }));
             }
             let (take, done) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (i, true),
@@ -333,11 +293,7 @@ impl<R: Read> LineReader<R> {
             consumed += used as u64;
             self.inner.consume(used);
             if done {
-                return Ok(Some(LineSize {
-                    consumed,
-                    len,
-                    truncated,
-                }));
+                return Ok(Some(LineSize { consumed, len, truncated }));
             }
         }
     }

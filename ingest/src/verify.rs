@@ -15,26 +15,16 @@ pub fn run(public_key: &Path, inputs: &[String]) -> Result<(), Failure> {
         .with_context(|| format!("cannot read {}", public_key.display()))
         .map_err(Failure::Usage)?;
     let verifier = Verifier::from_base64(&key).map_err(|e| Failure::Usage(anyhow!("{}: {e}", public_key.display())))?;
-    let inputs = if inputs.is_empty() {
-        vec!["-".to_string()]
-    } else {
-        inputs.to_vec()
-    };
+    let inputs = if inputs.is_empty() { vec!["-".to_string()] } else { inputs.to_vec() };
     let (mut ok, mut bad) = (0u64, 0u64);
     for input in &inputs {
         let reader: Box<dyn Read> = if input == "-" {
             Box::new(io::stdin().lock())
         } else {
-            Box::new(
-                fs::File::open(input)
-                    .with_context(|| format!("cannot open {input}"))
-                    .map_err(Failure::Runtime)?,
-            )
+            Box::new(fs::File::open(input).with_context(|| format!("cannot open {input}")).map_err(Failure::Runtime)?)
         };
         for (i, line) in BufReader::new(reader).lines().enumerate() {
-            let line = line
-                .with_context(|| format!("cannot read {input}"))
-                .map_err(Failure::Runtime)?;
+            let line = line.with_context(|| format!("cannot read {input}")).map_err(Failure::Runtime)?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -57,10 +47,7 @@ pub fn run(public_key: &Path, inputs: &[String]) -> Result<(), Failure> {
     }
     eprintln!("warden verify: {ok} valid, {bad} failed");
     if bad > 0 || ok == 0 {
-        return Err(Failure::Verify(anyhow!(
-            "{bad} of {} commands failed verification",
-            ok + bad
-        )));
+        return Err(Failure::Verify(anyhow!("{bad} of {} commands failed verification", ok + bad)));
     }
     Ok(())
 }
@@ -76,11 +63,7 @@ pub fn keygen(out: &Path) -> Result<(), Failure> {
     fs::write(&pub_path, format!("{public}\n"))
         .with_context(|| format!("cannot write {}", pub_path.display()))
         .map_err(Failure::Runtime)?;
-    eprintln!(
-        "wrote {} (secret: set WARDEN_SIGNING_KEY to its contents) and {}",
-        out.display(),
-        pub_path.display()
-    );
+    eprintln!("wrote {} (secret: set WARDEN_SIGNING_KEY to its contents) and {}", out.display(), pub_path.display());
     Ok(())
 }
 
@@ -93,9 +76,7 @@ fn write_private(path: &Path, seed: &str) -> anyhow::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut f = opts.open(path).with_context(|| format!("cannot write {}", path.display()))?;
     f.write_all(format!("{seed}\n").as_bytes())?;
     Ok(())
 }

@@ -84,10 +84,7 @@ impl DecodeError {
 /// Checks size and UTF-8; returns the text.
 pub fn check_bytes(bytes: &[u8], max_bytes: usize) -> Result<&str, DecodeError> {
     if bytes.len() > max_bytes {
-        return Err(DecodeError::TooLarge {
-            len: bytes.len(),
-            limit: max_bytes,
-        });
+        return Err(DecodeError::TooLarge { len: bytes.len(), limit: max_bytes });
     }
     std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)
 }
@@ -341,15 +338,7 @@ impl<'a> Event<'a> {
                     }
                 };
                 let tenant = m.opt_str(F::Tenant, "tenant", &mut fe);
-                (
-                    tenant,
-                    Body::Log(Log {
-                        service,
-                        level,
-                        message,
-                        fields,
-                    }),
-                )
+                (tenant, Body::Log(Log { service, level, message, fields }))
             }
         };
         Ok(Event {
@@ -400,30 +389,12 @@ mod tests {
             ),
             (r#"{"type":"log","ts":1e30}"#.to_string(), "timestamp_out_of_range"),
             (format!(r#"{{"type":"log","ts":{TS}}}"#), "missing_field"),
-            (
-                format!(r#"{{"type":"log","ts":{TS},"service":"a","level":"i","message":5}}"#),
-                "mistyped_field",
-            ),
-            (
-                format!(r#"{{"type":"webhook","ts":{TS},"source":"s","visitor":"v"}}"#),
-                "missing_field",
-            ),
-            (
-                format!(r#"{{"type":"webhook","ts":{TS},"tenant":null,"source":"s","visitor":"v"}}"#),
-                "missing_field",
-            ),
-            (
-                format!(r#"{{"type":"tool_call","ts":{TS},"tenant":"t","session":["s"],"tool":"x"}}"#),
-                "mistyped_field",
-            ),
-            (
-                format!(r#"{{"type":"log","ts":{TS},"service":"a","level":"i","message":"m"}}"#),
-                "ok",
-            ),
-            (
-                r#"{"type":"log","ts":1.7672256e12,"service":"a","level":"i","message":"m"}"#.to_string(),
-                "ok",
-            ),
+            (format!(r#"{{"type":"log","ts":{TS},"service":"a","level":"i","message":5}}"#), "mistyped_field"),
+            (format!(r#"{{"type":"webhook","ts":{TS},"source":"s","visitor":"v"}}"#), "missing_field"),
+            (format!(r#"{{"type":"webhook","ts":{TS},"tenant":null,"source":"s","visitor":"v"}}"#), "missing_field"),
+            (format!(r#"{{"type":"tool_call","ts":{TS},"tenant":"t","session":["s"],"tool":"x"}}"#), "mistyped_field"),
+            (format!(r#"{{"type":"log","ts":{TS},"service":"a","level":"i","message":"m"}}"#), "ok"),
+            (r#"{"type":"log","ts":1.7672256e12,"service":"a","level":"i","message":"m"}"#.to_string(), "ok"),
         ];
         for (line, want) in cases {
             assert_eq!(reason(&line), want, "{line}");

@@ -229,10 +229,6 @@ impl FieldErrors {
 
     /// The mistyped fields' names.
     pub fn iter(self) -> impl Iterator<Item = &'static str> {
-        OPTIONAL_FIELDS
-            .iter()
-            .enumerate()
-            .filter(move |(i, _)| self.0 & (1 << i) != 0)
-            .map(|(_, f)| *f)
+        OPTIONAL_FIELDS.iter().enumerate().filter(move |(i, _)| self.0 & (1 << i) != 0).map(|(_, f)| *f)
     }
 }

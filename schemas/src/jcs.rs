@@ -173,31 +173,19 @@ mod tests {
             canon("[1E+30, 4.50, 2e-3, 0.000001, 1e-7, -0, 333333333.33333329]"),
             "[1e+30,4.5,0.002,0.000001,1e-7,0,333333333.3333333]"
         );
-        assert_eq!(
-            canon("[1e21, 1e20, 9007199254740993]"),
-            "[1e+21,100000000000000000000,9007199254740992]"
-        );
-        assert_eq!(
-            canon(r#"{"b":1,"a":{"d":true,"c":null}}"#),
-            r#"{"a":{"c":null,"d":true},"b":1}"#
-        );
+        assert_eq!(canon("[1e21, 1e20, 9007199254740993]"), "[1e+21,100000000000000000000,9007199254740992]");
+        assert_eq!(canon(r#"{"b":1,"a":{"d":true,"c":null}}"#), r#"{"a":{"c":null,"d":true},"b":1}"#);
         assert_eq!(canon(r#""\u20ac\u0001\/\u2028""#), "\"€\\u0001/\u{2028}\"");
     }
 
     #[test]
     fn member_names_sort_by_utf16_units() {
         // U+1F600 (surrogates D83D..) sorts before U+FB01 in UTF-16, after it in UTF-8.
-        assert_eq!(
-            canon("{\"\u{fb01}\":1,\"\u{1f600}\":2,\"a\":3}"),
-            "{\"a\":3,\"\u{1f600}\":2,\"\u{fb01}\":1}"
-        );
+        assert_eq!(canon("{\"\u{fb01}\":1,\"\u{1f600}\":2,\"a\":3}"), "{\"a\":3,\"\u{1f600}\":2,\"\u{fb01}\":1}");
     }
 
     #[test]
     fn key_order_and_whitespace_do_not_matter() {
-        assert_eq!(
-            canon(r#"{ "x": [1, 2], "y": {"b": 2, "a": 1} }"#),
-            canon(r#"{"y":{"a":1,"b":2},"x":[1,2]}"#)
-        );
+        assert_eq!(canon(r#"{ "x": [1, 2], "y": {"b": 2, "a": 1} }"#), canon(r#"{"y":{"a":1,"b":2},"x":[1,2]}"#));
     }
 }

@@ -150,11 +150,7 @@ impl<'a> Value<'a> {
 
 /// Parses `text` as one strict JSON value.
 pub fn parse(text: &str) -> Result<Value<'_>, ParseError> {
-    let mut p = Parser {
-        src: text,
-        bytes: text.as_bytes(),
-        pos: 0,
-    };
+    let mut p = Parser { src: text, bytes: text.as_bytes(), pos: 0 };
     let result = p.skip_ws().and_then(|_| p.value(1)).and_then(|v| {
         p.skip_ws()?;
         if p.pos != p.bytes.len() {
@@ -284,10 +280,7 @@ impl<'a> Parser<'a> {
                 Some(b'}') => {
                     self.pos += 1;
                     if has_duplicate_keys(&entries) {
-                        return Err(ParseError::Invalid {
-                            what: "duplicate member name",
-                            at: start,
-                        });
+                        return Err(ParseError::Invalid { what: "duplicate member name", at: start });
                     }
                     return Ok(Value::Object(Object { entries }));
                 }
@@ -347,10 +340,7 @@ impl<'a> Parser<'a> {
         let text = &self.src[start..i];
         // Only long or exponent forms can overflow an f64; RFC 8785 cannot write those.
         if (!plain || text.len() > 300) && !text.parse::<f64>().is_ok_and(f64::is_finite) {
-            return Err(ParseError::Invalid {
-                what: "number out of range",
-                at: start,
-            });
+            return Err(ParseError::Invalid { what: "number out of range", at: start });
         }
         Ok(Number(text))
     }

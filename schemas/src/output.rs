@@ -96,10 +96,7 @@ impl Action {
 
     /// True for the actions that go out as kill-switch commands, not decisions.
     pub fn is_killswitch(self) -> bool {
-        matches!(
-            self,
-            Action::HaltSession | Action::DisableWorkflow | Action::DisableTool | Action::KillJob
-        )
+        matches!(self, Action::HaltSession | Action::DisableWorkflow | Action::DisableTool | Action::KillJob)
     }
 }
 
@@ -418,10 +415,7 @@ mod tests {
 
     #[test]
     fn ids_are_32_hex_and_depend_on_content_only() {
-        let s = Subject {
-            kind: "visitor".into(),
-            id: "v-1".into(),
-        };
+        let s = Subject { kind: "visitor".into(), id: "v-1".into() };
         let a = decision_id(DECISION_SCHEMA, "visitor_rate", Action::Block, Some("t-1"), &s, 5, "ab");
         let b = decision_id(DECISION_SCHEMA, "visitor_rate", Action::Block, Some("t-1"), &s, 5, "ab");
         let c = decision_id(DECISION_SCHEMA, "visitor_rate", Action::Block, Some("t-2"), &s, 5, "ab");
@@ -442,9 +436,6 @@ mod tests {
     fn event_hash_ignores_key_order_and_whitespace() {
         let a = crate::json::parse(r#"{"b": 1, "a": [1.0, "x"]}"#).unwrap();
         let b = crate::json::parse(r#"{"a":[1,"x"],"b":1}"#).unwrap();
-        assert_eq!(
-            event_sha256(a.as_object().unwrap()),
-            event_sha256(b.as_object().unwrap())
-        );
+        assert_eq!(event_sha256(a.as_object().unwrap()), event_sha256(b.as_object().unwrap()));
     }
 }

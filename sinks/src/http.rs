@@ -2,6 +2,7 @@
 //! `/v1/blocks/{tenant}/{kind}/{id}` (`GET` the records in force on a subject;
 //! `DELETE`, with `Authorization: Bearer $WARDEN_ADMIN_TOKEN`, lifts them). A subject
 //! without a tenant is `/v1/blocks/{kind}/{id}`. Segments are percent-decoded.
+//! `POST /v1/admin/reload` (same bearer token) reloads the rules from the config file.
 //!
 //! Requests are limited per client address (governor; 429 past the limit), and the
 //! admin token is compared in constant time.
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use subtle::ConstantTimeEq;
@@ -34,6 +35,14 @@ pub struct LiftRequest {
     pub reply: oneshot::Sender<Vec<Record>>,
 }
 
+/// A request to reload the rules, answered with the outcome (the error names the
+/// config field at fault; the old rules keep running).
+#[derive(Debug)]
+pub struct ReloadRequest {
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Result<String, String>>,
+}
+
 /// What the endpoints read.
 #[derive(Clone)]
 pub struct HttpState {
@@ -47,14 +56,14 @@ pub struct HttpState {
     pub admin_token: Option<Arc<str>>,
     /// Where lifts go.
     pub lifts: mpsc::Sender<LiftRequest>,
+    /// Where reloads go; `None` disables `/v1/admin/reload`.
+    pub reloads: Option<mpsc::Sender<ReloadRequest>>,
     limiter: Arc<DefaultKeyedRateLimiter<IpAddr>>,
 }
 
 impl std::fmt::Debug for HttpState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpState")
-            .field("admin", &self.admin_token.is_some())
-            .finish_non_exhaustive()
+        f.debug_struct("HttpState").field("admin", &self.admin_token.is_some()).finish_non_exhaustive()
     }
 }
 
@@ -75,8 +84,15 @@ impl HttpState {
             ready,
             admin_token: admin_token.map(Arc::from),
             lifts,
+            reloads: None,
             limiter: Arc::new(RateLimiter::keyed(quota)),
         }
+    }
+
+    /// Enables `POST /v1/admin/reload`, sending requests to `reloads`.
+    pub fn with_reloads(mut self, reloads: mpsc::Sender<ReloadRequest>) -> HttpState {
+        self.reloads = Some(reloads);
+        self
     }
 }
 
@@ -87,10 +103,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/v1/blocks/{tenant}/{kind}/{id}", get(get_blocks).delete(delete_blocks))
-        .route(
-            "/v1/blocks/{kind}/{id}",
-            get(get_blocks_no_tenant).delete(delete_blocks_no_tenant),
-        )
+        .route("/v1/blocks/{kind}/{id}", get(get_blocks_no_tenant).delete(delete_blocks_no_tenant))
+        .route(RELOAD_ROUTE, post(reload))
         .with_state(state)
 }
 
@@ -115,10 +129,7 @@ fn count(state: &HttpState, route: &str, code: StatusCode) {
     state
         .metrics
         .http_requests
-        .get_or_create(&HttpLabels {
-            route: route.into(),
-            code: code.as_u16().to_string(),
-        })
+        .get_or_create(&HttpLabels { route: route.into(), code: code.as_u16().to_string() })
         .inc();
 }
 
@@ -135,13 +146,7 @@ async fn metrics(State(s): State<HttpState>, ConnectInfo(peer): ConnectInfo<Sock
         return r;
     }
     count(&s, "/metrics", StatusCode::OK);
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
         .into_response()
 }
 
@@ -200,11 +205,7 @@ async fn blocks(s: HttpState, peer: SocketAddr, method: Method, headers: HeaderM
     if let Some(r) = limited(&s, &peer, BLOCKS_ROUTE) {
         return r;
     }
-    let (code, body) = if method == Method::DELETE {
-        lift(&s, &headers, key).await
-    } else {
-        show(&s, &key)
-    };
+    let (code, body) = if method == Method::DELETE { lift(&s, &headers, key).await } else { show(&s, &key) };
     count(&s, BLOCKS_ROUTE, code);
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
@@ -217,12 +218,13 @@ fn show(s: &HttpState, key: &SubjectKey) -> (StatusCode, String) {
     (StatusCode::OK, format!("{}\n", BlockRegistry::to_json(key, &active)))
 }
 
-async fn lift(s: &HttpState, headers: &HeaderMap, key: SubjectKey) -> (StatusCode, String) {
+/// Checks the bearer token in constant time; the error is the answer to send.
+fn authorize(s: &HttpState, headers: &HeaderMap, what: &str) -> Result<(), (StatusCode, String)> {
     let Some(token) = &s.admin_token else {
-        return (
+        return Err((
             StatusCode::METHOD_NOT_ALLOWED,
-            "{\"error\":\"lifting is disabled: WARDEN_ADMIN_TOKEN is not set\"}\n".into(),
-        );
+            format!("{{\"error\":\"{what} is disabled: WARDEN_ADMIN_TOKEN is not set\"}}\n"),
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)
@@ -230,30 +232,61 @@ async fn lift(s: &HttpState, headers: &HeaderMap, key: SubjectKey) -> (StatusCod
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
     if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            "{\"error\":\"bad or missing bearer token\"}\n".into(),
-        );
+        return Err((StatusCode::UNAUTHORIZED, "{\"error\":\"bad or missing bearer token\"}\n".into()));
+    }
+    Ok(())
+}
+
+const RELOAD_ROUTE: &str = "/v1/admin/reload";
+
+async fn reload(
+    State(s): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(r) = limited(&s, &peer, RELOAD_ROUTE) {
+        return r;
+    }
+    let (code, body) = match authorize(&s, &headers, "reloading") {
+        Err(answer) => answer,
+        Ok(()) => reload_now(&s).await,
+    };
+    count(&s, RELOAD_ROUTE, code);
+    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn reload_now(s: &HttpState) -> (StatusCode, String) {
+    let Some(reloads) = &s.reloads else {
+        return (StatusCode::NOT_FOUND, "{\"error\":\"no config file to reload\"}\n".into());
+    };
+    let (reply, answer) = oneshot::channel();
+    if reloads.send(ReloadRequest { reply }).await.is_err() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"shutting down\"}\n".into());
+    }
+    match answer.await {
+        Ok(Ok(summary)) => (StatusCode::OK, format!("{}\n", serde_json::json!({ "reloaded": summary }))),
+        Ok(Err(error)) => (StatusCode::UNPROCESSABLE_ENTITY, format!("{}\n", serde_json::json!({ "error": error }))),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"shutting down\"}\n".into()),
+    }
+}
+
+async fn lift(s: &HttpState, headers: &HeaderMap, key: SubjectKey) -> (StatusCode, String) {
+    if let Err(answer) = authorize(s, headers, "lifting") {
+        return answer;
     }
     let (reply, answer) = oneshot::channel();
     if s.lifts.send(LiftRequest { subject: key, reply }).await.is_err() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{\"error\":\"shutting down\"}\n".into(),
-        );
+        return (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"shutting down\"}\n".into());
     }
     match answer.await {
         Ok(records) if records.is_empty() => (StatusCode::NOT_FOUND, "{\"lifted\":[]}\n".into()),
         Ok(records) => {
-            let lifted: Vec<serde_json::Value> = records
-                .iter()
-                .map(|r| serde_json::from_str(&r.to_json()).unwrap_or_default())
-                .collect();
+            let lifted: Vec<serde_json::Value> =
+                records.iter().map(|r| serde_json::from_str(&r.to_json()).unwrap_or_default()).collect();
             (StatusCode::OK, format!("{}\n", serde_json::json!({ "lifted": lifted })))
         }
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "{\"error\":\"the partition owning the subject went away\"}\n".into(),
-        ),
+        Err(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "{\"error\":\"the partition owning the subject went away\"}\n".into())
+        }
     }
 }

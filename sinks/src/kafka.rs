@@ -64,13 +64,8 @@ impl QuietLogs {
     pub fn new(metrics: Arc<Metrics>) -> QuietLogs {
         let period = Duration::from_secs(10);
         let burst = NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
-        QuietLogs {
-            limiter: Arc::new(RateLimiter::keyed(quota)),
-            metrics,
-        }
+        let quota = Quota::with_period(period).unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN)).allow_burst(burst);
+        QuietLogs { limiter: Arc::new(RateLimiter::keyed(quota)), metrics }
     }
 
     /// Whether a line of `kind` may be written now.
@@ -124,9 +119,7 @@ pub struct KafkaOutputs {
 
 impl std::fmt::Debug for KafkaOutputs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaOutputs")
-            .field("topics", &self.topics)
-            .finish_non_exhaustive()
+        f.debug_struct("KafkaOutputs").field("topics", &self.topics).finish_non_exhaustive()
     }
 }
 
@@ -141,15 +134,17 @@ impl KafkaOutputs {
             .set("compression.type", "lz4")
             // 0 = no delivery timeout: an outage stalls output, it never loses it.
             .set("message.timeout.ms", "0");
-        let max_message_bytes = config
-            .get("message.max.bytes")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(1_000_000);
-        Ok(KafkaOutputs {
-            producer: config.create_with_context(logs)?,
-            topics,
-            max_message_bytes,
-        })
+        if config.get("transactional.id").is_some() {
+            // A transaction bounds delivery: librdkafka wants message.timeout.ms <= transaction.timeout.ms.
+            config.set("transaction.timeout.ms", "60000").set("message.timeout.ms", "60000");
+        }
+        let max_message_bytes = config.get("message.max.bytes").and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+        Ok(KafkaOutputs { producer: config.create_with_context(logs)?, topics, max_message_bytes })
+    }
+
+    /// The output topics.
+    pub fn topics(&self) -> &OutputTopics {
+        &self.topics
     }
 
     /// Queues `record` on its topic; waits (never drops) while the local queue is full.
@@ -161,10 +156,7 @@ impl KafkaOutputs {
         };
         let key = record.kafka_key();
         let payload = record.to_json();
-        let mut r = FutureRecord::to(topic)
-            .key(&key)
-            .payload(&payload)
-            .timestamp(record.kafka_timestamp());
+        let mut r = FutureRecord::to(topic).key(&key).payload(&payload).timestamp(record.kafka_timestamp());
         loop {
             match self.producer.send_result(r) {
                 Ok(f) => return f,
@@ -195,39 +187,18 @@ impl KafkaOutputs {
         let partition = source.partition.to_string();
         let offset = source.offset.to_string();
         let mut headers = OwnedHeaders::new()
-            .insert(Header {
-                key: "warden.reason",
-                value: Some(reason),
-            })
-            .insert(Header {
-                key: "warden.topic",
-                value: Some(source.topic),
-            })
-            .insert(Header {
-                key: "warden.partition",
-                value: Some(&partition),
-            })
-            .insert(Header {
-                key: "warden.offset",
-                value: Some(&offset),
-            });
+            .insert(Header { key: "warden.reason", value: Some(reason) })
+            .insert(Header { key: "warden.topic", value: Some(source.topic) })
+            .insert(Header { key: "warden.partition", value: Some(&partition) })
+            .insert(Header { key: "warden.offset", value: Some(&offset) });
         // Leave room for key, headers and framing under the producer's limit.
         let body = if payload.len() + 4_096 > self.max_message_bytes {
             let size = payload.len().to_string();
             let sha = hex::encode(Sha256::digest(payload));
             headers = headers
-                .insert(Header {
-                    key: "warden.truncated",
-                    value: Some("true"),
-                })
-                .insert(Header {
-                    key: "warden.original_size",
-                    value: Some(&size),
-                })
-                .insert(Header {
-                    key: "warden.original_sha256",
-                    value: Some(&sha),
-                });
+                .insert(Header { key: "warden.truncated", value: Some("true") })
+                .insert(Header { key: "warden.original_size", value: Some(&size) })
+                .insert(Header { key: "warden.original_sha256", value: Some(&sha) });
             &payload[..DLQ_TRUNCATE_BYTES.min(payload.len())]
         } else {
             payload
@@ -245,6 +216,35 @@ impl KafkaOutputs {
                 }
             }
         }
+    }
+
+    /// Makes this a transactional producer (exactly-once): `transactional.id` fences
+    /// any older producer with the same id, then the first transaction begins.
+    /// Blocking; call from a blocking thread.
+    pub fn start_transactions(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.init_transactions(timeout)?;
+        self.producer.begin_transaction()
+    }
+
+    /// Commits the open transaction with the consumer offsets `offsets` (outputs and
+    /// input position become visible together), then begins the next one.
+    /// Blocking; call from a blocking thread.
+    pub fn commit_transaction(
+        &self,
+        offsets: &rdkafka::TopicPartitionList,
+        group: &rdkafka::consumer::ConsumerGroupMetadata,
+        timeout: Duration,
+    ) -> Result<(), KafkaError> {
+        self.producer.send_offsets_to_transaction(offsets, group, timeout)?;
+        self.producer.commit_transaction(timeout)?;
+        self.producer.begin_transaction()
+    }
+
+    /// Aborts the open transaction (its outputs are discarded) and begins another.
+    /// Blocking; call from a blocking thread.
+    pub fn abort_transaction(&self, timeout: Duration) -> Result<(), KafkaError> {
+        self.producer.abort_transaction(timeout)?;
+        self.producer.begin_transaction()
     }
 
     /// Waits up to `timeout` for everything queued to be delivered.

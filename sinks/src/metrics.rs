@@ -30,8 +30,11 @@ pub struct VerdictLabels {
     pub detector: String,
     /// Rule.
     pub rule: String,
-    /// The rule's action (`alert` for alert-only rules).
+    /// The rule's action (`alert` for alert-only rules); for a shadow rule, the
+    /// action it would have taken.
     pub action: String,
+    /// `enforce` or `shadow`: shadow verdicts are the would-be actions of a rule on trial.
+    pub mode: String,
 }
 
 /// An `action` label.
@@ -203,43 +206,19 @@ impl Metrics {
             registry: Registry::default(),
         };
         registry.register("events", "Events decoded, by type", m.events.clone());
-        registry.register(
-            "verdicts",
-            "Rule firings, by detector, rule and the rule's action",
-            m.verdicts.clone(),
-        );
+        registry.register("verdicts", "Rule firings, by detector, rule and the rule's action", m.verdicts.clone());
         registry.register("decisions", "Decision records emitted, by action", m.decisions.clone());
-        registry.register(
-            "killswitch",
-            "Kill-switch commands emitted, by action",
-            m.killswitch.clone(),
-        );
-        registry.register(
-            "alerts",
-            "Alert records emitted, by severity and signal",
-            m.alerts.clone(),
-        );
+        registry.register("killswitch", "Kill-switch commands emitted, by action", m.killswitch.clone());
+        registry.register("alerts", "Alert records emitted, by severity and signal", m.alerts.clone());
         registry.register("dlq", "Inputs dead-lettered, by reason", m.dlq.clone());
         registry.register(
             "suppressed",
             "Records not emitted, by reason (in_force, warming, late_alert)",
             m.suppressed.clone(),
         );
-        registry.register(
-            "field_errors",
-            "Optional fields with the wrong type, by field",
-            m.field_errors.clone(),
-        );
-        registry.register(
-            "late_events",
-            "Events behind the partition's watermark",
-            m.late_events.clone(),
-        );
-        registry.register(
-            "future_events",
-            "Events too far ahead to move the watermark",
-            m.future_events.clone(),
-        );
+        registry.register("field_errors", "Optional fields with the wrong type, by field", m.field_errors.clone());
+        registry.register("late_events", "Events behind the partition's watermark", m.late_events.clone());
+        registry.register("future_events", "Events too far ahead to move the watermark", m.future_events.clone());
         registry.register(
             "consumer_lag",
             "Messages between the partition's end and warden's position",
@@ -251,31 +230,15 @@ impl Metrics {
             m.process_latency.clone(),
         );
         registry.register("state_keys", "Keys held in memory, by detector", m.state_keys.clone());
-        registry.register(
-            "state_bytes",
-            "Approximate bytes of in-memory state",
-            m.state_bytes.clone(),
-        );
+        registry.register("state_bytes", "Approximate bytes of in-memory state", m.state_bytes.clone());
         registry.register(
             "quota_exceeded",
             "State keys spilled because a budget or tenant quota was hit",
             m.quota_exceeded.clone(),
         );
-        registry.register(
-            "checkpoint_seconds",
-            "Time to write one checkpoint",
-            m.checkpoint_seconds.clone(),
-        );
-        registry.register(
-            "checkpoint_failures",
-            "Checkpoints that failed to write",
-            m.checkpoint_failures.clone(),
-        );
-        registry.register(
-            "ready",
-            "1 when partitions are assigned and state restored",
-            m.ready.clone(),
-        );
+        registry.register("checkpoint_seconds", "Time to write one checkpoint", m.checkpoint_seconds.clone());
+        registry.register("checkpoint_failures", "Checkpoints that failed to write", m.checkpoint_failures.clone());
+        registry.register("ready", "1 when partitions are assigned and state restored", m.ready.clone());
         registry.register(
             "distinct_visitors",
             "Distinct visitors seen (HyperLogLog estimate)",
@@ -287,16 +250,8 @@ impl Metrics {
             "Log lines about bad input suppressed by the rate limit",
             m.log_suppressed.clone(),
         );
-        registry.register(
-            "http_requests",
-            "HTTP requests, by route and status code",
-            m.http_requests.clone(),
-        );
-        registry.register(
-            "output_errors",
-            "Output records the broker refused permanently",
-            m.output_errors.clone(),
-        );
+        registry.register("http_requests", "HTTP requests, by route and status code", m.http_requests.clone());
+        registry.register("output_errors", "Output records the broker refused permanently", m.output_errors.clone());
         Metrics { registry, ..m }
     }
 
@@ -337,11 +292,7 @@ mod tests {
     fn names_follow_prometheus_conventions() {
         let m = Metrics::new();
         m.preregister(&["webhook"], &["invalid_json"], &["in_force"]);
-        m.events
-            .get_or_create(&TypeLabel {
-                r#type: "webhook".into(),
-            })
-            .inc();
+        m.events.get_or_create(&TypeLabel { r#type: "webhook".into() }).inc();
         m.process_latency.observe(0.002);
         let text = m.encode();
         for want in [

@@ -45,10 +45,7 @@ pub struct BlockRegistry {
 impl BlockRegistry {
     /// The event-time clock cell of `partition`, shared with its task.
     pub fn clock(&self, partition: &str) -> Arc<AtomicI64> {
-        self.clocks
-            .entry(partition.to_string())
-            .or_insert_with(|| Arc::new(AtomicI64::new(i64::MIN)))
-            .clone()
+        self.clocks.entry(partition.to_string()).or_insert_with(|| Arc::new(AtomicI64::new(i64::MIN))).clone()
     }
 
     /// Records an emitted record if it holds for a while (TTL > 0, not a lift).
@@ -108,9 +105,7 @@ impl BlockRegistry {
     }
 
     fn now_of(&self, partition: &str) -> i64 {
-        self.clocks
-            .get(partition)
-            .map_or(i64::MIN, |c| c.load(Ordering::Relaxed))
+        self.clocks.get(partition).map_or(i64::MIN, |c| c.load(Ordering::Relaxed))
     }
 
     /// The records in force on a subject, in rule order.
@@ -118,12 +113,7 @@ impl BlockRegistry {
         let mut out: Vec<ActiveEntry> = self
             .entries
             .get(key)
-            .map(|list| {
-                list.iter()
-                    .filter(|e| e.expires_at > self.now_of(&e.partition))
-                    .cloned()
-                    .collect()
-            })
+            .map(|list| list.iter().filter(|e| e.expires_at > self.now_of(&e.partition)).cloned().collect())
             .unwrap_or_default();
         out.sort_by(|a, b| a.rule.cmp(&b.rule));
         out
@@ -169,10 +159,7 @@ mod tests {
             schema: "warden.decision.v1".into(),
             decision_id: "0".repeat(32),
             action: Action::Block,
-            subject: Subject {
-                kind: "visitor".into(),
-                id: "v-1".into(),
-            },
+            subject: Subject { kind: "visitor".into(), id: "v-1".into() },
             tenant: Some("t".into()),
             detector: "rate".into(),
             rule: rule.into(),
@@ -182,10 +169,7 @@ mod tests {
             event_ts: ts,
             evidence: json!({}),
             event_id: None,
-            source: Provenance::File {
-                file: "-".into(),
-                line: 1,
-            },
+            source: Provenance::File { file: "-".into(), line: 1 },
         })
     }
 

@@ -52,9 +52,7 @@ pub struct Signer {
 
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer")
-            .field("key_id", &self.key_id)
-            .finish_non_exhaustive()
+        f.debug_struct("Signer").field("key_id", &self.key_id).finish_non_exhaustive()
     }
 }
 
@@ -98,18 +96,12 @@ impl Verifier {
     /// A verifier from a base64 public key.
     pub fn from_base64(public: &str) -> Result<Verifier, SignError> {
         let key = VerifyingKey::from_bytes(&decode_key(public)?).map_err(|_| SignError::BadKey)?;
-        Ok(Verifier {
-            key_id: key_id(&key),
-            key,
-        })
+        Ok(Verifier { key_id: key_id(&key), key })
     }
 
     /// Verifies one record given as parsed JSON.
     pub fn verify_value(&self, record: &serde_json::Value) -> Result<(), SignError> {
-        let mut obj = record
-            .as_object()
-            .cloned()
-            .ok_or_else(|| SignError::NotARecord("not an object".into()))?;
+        let mut obj = record.as_object().cloned().ok_or_else(|| SignError::NotARecord("not an object".into()))?;
         let sig = obj.remove("signature").ok_or(SignError::Unsigned)?;
         let sig = sig.as_str().ok_or(SignError::Mismatch)?;
         match obj.get("key_id").and_then(|k| k.as_str()) {
@@ -117,16 +109,10 @@ impl Verifier {
             Some(id) => return Err(SignError::WrongKey(id.to_string())),
             None => return Err(SignError::Mismatch),
         }
-        let bytes: [u8; 64] = STANDARD
-            .decode(sig)
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .ok_or(SignError::Mismatch)?;
+        let bytes: [u8; 64] = STANDARD.decode(sig).ok().and_then(|b| b.try_into().ok()).ok_or(SignError::Mismatch)?;
         let mut text = String::new();
         jcs::write_serde(&serde_json::Value::Object(obj), &mut text);
-        self.key
-            .verify(text.as_bytes(), &Signature::from_bytes(&bytes))
-            .map_err(|_| SignError::Mismatch)
+        self.key.verify(text.as_bytes(), &Signature::from_bytes(&bytes)).map_err(|_| SignError::Mismatch)
     }
 }
 
@@ -148,10 +134,7 @@ mod tests {
             schema: "warden.killswitch.v1".into(),
             command_id: "0".repeat(32),
             action: Action::DisableWorkflow,
-            target: Subject {
-                kind: "workflow".into(),
-                id: "wf-42".into(),
-            },
+            target: Subject { kind: "workflow".into(), id: "wf-42".into() },
             tenant: Some("t-9".into()),
             detector: "loop".into(),
             rule: "workflow_runs".into(),
@@ -180,10 +163,7 @@ mod tests {
         unsigned.as_object_mut().unwrap().remove("signature");
         assert_eq!(verifier.verify_value(&unsigned), Err(SignError::Unsigned));
         let (_, other) = generate().unwrap();
-        assert!(matches!(
-            Verifier::from_base64(&other).unwrap().verify_value(&value),
-            Err(SignError::WrongKey(_))
-        ));
+        assert!(matches!(Verifier::from_base64(&other).unwrap().verify_value(&value), Err(SignError::WrongKey(_))));
     }
 
     #[test]

@@ -20,20 +20,14 @@ pub fn tansu_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("WARDEN_TANSU") {
         return PathBuf::from(p);
     }
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|d| d.join("tansu"))
-            .find(|p| p.exists())
-    });
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join("tansu")).find(|p| p.exists()));
     found.unwrap_or_else(|| panic!("no tansu broker: `source .ci/setup.sh` installs it and sets WARDEN_TANSU"))
 }
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
 }
 
 impl Tansu {
@@ -65,14 +59,7 @@ impl Tansu {
     /// Creates a topic with `partitions` partitions.
     pub fn create_topic(&self, name: &str, partitions: u32) {
         let status = Command::new(&self.bin)
-            .args([
-                "topic",
-                "create",
-                name,
-                "--partitions",
-                &partitions.to_string(),
-                "--broker",
-            ])
+            .args(["topic", "create", name, "--partitions", &partitions.to_string(), "--broker"])
             .arg(format!("tcp://127.0.0.1:{}", self.port))
             .stdout(Stdio::null())
             .status()
@@ -103,11 +90,7 @@ impl Tansu {
 
 /// Sends a signal by name with `kill` (no libc dependency, no unsafe).
 pub fn signal(pid: u32, name: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().is_ok_and(|s| s.success());
     assert!(ok, "kill -{name} {pid} failed");
 }
 

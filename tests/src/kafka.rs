@@ -68,10 +68,7 @@ impl Loader {
     pub fn send_event(&self, line: &str) {
         let v: serde_json::Value = serde_json::from_str(line).expect("event JSON");
         let topic = format!("events.{}", v["type"].as_str().expect("type"));
-        let key = v["tenant"]
-            .as_str()
-            .or_else(|| v["service"].as_str())
-            .map(str::to_string);
+        let key = v["tenant"].as_str().or_else(|| v["service"].as_str()).map(str::to_string);
         self.send_raw(&topic, key.as_deref(), line.as_bytes());
     }
 
@@ -81,21 +78,22 @@ impl Loader {
     }
 }
 
-fn reader(bootstrap: &str) -> BaseConsumer {
-    ClientConfig::new()
+/// Every message now on `topic`, read until `quiet` passes with nothing new.
+pub fn read_topic(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<Read> {
+    read_topic_with(bootstrap, topic, quiet, false)
+}
+
+/// Like [`read_topic`]; with `committed_only`, messages of aborted or open
+/// transactions are skipped (`isolation.level = read_committed`).
+pub fn read_topic_with(bootstrap: &str, topic: &str, quiet: Duration, committed_only: bool) -> Vec<Read> {
+    let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("test-reader-{}", std::process::id()))
         .set("enable.auto.commit", "false")
+        .set("isolation.level", if committed_only { "read_committed" } else { "read_uncommitted" })
         .create()
-        .expect("consumer")
-}
-
-/// Every message now on `topic`, read until `quiet` passes with nothing new.
-pub fn read_topic(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<Read> {
-    let c = reader(bootstrap);
-    let meta = c
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
+        .expect("consumer");
+    let meta = c.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
     let mut tpl = TopicPartitionList::new();
     for t in meta.topics() {
         for p in t.partitions() {
@@ -111,12 +109,7 @@ pub fn read_topic(bootstrap: &str, topic: &str, quiet: Duration) -> Vec<Read> {
                 .headers()
                 .map(|h| {
                     h.iter()
-                        .map(|x| {
-                            (
-                                x.key.to_string(),
-                                String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned(),
-                            )
-                        })
+                        .map(|x| (x.key.to_string(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
                         .collect()
                 })
                 .unwrap_or_default();
@@ -164,9 +157,7 @@ pub fn committed(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> 
     for p in 0..partitions {
         tpl.add_partition(topic, p);
     }
-    let list = c
-        .committed_offsets(tpl, Duration::from_secs(10))
-        .expect("committed offsets");
+    let list = c.committed_offsets(tpl, Duration::from_secs(10)).expect("committed offsets");
     list.elements()
         .iter()
         .filter_map(|e| match e.offset() {

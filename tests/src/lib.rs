@@ -23,11 +23,7 @@ pub fn warden_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join(format!("warden{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is not built: run `cargo test --workspace` (it builds the binary)",
-        bin.display()
-    );
+    assert!(bin.exists(), "{} is not built: run `cargo test --workspace` (it builds the binary)", bin.display());
     bin
 }
 
@@ -35,11 +31,7 @@ pub fn warden_bin() -> PathBuf {
 pub fn shared_dir() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
     let shared = root.join("..").join("shared");
-    assert!(
-        shared.join("scenarios").join("gen.py").exists(),
-        "{} has no scenarios/gen.py",
-        shared.display()
-    );
+    assert!(shared.join("scenarios").join("gen.py").exists(), "{} has no scenarios/gen.py", shared.display());
     shared
 }
 
@@ -68,9 +60,7 @@ pub fn generate_scenarios(dir: &Path, benign: u32) -> Vec<PathBuf> {
 /// Runs `warden` with `args` and `envs`; returns its output.
 pub fn run_warden(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(warden_bin());
-    cmd.args(args)
-        .env_remove("WARDEN_HMAC_KEY")
-        .env_remove("WARDEN_SIGNING_KEY");
+    cmd.args(args).env_remove("WARDEN_HMAC_KEY").env_remove("WARDEN_SIGNING_KEY");
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -63,12 +63,7 @@ pub fn start_warden_with(dir: &Path, name: &str, args: &[String], config: &str, 
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("warden starts");
-    Warden {
-        child: Some(child),
-        http,
-        log,
-        stdout,
-    }
+    Warden { child: Some(child), http, log, stdout }
 }
 
 /// One HTTP request; returns (status, body).
@@ -84,10 +79,7 @@ pub fn http(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> O
     let mut text = String::new();
     s.read_to_string(&mut text).ok()?;
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Some((status, body))
 }
 
@@ -102,20 +94,14 @@ impl Warden {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
                 panic!("warden exited with {status} before ready:\n{}", self.log_text());
             }
-            assert!(
-                Instant::now() < deadline,
-                "warden not ready within {within:?}:\n{}",
-                self.log_text()
-            );
+            assert!(Instant::now() < deadline, "warden not ready within {within:?}:\n{}", self.log_text());
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     /// The Prometheus exposition.
     pub fn metrics(&self) -> String {
-        http(&self.http, "GET", "/metrics", &[])
-            .map(|(_, b)| b)
-            .unwrap_or_default()
+        http(&self.http, "GET", "/metrics", &[]).map(|(_, b)| b).unwrap_or_default()
     }
 
     /// The value of one metric sample line (`warden_events_total{type="log"}`), or 0.
@@ -141,6 +127,13 @@ impl Warden {
         }
     }
 
+    /// SIGHUP: reload the rules.
+    pub fn hangup(&self) {
+        if let Some(child) = &self.child {
+            signal(child.id(), "HUP");
+        }
+    }
+
     /// Crash (SIGKILL): nothing is drained or committed.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -157,9 +150,7 @@ impl Warden {
     /// The embedded cluster's bootstrap address, from the line `warden run` prints.
     pub fn embedded_bootstrap(&self) -> Option<String> {
         let out = self.stdout_text();
-        let rest = out
-            .lines()
-            .find_map(|l| l.strip_prefix("warden: embedded Kafka cluster at "))?;
+        let rest = out.lines().find_map(|l| l.strip_prefix("warden: embedded Kafka cluster at "))?;
         rest.split_whitespace().next().map(str::to_string)
     }
 

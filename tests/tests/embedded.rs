@@ -21,10 +21,7 @@ const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const PLANTED: &str = "sk_live_51HqLyjWDarjtT1zdp7dcXyZ0123456789";
 
 fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/events.jsonl")
-        .to_string_lossy()
-        .into_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events.jsonl").to_string_lossy().into_owned()
 }
 
 fn processed(w: &Warden) -> f64 {
@@ -38,12 +35,7 @@ fn processed(w: &Warden) -> f64 {
 fn wait_processed(w: &Warden, n: f64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while processed(w) < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} inputs processed:\n{}",
-            processed(w),
-            w.log_text()
-        );
+        assert!(Instant::now() < deadline, "only {} of {n} inputs processed:\n{}", processed(w), w.log_text());
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -60,9 +52,7 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
     let args = vec!["--load".to_string(), example()];
     let mut w = start_warden_with(dir.path(), "e", &args, "", &envs);
     w.wait_ready(Duration::from_secs(60));
-    let bootstrap = w
-        .embedded_bootstrap()
-        .expect("warden run prints the embedded cluster's address");
+    let bootstrap = w.embedded_bootstrap().expect("warden run prints the embedded cluster's address");
     wait_processed(&w, 42.0);
 
     assert_eq!(http(&w.http, "GET", "/health", &[]).unwrap().0, 200);
@@ -73,42 +63,23 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
     let (code, body) = http(&w.http, "GET", path, &[]).unwrap();
     assert_eq!(code, 200, "{body}");
     let active: Value = serde_json::from_str(&body).unwrap();
-    let rules: Vec<&str> = active["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["rule"].as_str().unwrap())
-        .collect();
+    let rules: Vec<&str> = active["records"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap()).collect();
     assert_eq!(rules, ["chat_visitor", "visitor_rate"]);
-    assert_eq!(
-        http(&w.http, "GET", "/v1/blocks/t-acme/visitor/nobody", &[]).unwrap().0,
-        404
-    );
+    assert_eq!(http(&w.http, "GET", "/v1/blocks/t-acme/visitor/nobody", &[]).unwrap().0, 404);
     assert_eq!(http(&w.http, "DELETE", path, &[]).unwrap().0, 401, "no token");
-    assert_eq!(
-        http(&w.http, "DELETE", path, &[("Authorization", "Bearer wrong")])
-            .unwrap()
-            .0,
-        401
-    );
+    assert_eq!(http(&w.http, "DELETE", path, &[("Authorization", "Bearer wrong")]).unwrap().0, 401);
     let bearer = format!("Bearer {ADMIN}");
     let (code, body) = http(&w.http, "DELETE", path, &[("Authorization", &bearer)]).unwrap();
     assert_eq!(code, 200, "{body}");
     let lifted: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(lifted["lifted"].as_array().unwrap().len(), 2);
-    assert!(lifted["lifted"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|d| d["action"] == "lift"));
+    assert!(lifted["lifted"].as_array().unwrap().iter().all(|d| d["action"] == "lift"));
     assert_eq!(http(&w.http, "GET", path, &[]).unwrap().0, 404, "lifted");
 
     // The lift decisions reach the topic with the lifted records' event time.
     let decisions = kafka::read_records(&bootstrap, "warden.decisions", Duration::from_secs(2));
-    let blocks: Vec<&Value> = decisions
-        .iter()
-        .filter(|d| d["subject"]["id"] == "v-flood" && d["action"] == "block")
-        .collect();
+    let blocks: Vec<&Value> =
+        decisions.iter().filter(|d| d["subject"]["id"] == "v-flood" && d["action"] == "block").collect();
     let lifts: Vec<&Value> = decisions.iter().filter(|d| d["action"] == "lift").collect();
     assert_eq!(lifts.len(), 2);
     for l in &lifts {
@@ -117,12 +88,7 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
         assert_ne!(l["decision_id"], block["decision_id"]);
     }
     let commands = kafka::read_records(&bootstrap, "warden.killswitch", Duration::from_secs(1));
-    assert!(
-        commands
-            .iter()
-            .all(|c| c["signature"].is_string() && c["key_id"].is_string()),
-        "signed"
-    );
+    assert!(commands.iter().all(|c| c["signature"].is_string() && c["key_id"].is_string()), "signed");
 
     // Every metric of design §9.
     let metrics = w.metrics();
@@ -150,17 +116,12 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
         "log_suppressed_total",
         "http_requests_total",
     ] {
-        assert!(
-            metrics.contains(&format!("warden_{name}")),
-            "warden_{name} missing from /metrics"
-        );
+        assert!(metrics.contains(&format!("warden_{name}")), "warden_{name} missing from /metrics");
     }
-    assert!(metrics.contains("warden_verdicts_total{detector=\"rate\",rule=\"visitor_rate\",action=\"block\"}"));
+    assert!(metrics
+        .contains("warden_verdicts_total{detector=\"rate\",rule=\"visitor_rate\",action=\"block\",mode=\"enforce\"}"));
     for line in metrics.lines().filter(|l| !l.starts_with('#')) {
-        assert!(
-            !line.contains("v-flood") && !line.contains("203.0.113.7"),
-            "unbounded label: {line}"
-        );
+        assert!(!line.contains("v-flood") && !line.contains("203.0.113.7"), "unbounded label: {line}");
     }
 
     // Nothing secret in any output topic (read while the embedded broker lives),
@@ -183,17 +144,7 @@ fn lifting_is_refused_without_an_admin_token() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = start_warden_with(dir.path(), "e", &[], "", &[]);
     w.wait_ready(Duration::from_secs(60));
-    assert_eq!(
-        http(
-            &w.http,
-            "DELETE",
-            "/v1/blocks/t/visitor/v",
-            &[("Authorization", "Bearer x")]
-        )
-        .unwrap()
-        .0,
-        405
-    );
+    assert_eq!(http(&w.http, "DELETE", "/v1/blocks/t/visitor/v", &[("Authorization", "Bearer x")]).unwrap().0, 405);
     w.stop();
 }
 
@@ -207,22 +158,66 @@ fn exit_codes_follow_the_contract() {
     std::fs::write(&cfg, "[rules.visitor_rate]\nlimt = 3\n").unwrap();
     let out = run_warden(&["scan", "--config", cfg.to_str().unwrap(), "-"], &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("limt"),
-        "the message names the field"
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limt"), "the message names the field");
     let state = dir.path().join("s");
     let out = run_warden(
-        &[
-            "run",
-            "--brokers",
-            "127.0.0.1:1",
-            "--state",
-            state.to_str().unwrap(),
-            "--http",
-            "127.0.0.1:0",
-        ],
+        &["run", "--brokers", "127.0.0.1:1", "--state", state.to_str().unwrap(), "--http", "127.0.0.1:0"],
         &[],
     );
     assert_eq!(out.status.code(), Some(1), "no broker answering within 30 s");
+}
+
+#[test]
+fn rules_reload_on_sighup_and_http_and_a_bad_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = start_warden_with(dir.path(), "r", &[], "", &[("WARDEN_ADMIN_TOKEN", ADMIN)]);
+    w.wait_ready(Duration::from_secs(60));
+    let config = dir.path().join("r.toml");
+    let bearer = format!("Bearer {ADMIN}");
+    let reload = |headers: &[(&str, &str)]| http(&w.http, "POST", "/v1/admin/reload", headers).unwrap();
+    assert_eq!(reload(&[]).0, 401, "no token");
+
+    // A bad config is refused, naming the field; the running rules stay.
+    std::fs::write(&config, "[rules.visitor_rate]\nlimit = 0\n").unwrap();
+    let (code, body) = reload(&[("Authorization", &bearer)]);
+    assert_eq!(code, 422, "{body}");
+    assert!(body.contains("rules.visitor_rate.limit"), "the error names the field: {body}");
+
+    // A good one through HTTP; then SIGHUP; and the file's change is seen on its own.
+    std::fs::write(&config, "[rules.visitor_rate]\nmode = \"shadow\"\n").unwrap();
+    let (code, body) = reload(&[("Authorization", &bearer)]);
+    assert_eq!(code, 200, "{body}");
+    let ok = |w: &Warden| w.metric("warden_reloads_total{result=\"ok\"}");
+    let wait_ok_above = |w: &Warden, n: f64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while ok(w) <= n {
+            assert!(Instant::now() < deadline, "{what} did not reload:\n{}", w.log_text());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let before = ok(&w);
+    w.hangup();
+    wait_ok_above(&w, before, "SIGHUP");
+    let before = ok(&w);
+    std::fs::write(&config, "# edited\n[rules.visitor_rate]\nmode = \"shadow\"\n").unwrap();
+    wait_ok_above(&w, before, "a changed file");
+    assert!(w.metric("warden_reloads_total{result=\"error\"}") >= 1.0);
+
+    // The reloaded rule runs: visitor_rate is now in shadow, counted as a would-be block.
+    let bootstrap = w.embedded_bootstrap().unwrap();
+    let out = run_warden(&["produce", "--brokers", &bootstrap, &example()], &[]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_processed(&w, 42.0);
+    let shadow = "warden_verdicts_total{detector=\"rate\",rule=\"visitor_rate\",action=\"block\",mode=\"shadow\"}";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while w.metric(shadow) < 1.0 {
+        assert!(Instant::now() < deadline, "no shadow verdict:\n{}", w.metrics());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let decisions = kafka::read_records(&bootstrap, "warden.decisions", Duration::from_secs(2));
+    let shadowed: Vec<&Value> = decisions.iter().filter(|d| d["rule"] == "visitor_rate").collect();
+    assert!(!shadowed.is_empty());
+    assert!(shadowed.iter().all(|d| d["action"] == "flag" && d["evidence"]["would"] == "block"), "{shadowed:?}");
+    w.stop();
 }

@@ -39,18 +39,12 @@ fn merged_corpus(dir: &Path, benign: u32) -> (PathBuf, Vec<String>) {
 /// A generated stream from the bench generator (attacks mixed in).
 fn generated(dir: &Path, events: u32) -> (PathBuf, Vec<String>) {
     let gen = warden_bin().with_file_name("warden-gen");
-    let out = std::process::Command::new(&gen)
-        .args([events.to_string(), "7".into()])
-        .output()
-        .expect("warden-gen runs");
+    let out =
+        std::process::Command::new(&gen).args([events.to_string(), "7".into()]).output().expect("warden-gen runs");
     assert!(out.status.success());
     let path = dir.join("generated.jsonl");
     std::fs::write(&path, &out.stdout).unwrap();
-    let lines = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let lines = String::from_utf8(out.stdout).unwrap().lines().map(str::to_string).collect();
     (path, lines)
 }
 
@@ -62,20 +56,13 @@ fn scan(input: &Path) -> Vec<Value> {
 }
 
 fn ids(records: &[Value], schema: &str, field: &str) -> BTreeSet<String> {
-    records
-        .iter()
-        .filter(|r| r["schema"] == schema)
-        .map(|r| r[field].as_str().unwrap().to_string())
-        .collect()
+    records.iter().filter(|r| r["schema"] == schema).map(|r| r[field].as_str().unwrap().to_string()).collect()
 }
 
 /// Waits until the group has committed every input partition up to its end.
 fn wait_all_committed(broker: &Tansu, group: &str, partitions: i32, within: Duration, wardens: &[&Warden]) {
     let deadline = Instant::now() + within;
-    let ends: Vec<BTreeMap<i32, i64>> = INPUTS
-        .iter()
-        .map(|t| kafka::ends_by_reading(&broker.bootstrap(), t))
-        .collect();
+    let ends: Vec<BTreeMap<i32, i64>> = INPUTS.iter().map(|t| kafka::ends_by_reading(&broker.bootstrap(), t)).collect();
     loop {
         let done = INPUTS.iter().zip(&ends).all(|(t, end)| {
             let committed = kafka::committed(&broker.bootstrap(), group, t, partitions);
@@ -85,9 +72,20 @@ fn wait_all_committed(broker: &Tansu, group: &str, partitions: i32, within: Dura
             return;
         }
         if Instant::now() > deadline {
+            let state: Vec<String> = INPUTS
+                .iter()
+                .zip(&ends)
+                .map(|(t, end)| {
+                    format!(
+                        "{t}: end {end:?} committed {:?}",
+                        kafka::committed(&broker.bootstrap(), group, t, partitions)
+                    )
+                })
+                .collect();
             let logs: Vec<String> = wardens.iter().map(|w| w.log_text()).collect();
             panic!(
-                "inputs not all committed within {within:?}; logs:\n{}",
+                "inputs not all committed within {within:?}: {}\nlogs:\n{}",
+                state.join("; "),
                 logs.join("\n----\n")
             );
         }
@@ -110,20 +108,13 @@ fn outputs(broker: &Tansu) -> Vec<Value> {
         }
         all.extend(by_id.into_values());
     }
-    all.extend(kafka::read_records(
-        &broker.bootstrap(),
-        "warden.alerts",
-        Duration::from_secs(1),
-    ));
+    all.extend(kafka::read_records(&broker.bootstrap(), "warden.alerts", Duration::from_secs(1)));
     all
 }
 
 /// Decision and kill-switch ids must be exactly scan's.
 fn assert_same_detections(expected: &[Value], got: &[Value]) {
-    for (schema, field) in [
-        ("warden.decision.v1", "decision_id"),
-        ("warden.killswitch.v1", "command_id"),
-    ] {
+    for (schema, field) in [("warden.decision.v1", "decision_id"), ("warden.killswitch.v1", "command_id")] {
         let want = ids(expected, schema, field);
         let have = ids(got, schema, field);
         let missing: Vec<_> = want.difference(&have).collect();
@@ -181,10 +172,7 @@ fn bad_input_reaches_the_dead_letter_topic_byte_for_byte() {
         ("invalid_json", b"{\"type\":\"webhook\",".to_vec()),
         ("invalid_utf8", b"{\"type\":\"log\",\"x\":\"\xff\xfe\"}".to_vec()),
         ("too_deep", format!("{}{}", "[".repeat(80), "]".repeat(80)).into_bytes()),
-        (
-            "missing_field",
-            br#"{"type":"webhook","ts":1767225600000,"tenant":"t"}"#.to_vec(),
-        ),
+        ("missing_field", br#"{"type":"webhook","ts":1767225600000,"tenant":"t"}"#.to_vec()),
         ("unknown_type", br#"{"type":"email","ts":1767225600000}"#.to_vec()),
         ("too_large", big.into_bytes()),
     ];
@@ -227,17 +215,10 @@ fn a_crash_mid_stream_loses_nothing_and_repeats_only_identical_records() {
     load(&Loader::new(&broker.bootstrap()), &lines);
     let deadline = Instant::now() + Duration::from_secs(120);
     let processed = |w: &Warden| {
-        INPUTS
-            .iter()
-            .map(|t| w.metric(&format!("warden_events_total{{type=\"{}\"}}", &t[7..])))
-            .sum::<f64>()
+        INPUTS.iter().map(|t| w.metric(&format!("warden_events_total{{type=\"{}\"}}", &t[7..]))).sum::<f64>()
     };
     while processed(&a) < 50_000.0 {
-        assert!(
-            Instant::now() < deadline,
-            "warden processed too little:\n{}",
-            a.log_text()
-        );
+        assert!(Instant::now() < deadline, "warden processed too little:\n{}", a.log_text());
         std::thread::sleep(Duration::from_millis(100));
     }
     a.kill9();
@@ -290,4 +271,85 @@ fn a_broker_outage_mid_stream_is_survived() {
     wait_all_committed(&broker, "outage", 3, Duration::from_secs(180), &[&w]);
     assert_same_detections(&expected, &outputs(&broker));
     w.stop();
+}
+
+#[test]
+fn exactly_once_survives_a_restart_without_a_single_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, lines) = generated(dir.path(), 100_000);
+    let expected = scan(&path);
+    let broker = Tansu::start();
+    broker.create_warden_topics(3);
+    let config = FAST_CONFIG.replace("[processing]", "[processing]\nguarantee = \"exactly_once\"");
+    let mut a = start_warden(dir.path(), "a", &broker.bootstrap(), "eos", &config, &[]);
+    a.wait_ready(Duration::from_secs(60));
+    load(&Loader::new(&broker.bootstrap()), &lines);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let processed = |w: &Warden| {
+        INPUTS.iter().map(|t| w.metric(&format!("warden_events_total{{type=\"{}\"}}", &t[7..]))).sum::<f64>()
+    };
+    while processed(&a) < 30_000.0 {
+        assert!(Instant::now() < deadline, "warden processed too little:\n{}", a.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A graceful stop mid-stream: revocation commits the open transactions.
+    a.stop();
+    let mut b = start_warden(dir.path(), "a", &broker.bootstrap(), "eos", &config, &[]);
+    b.wait_ready(Duration::from_secs(60));
+    wait_all_committed(&broker, "eos", 3, Duration::from_secs(240), &[&b]);
+    let mut got = Vec::new();
+    for (topic, field) in [("warden.decisions", "decision_id"), ("warden.killswitch", "command_id")] {
+        let records: Vec<Value> = kafka::read_topic_with(&broker.bootstrap(), topic, Duration::from_secs(2), true)
+            .into_iter()
+            .map(|r| serde_json::from_slice(&r.payload).unwrap())
+            .collect();
+        let mut seen = BTreeSet::new();
+        for r in &records {
+            assert!(seen.insert(r[field].as_str().unwrap().to_string()), "{topic}: {} delivered twice", r[field]);
+        }
+        got.extend(records);
+    }
+    assert_same_detections(&expected, &got);
+    b.stop();
+}
+
+#[test]
+fn exactly_once_survives_a_crash_without_a_single_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, lines) = generated(dir.path(), 100_000);
+    let expected = scan(&path);
+    let broker = Tansu::start();
+    broker.create_warden_topics(3);
+    let config = FAST_CONFIG.replace("[processing]", "[processing]\nguarantee = \"exactly_once\"");
+    let mut a = start_warden(dir.path(), "a", &broker.bootstrap(), "eos-crash", &config, &[]);
+    a.wait_ready(Duration::from_secs(60));
+    load(&Loader::new(&broker.bootstrap()), &lines);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let processed = |w: &Warden| {
+        INPUTS.iter().map(|t| w.metric(&format!("warden_events_total{{type=\"{}\"}}", &t[7..]))).sum::<f64>()
+    };
+    while processed(&a) < 30_000.0 {
+        assert!(Instant::now() < deadline, "warden processed too little:\n{}", a.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A crash mid-transaction: the new owner's producer fences the old one, whose
+    // open transaction is aborted; read_committed consumers never see its outputs.
+    a.kill9();
+    let mut b = start_warden(dir.path(), "a", &broker.bootstrap(), "eos-crash", &config, &[]);
+    b.wait_ready(Duration::from_secs(60));
+    wait_all_committed(&broker, "eos-crash", 3, Duration::from_secs(240), &[&b]);
+    let mut got = Vec::new();
+    for (topic, field) in [("warden.decisions", "decision_id"), ("warden.killswitch", "command_id")] {
+        let records: Vec<Value> = kafka::read_topic_with(&broker.bootstrap(), topic, Duration::from_secs(2), true)
+            .into_iter()
+            .map(|r| serde_json::from_slice(&r.payload).unwrap())
+            .collect();
+        let mut seen = BTreeSet::new();
+        for r in &records {
+            assert!(seen.insert(r[field].as_str().unwrap().to_string()), "{topic}: {} delivered twice", r[field]);
+        }
+        got.extend(records);
+    }
+    assert_same_detections(&expected, &got);
+    b.stop();
 }

@@ -30,10 +30,7 @@ fn validator(name: &str) -> Validator {
 }
 
 fn check(v: &Validator, value: &serde_json::Value, what: &str) {
-    let errors: Vec<String> = v
-        .iter_errors(value)
-        .map(|e| format!("{} at {}", e, e.instance_path))
-        .collect();
+    let errors: Vec<String> = v.iter_errors(value).map(|e| format!("{} at {}", e, e.instance_path)).collect();
     assert!(errors.is_empty(), "{what} fails its schema: {errors:?}\n{value}");
 }
 
@@ -56,16 +53,9 @@ fn scenario_events_and_emitted_records_match_their_schemas() {
         // A signing key, so signed commands are what gets validated.
         let out = run_warden(
             &["scan", file.to_str().unwrap()],
-            &[
-                ("WARDEN_SIGNING_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
-                ("WARDEN_HMAC_KEY", "test-key"),
-            ],
+            &[("WARDEN_SIGNING_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="), ("WARDEN_HMAC_KEY", "test-key")],
         );
-        assert!(
-            out.status.success(),
-            "scan failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "scan failed: {}", String::from_utf8_lossy(&out.stderr));
         for record in json_lines(&out.stdout) {
             let schema = record["schema"].as_str().expect("schema field").to_string();
             let (_, v) = by_schema.iter().find(|(s, _)| *s == schema).expect("known schema");
@@ -74,10 +64,7 @@ fn scenario_events_and_emitted_records_match_their_schemas() {
         }
     }
     for schema in ["warden.decision.v1", "warden.killswitch.v1", "warden.alert.v1"] {
-        assert!(
-            seen.get(schema).copied().unwrap_or(0) > 0,
-            "no {schema} record was emitted: {seen:?}"
-        );
+        assert!(seen.get(schema).copied().unwrap_or(0) > 0, "no {schema} record was emitted: {seen:?}");
     }
 }
 

@@ -29,16 +29,11 @@ const PARTITIONS: i32 = 3;
 const INPUTS: [&str; 3] = ["events.webhook", "events.tool_call", "events.log"];
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(29_999)
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(29_999)
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 struct Proc(Child);
@@ -63,10 +58,7 @@ fn http_get(addr: &str, path: &str) -> String {
 }
 
 fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
 fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
@@ -86,11 +78,7 @@ fn send(p: &ThreadedProducer<DefaultProducerContext>, line: &str) {
     } else {
         INPUTS[2]
     };
-    let key = line
-        .split("\"tenant\":\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap_or("");
+    let key = line.split("\"tenant\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
     let mut rec = Some(BaseRecord::<str, str>::to(topic).key(key).payload(line));
     while let Some(r) = rec.take() {
         if let Err((_, back)) = p.send(r) {
@@ -121,10 +109,8 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let events: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(300_000);
     let latency_secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
-    let fractions: Vec<f64> = args
-        .next()
-        .map(|a| a.split(',').filter_map(|f| f.parse().ok()).collect())
-        .unwrap_or_else(|| vec![0.5]);
+    let fractions: Vec<f64> =
+        args.next().map(|a| a.split(',').filter_map(|f| f.parse().ok()).collect()).unwrap_or_else(|| vec![0.5]);
     let tansu = std::env::var("WARDEN_TANSU").expect("WARDEN_TANSU: `source .ci/setup.sh`");
     let exe = std::env::current_exe().expect("exe");
     let warden = exe.with_file_name("warden");
@@ -142,16 +128,11 @@ fn main() {
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    for (t, n) in INPUTS.iter().map(|t| (*t, PARTITIONS)).chain(
-        [
-            "warden.decisions",
-            "warden.killswitch",
-            "warden.alerts",
-            "warden.dlq",
-            "bench.echo",
-        ]
-        .map(|t| (t, 1)),
-    ) {
+    for (t, n) in INPUTS
+        .iter()
+        .map(|t| (*t, PARTITIONS))
+        .chain(["warden.decisions", "warden.killswitch", "warden.alerts", "warden.dlq", "bench.echo"].map(|t| (t, 1)))
+    {
         let ok = Command::new(&tansu)
             .args(["topic", "create", t, "--partitions", &n.to_string(), "--broker", &url])
             .stdout(Stdio::null())
@@ -242,10 +223,7 @@ fn main() {
     eprintln!("warden: {rate:.0} events/s ({last} counted)");
 
     // 4. Latency at fractions of warden's rate, against the same running instance.
-    println!(
-        "events={events} ceiling_eps={ceiling:.0} warden_eps={rate:.0} ratio={:.2}",
-        rate / ceiling
-    );
+    println!("events={events} ceiling_eps={ceiling:.0} warden_eps={rate:.0} ratio={:.2}", rate / ceiling);
     let out: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("group.id", "latency")
@@ -259,13 +237,7 @@ fn main() {
     }
     out.assign(&tpl).expect("assign");
     std::thread::sleep(Duration::from_secs(1));
-    let mut g = Generator::new(
-        Profile {
-            events: u64::MAX,
-            ..Profile::mixed(1)
-        },
-        12,
-    );
+    let mut g = Generator::new(Profile { events: u64::MAX, ..Profile::mixed(1) }, 12);
     for fraction in fractions {
         let target = rate * fraction;
         let start = Instant::now();
@@ -301,10 +273,7 @@ fn main() {
             percentile(&hop, 0.99)
         );
     }
-    println!(
-        "warden_process_latency (all phases): {}",
-        histogram_quantiles(&http_get(&http, "/metrics"))
-    );
+    println!("warden_process_latency (all phases): {}", histogram_quantiles(&http_get(&http, "/metrics")));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -319,8 +288,7 @@ fn broker_hop(bootstrap: &str, p: &ThreadedProducer<DefaultProducerContext>, rat
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("bench.echo", 0, Offset::Beginning)
-        .expect("tpl");
+    tpl.add_partition_offset("bench.echo", 0, Offset::Beginning).expect("tpl");
     c.assign(&tpl).expect("assign");
     let begin = now_ms();
     let start = Instant::now();
@@ -363,10 +331,7 @@ fn record_sample(m: &rdkafka::message::BorrowedMessage<'_>, begin_ms: i64, sampl
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
         return;
     };
-    let ts = v["event_ts"]
-        .as_i64()
-        .or_else(|| v["issued_at"].as_i64())
-        .or_else(|| v["last_seen"].as_i64());
+    let ts = v["event_ts"].as_i64().or_else(|| v["issued_at"].as_i64()).or_else(|| v["last_seen"].as_i64());
     // Only events this phase stamped with the wall clock (the pre-load is 2026 event time).
     if let Some(ts) = ts.filter(|t| *t >= begin_ms) {
         samples.push((now_ms() - ts) as f64);
@@ -386,11 +351,6 @@ fn histogram_quantiles(text: &str) -> String {
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     let total = buckets.last().map_or(0.0, |b| b.1);
-    let q = |p: f64| {
-        buckets
-            .iter()
-            .find(|b| b.1 >= total * p)
-            .map_or(f64::NAN, |b| b.0 * 1000.0)
-    };
+    let q = |p: f64| buckets.iter().find(|b| b.1 >= total * p).map_or(f64::NAN, |b| b.0 * 1000.0);
     format!("count={total} p50<={:.2}ms p99<={:.2}ms", q(0.5), q(0.99))
 }

@@ -53,11 +53,7 @@ impl DupFlood {
                 out.push(Verdict {
                     rule: id,
                     subject: SubjectRef::new("visitor", w.visitor),
-                    evidence: Evidence::Window {
-                        count,
-                        limit,
-                        window_ms,
-                    },
+                    evidence: Evidence::Window { count, limit, window_ms },
                     alert: None,
                 });
             }

@@ -34,13 +34,7 @@ impl Fanout {
         let rules = rules
             .enabled()
             .filter_map(|r| match &r.params {
-                Params::Fanout {
-                    tool,
-                    arg,
-                    per,
-                    limit,
-                    window_ms,
-                } => Some(FanoutRule {
+                Params::Fanout { tool, arg, per, limit, window_ms } => Some(FanoutRule {
                     id: r.id,
                     tool: tool.clone(),
                     arg: arg.clone(),
@@ -76,9 +70,7 @@ impl Fanout {
             };
             cx.scratch.key.start(r.id, event.tenant).part(scope);
             let mut entry = cx.tables.distinct.entry(cx.scratch.key.as_slice(), Default::default);
-            let count = entry
-                .value()
-                .observe(xxh3_64(value.as_bytes()), event.ts, r.limit, r.window_ms);
+            let count = entry.value().observe(xxh3_64(value.as_bytes()), event.ts, r.limit, r.window_ms);
             let newest = entry.value().newest().unwrap_or(event.ts);
             entry.keep_until(match r.window_ms {
                 Some(w) => newest + w + cx.lateness_ms,

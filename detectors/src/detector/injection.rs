@@ -21,16 +21,9 @@ pub struct Injection {
 impl Injection {
     /// Compiles the enabled `injection_phrase` rules.
     pub fn new(rules: &Rules) -> Injection {
-        let ids: Vec<RuleId> = rules
-            .enabled()
-            .filter(|r| matches!(r.params, Params::Injection))
-            .map(|r| r.id)
-            .collect();
-        let matcher = if ids.is_empty() {
-            None
-        } else {
-            InjectionMatcher::new(&InjectionConfig::defaults()).ok()
-        };
+        let ids: Vec<RuleId> =
+            rules.enabled().filter(|r| matches!(r.params, Params::Injection)).map(|r| r.id).collect();
+        let matcher = if ids.is_empty() { None } else { InjectionMatcher::new(&InjectionConfig::defaults()).ok() };
         Injection { rules: ids, matcher }
     }
 
@@ -53,9 +46,7 @@ impl Injection {
             out.push(Verdict {
                 rule: id,
                 subject: SubjectRef::new("visitor", w.visitor),
-                evidence: Evidence::Phrase {
-                    matched: hit.label.to_string(),
-                },
+                evidence: Evidence::Phrase { matched: hit.label.to_string() },
                 alert: Some(AlertTrigger {
                     signal: Signal::PromptInjection,
                     subject: SubjectRef::new("tenant", tenant),

@@ -27,29 +27,12 @@ use crate::verdict::{Evidence, SubjectRef, Verdict};
 
 #[derive(Debug)]
 enum LoopRule {
-    Repeat {
-        history: usize,
-        min_repeats: usize,
-        polling: HashSet<String>,
-    },
-    Consecutive {
-        limit: u32,
-    },
-    PerRun {
-        limit: u32,
-    },
-    Cap {
-        tool: String,
-        limit: u32,
-    },
-    Slow {
-        max_duration_ms: u64,
-        max_retries: u64,
-    },
-    Workflow {
-        limit: u32,
-        window_ms: i64,
-    },
+    Repeat { history: usize, min_repeats: usize, polling: HashSet<String> },
+    Consecutive { limit: u32 },
+    PerRun { limit: u32 },
+    Cap { tool: String, limit: u32 },
+    Slow { max_duration_ms: u64, max_retries: u64 },
+    Workflow { limit: u32, window_ms: i64 },
 }
 
 /// The loop detector.
@@ -65,32 +48,20 @@ impl Loops {
             .enabled()
             .filter_map(|r| {
                 let rule = match &r.params {
-                    Params::RepeatCall {
-                        history,
-                        min_repeats,
-                        polling_tools,
-                    } => LoopRule::Repeat {
+                    Params::RepeatCall { history, min_repeats, polling_tools } => LoopRule::Repeat {
                         history: *history,
                         min_repeats: *min_repeats,
                         polling: polling_tools.clone(),
                     },
                     Params::ConsecutiveCalls { limit } => LoopRule::Consecutive { limit: *limit },
                     Params::CallsPerRun { limit } => LoopRule::PerRun { limit: *limit },
-                    Params::ToolCap { tool, limit } => LoopRule::Cap {
-                        tool: tool.clone(),
-                        limit: *limit,
-                    },
-                    Params::SlowJob {
-                        max_duration_ms,
-                        max_retries,
-                    } => LoopRule::Slow {
-                        max_duration_ms: *max_duration_ms,
-                        max_retries: *max_retries,
-                    },
-                    Params::WorkflowRuns { limit, window_ms } => LoopRule::Workflow {
-                        limit: *limit,
-                        window_ms: *window_ms,
-                    },
+                    Params::ToolCap { tool, limit } => LoopRule::Cap { tool: tool.clone(), limit: *limit },
+                    Params::SlowJob { max_duration_ms, max_retries } => {
+                        LoopRule::Slow { max_duration_ms: *max_duration_ms, max_retries: *max_retries }
+                    }
+                    Params::WorkflowRuns { limit, window_ms } => {
+                        LoopRule::Workflow { limit: *limit, window_ms: *window_ms }
+                    }
                     _ => return None,
                 };
                 Some((r.id, rule))
@@ -113,11 +84,7 @@ impl Loops {
                 continue;
             }
             let verdict = match rule {
-                LoopRule::Repeat {
-                    history,
-                    min_repeats,
-                    polling,
-                } => {
+                LoopRule::Repeat { history, min_repeats, polling } => {
                     if polling.contains(tc.tool) {
                         continue;
                     }
@@ -128,11 +95,7 @@ impl Loops {
                     entry.value().push(hash, *history);
                     entry.keep_until(horizon);
                     (repeats >= *min_repeats).then(|| {
-                        let evidence = Evidence::Repeat {
-                            repeats,
-                            history: *history,
-                            tool: tc.tool.to_string(),
-                        };
+                        let evidence = Evidence::Repeat { repeats, history: *history, tool: tc.tool.to_string() };
                         (SubjectRef::new("session", tc.session), evidence)
                     })
                 }
@@ -161,10 +124,7 @@ impl Loops {
                     let count = bump(cx, horizon);
                     (count > u64::from(*limit)).then(|| run_verdict(run, count, *limit, &format!("run's {tool} calls")))
                 }
-                LoopRule::Slow {
-                    max_duration_ms,
-                    max_retries,
-                } => {
+                LoopRule::Slow { max_duration_ms, max_retries } => {
                     let slow = tc.duration_ms.filter(|&d| d > *max_duration_ms as f64);
                     let retried = tc.retries.filter(|&r| r > *max_retries as f64);
                     (slow.is_some() || retried.is_some()).then(|| {
@@ -183,10 +143,7 @@ impl Loops {
                     };
                     cx.scratch.key.start(id, event.tenant).part(run);
                     let starts_run = cx.tables.seen.get(cx.scratch.key.as_slice()).is_none();
-                    cx.tables
-                        .seen
-                        .entry(cx.scratch.key.as_slice(), || Seen)
-                        .set_evict_at(horizon);
+                    cx.tables.seen.entry(cx.scratch.key.as_slice(), || Seen).set_evict_at(horizon);
                     if !starts_run {
                         continue;
                     }
@@ -198,22 +155,13 @@ impl Loops {
                     let newest = entry.value().newest().unwrap_or(event.ts);
                     entry.keep_until(newest + window_ms + cx.lateness_ms);
                     (count > u64::from(*limit)).then(|| {
-                        let evidence = Evidence::Window {
-                            count,
-                            limit: *limit,
-                            window_ms: *window_ms,
-                        };
+                        let evidence = Evidence::Window { count, limit: *limit, window_ms: *window_ms };
                         (SubjectRef::new("workflow", workflow.as_ref()), evidence)
                     })
                 }
             };
             if let Some((subject, evidence)) = verdict {
-                out.push(Verdict {
-                    rule: id,
-                    subject,
-                    evidence,
-                    alert: None,
-                });
+                out.push(Verdict { rule: id, subject, evidence, alert: None });
             }
         }
     }
@@ -228,14 +176,7 @@ fn bump(cx: &mut Cx<'_>, horizon: i64) -> u64 {
 }
 
 fn run_verdict<'a>(run: &'a str, count: u64, limit: u32, scope: &str) -> (SubjectRef<'a>, Evidence) {
-    (
-        SubjectRef::new("run", run),
-        Evidence::Calls {
-            count,
-            limit,
-            scope: scope.to_string(),
-        },
-    )
+    (SubjectRef::new("run", run), Evidence::Calls { count, limit, scope: scope.to_string() })
 }
 
 /// A 64-bit fingerprint of (tool, canonical arguments). Uses the raw `args` value

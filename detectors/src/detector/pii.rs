@@ -40,16 +40,8 @@ impl std::fmt::Debug for Pii {
 impl Pii {
     /// Compiles the enabled `pii_leak` rules; `hmac_key` keys fingerprints.
     pub fn new(rules: &Rules, hmac_key: Option<Vec<u8>>) -> Pii {
-        let ids = rules
-            .enabled()
-            .filter(|r| matches!(r.params, Params::PiiLeak))
-            .map(|r| r.id)
-            .collect();
-        Pii {
-            rules: ids,
-            scanner: PiiScanner::new(),
-            hmac_key,
-        }
+        let ids = rules.enabled().filter(|r| matches!(r.params, Params::PiiLeak)).map(|r| r.id).collect();
+        Pii { rules: ids, scanner: PiiScanner::new(), hmac_key }
     }
 
     /// The shared scanner (the decide step redacts alert samples with it).
@@ -107,11 +99,7 @@ impl Pii {
                 continue;
             }
             let alert = is_log.then(|| AlertTrigger {
-                signal: if any_secret {
-                    Signal::SecretInLogs
-                } else {
-                    Signal::PiiInLogs
-                },
+                signal: if any_secret { Signal::SecretInLogs } else { Signal::PiiInLogs },
                 subject: subject.clone(),
                 sample,
             });

@@ -36,14 +36,7 @@ impl Rate {
         let rules = rules
             .enabled()
             .filter_map(|r| match &r.params {
-                Params::Rate {
-                    events,
-                    route,
-                    tool,
-                    key,
-                    limit,
-                    window_ms,
-                } => Some(RateRule {
+                Params::Rate { events, route, tool, key, limit, window_ms } => Some(RateRule {
                     id: r.id,
                     events: *events,
                     route: route.clone(),
@@ -89,11 +82,7 @@ impl Rate {
                 out.push(Verdict {
                     rule: r.id,
                     subject: SubjectRef::new(r.key.kind(), id),
-                    evidence: Evidence::Window {
-                        count,
-                        limit: r.limit,
-                        window_ms: r.window_ms,
-                    },
+                    evidence: Evidence::Window { count, limit: r.limit, window_ms: r.window_ms },
                     alert: None,
                 });
             }

@@ -50,10 +50,7 @@ impl Replay {
                     out.push(Verdict {
                         rule: id,
                         subject: SubjectRef::new("message", pmid.as_ref()),
-                        evidence: Evidence::Replay {
-                            first_seen: first,
-                            window_ms,
-                        },
+                        evidence: Evidence::Replay { first_seen: first, window_ms },
                         alert: None,
                     });
                 }

@@ -64,11 +64,7 @@ impl Spam {
                 Check::Empty => norm.as_str().is_empty().then_some(Evidence::Blank),
                 Check::TooLong(max) => {
                     // Bytes bound chars from above: most texts skip the count.
-                    let chars = if raw.len() as u64 <= *max {
-                        0
-                    } else {
-                        raw.chars().count() as u64
-                    };
+                    let chars = if raw.len() as u64 <= *max { 0 } else { raw.chars().count() as u64 };
                     (chars > *max).then_some(Evidence::Length { chars, max_chars: *max })
                 }
                 Check::Repeated(min) => {
@@ -79,25 +75,18 @@ impl Spam {
                     if text::has_url(norm) {
                         Some(Evidence::Url)
                     } else {
-                        words.find(norm).map(|m| Evidence::Phrase {
-                            matched: words.phrase(m.index).to_string(),
-                        })
+                        words.find(norm).map(|m| Evidence::Phrase { matched: words.phrase(m.index).to_string() })
                     }
                 }
-                Check::Payment(phrases) => phrases.find(norm).map(|m| Evidence::Phrase {
-                    matched: phrases.phrase(m.index).to_string(),
-                }),
+                Check::Payment(phrases) => {
+                    phrases.find(norm).map(|m| Evidence::Phrase { matched: phrases.phrase(m.index).to_string() })
+                }
             };
             if let Some(evidence) = evidence {
                 if cx.is_exempt(rules.get(*id), event) {
                     continue;
                 }
-                out.push(Verdict {
-                    rule: *id,
-                    subject: SubjectRef::new("visitor", w.visitor),
-                    evidence,
-                    alert: None,
-                });
+                out.push(Verdict { rule: *id, subject: SubjectRef::new("visitor", w.visitor), evidence, alert: None });
             }
         }
     }

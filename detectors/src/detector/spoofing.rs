@@ -51,16 +51,8 @@ impl Spoofing {
                 out.push(Verdict {
                     rule: id,
                     subject: subject.clone(),
-                    evidence: Evidence::Window {
-                        count,
-                        limit,
-                        window_ms,
-                    },
-                    alert: Some(AlertTrigger {
-                        signal: Signal::SignatureFailures,
-                        subject,
-                        sample: w.text,
-                    }),
+                    evidence: Evidence::Window { count, limit, window_ms },
+                    alert: Some(AlertTrigger { signal: Signal::SignatureFailures, subject, sample: w.text }),
                 });
             }
         }

@@ -67,25 +67,17 @@ impl ToolPolicy {
                         continue;
                     }
                     let consented = tc.args.as_ref().and_then(|a| a.object().get(arg)) == Some(&Value::Bool(true));
-                    (!consented).then(|| Evidence::Consent {
-                        tool: tc.tool.to_string(),
-                        arg: arg.clone(),
-                    })
+                    (!consented).then(|| Evidence::Consent { tool: tc.tool.to_string(), arg: arg.clone() })
                 }
                 Params::ToolAllowlist { allowlists } => {
                     let list = event.tenant.and_then(|t| allowlists.get(t));
-                    list.filter(|l| !l.contains(tc.tool)).map(|_| Evidence::Allowlist {
-                        tool: tc.tool.to_string(),
-                    })
+                    list.filter(|l| !l.contains(tc.tool)).map(|_| Evidence::Allowlist { tool: tc.tool.to_string() })
                 }
-                Params::InternalTarget => first_arg(event, tc, |s| {
-                    targets::internal_target(s).map(|t| (t.name(), t.phrase()))
-                }),
+                Params::InternalTarget => {
+                    first_arg(event, tc, |s| targets::internal_target(s).map(|t| (t.name(), t.phrase())))
+                }
                 Params::FileSecret => first_arg(event, tc, |s| targets::file_secret(s).map(|t| (t.name(), t.phrase()))),
-                Params::RunBudget {
-                    max_cost_nanos,
-                    max_tokens_in,
-                } => {
+                Params::RunBudget { max_cost_nanos, max_tokens_in } => {
                     if tc.cost_usd.is_none() && tc.tokens_in.is_none() {
                         continue;
                     }
@@ -94,9 +86,7 @@ impl ToolPolicy {
                     let b = entry.value();
                     b.cost_nanos = b.cost_nanos.saturating_add(tc.cost_usd.map_or(0, usd_to_nanos));
                     // Negative or fractional token counts are producer errors; count none.
-                    b.tokens_in = b
-                        .tokens_in
-                        .saturating_add(tc.tokens_in.map_or(0, |t| t.max(0.0) as u64));
+                    b.tokens_in = b.tokens_in.saturating_add(tc.tokens_in.map_or(0, |t| t.max(0.0) as u64));
                     let b = *b;
                     entry.keep_until(event.ts + RUN_HORIZON_MS);
                     (b.cost_nanos > *max_cost_nanos || b.tokens_in > *max_tokens_in).then(|| Evidence::Budget {
@@ -109,12 +99,7 @@ impl ToolPolicy {
                 _ => None,
             };
             if let Some(evidence) = evidence {
-                out.push(Verdict {
-                    rule: id,
-                    subject: session(),
-                    evidence,
-                    alert: None,
-                });
+                out.push(Verdict { rule: id, subject: session(), evidence, alert: None });
             }
         }
     }
@@ -135,11 +120,7 @@ fn first_arg(event: &Event<'_>, tc: &ToolCall<'_>, judge: impl Fn(&str) -> Optio
         (None, Some(raw)) => walk(raw, &mut path, &judge),
         (None, None) => None,
     }?;
-    Some(Evidence::Target {
-        path: render(&path),
-        class: hit.0,
-        phrase: hit.1,
-    })
+    Some(Evidence::Target { path: render(&path), class: hit.0, phrase: hit.1 })
 }
 
 enum PathSeg<'v> {

@@ -53,47 +53,23 @@ pub fn compile(config: &RulesConfig) -> Result<Rules, Vec<RuleError>> {
                         "a new rule needs a `type` (e.g. \"rate\", \"tool_cap\", \"fanout\")".into(),
                     ));
                 }
-                let mut rule = RawRule {
-                    enabled: Some(true),
-                    mode: Some(Mode::Enforce),
-                    ..RawRule::default()
-                };
+                let mut rule = RawRule { enabled: Some(true), mode: Some(Mode::Enforce), ..RawRule::default() };
                 rule.overlay(over);
                 merged.insert(name.clone(), rule);
             }
         }
     }
     let e = &config.engine;
-    let lateness_ms = secs_ms(
-        e.allowed_lateness_secs.unwrap_or(60),
-        "engine.allowed_lateness_secs",
-        &mut errors,
-    );
-    let future_ms = secs_ms(
-        e.future_tolerance_secs.unwrap_or(3_600),
-        "engine.future_tolerance_secs",
-        &mut errors,
-    );
-    let max_event_bytes = e
-        .max_event_bytes
-        .unwrap_or(warden_schemas::decode::DEFAULT_MAX_BYTES as u64);
+    let lateness_ms = secs_ms(e.allowed_lateness_secs.unwrap_or(60), "engine.allowed_lateness_secs", &mut errors);
+    let future_ms = secs_ms(e.future_tolerance_secs.unwrap_or(3_600), "engine.future_tolerance_secs", &mut errors);
+    let max_event_bytes = e.max_event_bytes.unwrap_or(warden_schemas::decode::DEFAULT_MAX_BYTES as u64);
     if !(1_024..=64 << 20).contains(&max_event_bytes) {
-        errors.push(err(
-            "engine.max_event_bytes".into(),
-            "must be between 1024 and 67108864".into(),
-        ));
+        errors.push(err("engine.max_event_bytes".into(), "must be between 1024 and 67108864".into()));
     }
     let mut rules = Vec::with_capacity(merged.len());
     for (i, (name, raw)) in merged.iter().enumerate() {
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            errors.push(err(
-                format!("rules.{name}"),
-                "rule names are ASCII letters, digits, `_` and `-`".into(),
-            ));
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            errors.push(err(format!("rules.{name}"), "rule names are ASCII letters, digits, `_` and `-`".into()));
         }
         if let Some(rule) = compile_rule(RuleId(i as u16), name, raw, &mut errors) {
             rules.push(rule);
@@ -140,10 +116,7 @@ fn exempt(raw: &RawExempt) -> Exempt {
 fn type_info(kind: &str) -> Option<(DetectorKind, &'static [&'static str])> {
     use DetectorKind::*;
     Some(match kind {
-        "rate" => (
-            Rate,
-            &["limit", "window_secs", "window_ms", "events", "route", "tool", "key"],
-        ),
+        "rate" => (Rate, &["limit", "window_secs", "window_ms", "events", "route", "tool", "key"]),
         "signature_failures" => (Spoofing, &["limit", "window_secs", "window_ms"]),
         "dup_flood" => (DupFlood, &["limit", "window_secs", "window_ms"]),
         "replay" => (Replay, &["window_secs", "window_ms"]),
@@ -175,8 +148,7 @@ struct Check<'a> {
 
 impl Check<'_> {
     fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.errors
-            .push(err(format!("rules.{}.{field}", self.name), message.into()));
+        self.errors.push(err(format!("rules.{}.{field}", self.name), message.into()));
     }
 
     fn required<T: Clone>(&mut self, v: &Option<T>, field: &str) -> Option<T> {
@@ -200,10 +172,7 @@ impl Check<'_> {
     fn duration(&mut self, secs: Option<u64>, ms: Option<u64>, field: &str) -> Option<u64> {
         let v = match (secs, ms) {
             (Some(_), Some(_)) => {
-                self.fail(
-                    &format!("{field}_ms"),
-                    format!("set `{field}_secs` or `{field}_ms`, not both"),
-                );
+                self.fail(&format!("{field}_ms"), format!("set `{field}_secs` or `{field}_ms`, not both"));
                 return None;
             }
             (Some(s), None) => s.saturating_mul(1_000),
@@ -291,30 +260,13 @@ fn compile_rule(id: RuleId, name: &str, raw: &RawRule, errors: &mut Vec<RuleErro
                 c.fail("tool", "only tool calls have a tool");
             }
             let route = raw.route.as_deref().map(|r| normalize_route(r).into_owned());
-            Params::Rate {
-                events,
-                route,
-                tool: raw.tool.clone(),
-                key,
-                limit,
-                window_ms,
-            }
+            Params::Rate { events, route, tool: raw.tool.clone(), key, limit, window_ms }
         }
-        "signature_failures" => Params::SignatureFailures {
-            limit: c.limit(raw),
-            window_ms: c.window(raw),
-        },
-        "dup_flood" => Params::DupFlood {
-            limit: c.limit(raw),
-            window_ms: c.window(raw),
-        },
-        "replay" => Params::Replay {
-            window_ms: c.window(raw),
-        },
+        "signature_failures" => Params::SignatureFailures { limit: c.limit(raw), window_ms: c.window(raw) },
+        "dup_flood" => Params::DupFlood { limit: c.limit(raw), window_ms: c.window(raw) },
+        "replay" => Params::Replay { window_ms: c.window(raw) },
         "empty_text" => Params::EmptyText,
-        "too_long" => Params::TooLong {
-            max_chars: c.required(&raw.max_chars, "max_chars").unwrap_or(u64::MAX),
-        },
+        "too_long" => Params::TooLong { max_chars: c.required(&raw.max_chars, "max_chars").unwrap_or(u64::MAX) },
         "repeated_chars" => {
             let min_run = c.required(&raw.min_run, "min_run").unwrap_or(2);
             if min_run < 2 {
@@ -351,18 +303,12 @@ fn compile_rule(id: RuleId, name: &str, raw: &RawRule, errors: &mut Vec<RuleErro
         }
         "consecutive_calls" => Params::ConsecutiveCalls { limit: c.limit(raw) },
         "calls_per_run" => Params::CallsPerRun { limit: c.limit(raw) },
-        "tool_cap" => Params::ToolCap {
-            tool: c.required(&raw.tool, "tool").unwrap_or_default(),
-            limit: c.limit(raw),
-        },
+        "tool_cap" => Params::ToolCap { tool: c.required(&raw.tool, "tool").unwrap_or_default(), limit: c.limit(raw) },
         "slow_job" => Params::SlowJob {
             max_duration_ms: c.required(&raw.max_duration_ms, "max_duration_ms").unwrap_or(u64::MAX),
             max_retries: c.required(&raw.max_retries, "max_retries").unwrap_or(u64::MAX),
         },
-        "workflow_runs" => Params::WorkflowRuns {
-            limit: c.limit(raw),
-            window_ms: c.window(raw),
-        },
+        "workflow_runs" => Params::WorkflowRuns { limit: c.limit(raw), window_ms: c.window(raw) },
         "fanout" => {
             let per = match c.required(&raw.per, "per").as_deref() {
                 Some("run") | None => FanoutPer::Run,
@@ -388,11 +334,7 @@ fn compile_rule(id: RuleId, name: &str, raw: &RawRule, errors: &mut Vec<RuleErro
             }
         }
         "consent_gate" => Params::ConsentGate {
-            tools: c
-                .required(&raw.tools, "tools")
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
+            tools: c.required(&raw.tools, "tools").unwrap_or_default().into_iter().collect(),
             arg: c.required(&raw.arg, "arg").unwrap_or_default(),
         },
         "tool_allowlist" => Params::ToolAllowlist {
@@ -452,14 +394,7 @@ mod tests {
         let rules = compile(&config("[rules.visitor_rate]\nlimit = 50\nmode = \"shadow\"\n")).unwrap();
         let r = rules.by_name("visitor_rate").unwrap();
         assert_eq!(r.mode, Mode::Shadow);
-        assert!(matches!(
-            r.params,
-            Params::Rate {
-                limit: 50,
-                window_ms: 60_000,
-                ..
-            }
-        ));
+        assert!(matches!(r.params, Params::Rate { limit: 50, window_ms: 60_000, .. }));
         assert_eq!(r.ttl_ms, 60_000);
     }
 

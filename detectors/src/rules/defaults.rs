@@ -44,18 +44,11 @@ fn with_tool(mut r: RawRule, tool: &str) -> RawRule {
 }
 
 fn cap(tool: &str, limit: u64) -> RawRule {
-    RawRule {
-        tool: Some(tool.into()),
-        limit: Some(limit),
-        ..rule("tool_cap", "clamp", HOUR)
-    }
+    RawRule { tool: Some(tool.into()), limit: Some(limit), ..rule("tool_cap", "clamp", HOUR) }
 }
 
 fn phrases(kind: &str, action: &str, list: &[&str]) -> RawRule {
-    RawRule {
-        phrases: Some(list.iter().map(|s| s.to_string()).collect()),
-        ..rule(kind, action, 0)
-    }
+    RawRule { phrases: Some(list.iter().map(|s| s.to_string()).collect()), ..rule(kind, action, 0) }
 }
 
 /// Every built-in rule by name.
@@ -66,73 +59,24 @@ pub fn default_rules() -> BTreeMap<String, RawRule> {
     };
     // rate
     add("visitor_rate", rate("webhook", "visitor", 30, MIN, "block", MIN));
-    add(
-        "chat_visitor",
-        with_route(rate("webhook", "visitor", 20, MIN, "block", MIN), "/chat"),
-    );
+    add("chat_visitor", with_route(rate("webhook", "visitor", 20, MIN, "block", MIN), "/chat"));
     add("tenant_rate", rate("webhook", "tenant", 300, MIN, "throttle", MIN));
     add("tool_tenant_rate", rate("tool_call", "tool", 30, MIN, "throttle", MIN));
-    add(
-        "login_ip",
-        with_route(rate("webhook", "ip", 10, 15 * MIN, "block", 15 * MIN), "/auth/login"),
-    );
-    add(
-        "register_ip",
-        with_route(rate("webhook", "ip", 5, 15 * MIN, "block", 15 * MIN), "/auth/register"),
-    );
-    add(
-        "forgot_ip",
-        with_route(
-            rate("webhook", "ip", 3, 15 * MIN, "block", 15 * MIN),
-            "/auth/forgot-password",
-        ),
-    );
+    add("login_ip", with_route(rate("webhook", "ip", 10, 15 * MIN, "block", 15 * MIN), "/auth/login"));
+    add("register_ip", with_route(rate("webhook", "ip", 5, 15 * MIN, "block", 15 * MIN), "/auth/register"));
+    add("forgot_ip", with_route(rate("webhook", "ip", 3, 15 * MIN, "block", 15 * MIN), "/auth/forgot-password"));
     let vendor = "args.vendor_phone";
-    add(
-        "outreach_vendor",
-        with_tool(rate("tool_call", vendor, 20, DAY, "block", DAY), "send_outreach"),
-    );
-    add(
-        "outreach_cooldown",
-        with_tool(rate("tool_call", vendor, 1, 5 * MIN, "block", 5 * MIN), "send_outreach"),
-    );
+    add("outreach_vendor", with_tool(rate("tool_call", vendor, 20, DAY, "block", DAY), "send_outreach"));
+    add("outreach_cooldown", with_tool(rate("tool_call", vendor, 1, 5 * MIN, "block", 5 * MIN), "send_outreach"));
     // duplicates and replays
-    add(
-        "dup_flood",
-        RawRule {
-            limit: Some(2),
-            window_secs: Some(10),
-            ..rule("dup_flood", "block", 10)
-        },
-    );
-    add(
-        "replay",
-        RawRule {
-            window_secs: Some(DAY),
-            ..rule("replay", "drop", DAY)
-        },
-    );
+    add("dup_flood", RawRule { limit: Some(2), window_secs: Some(10), ..rule("dup_flood", "block", 10) });
+    add("replay", RawRule { window_secs: Some(DAY), ..rule("replay", "drop", DAY) });
     // spam and injection
     add("empty_text", rule("empty_text", "block", MIN));
-    add(
-        "too_long",
-        RawRule {
-            max_chars: Some(5_000),
-            ..rule("too_long", "block", MIN)
-        },
-    );
-    add(
-        "repeated_chars",
-        RawRule {
-            min_run: Some(10),
-            ..rule("repeated_chars", "block", MIN)
-        },
-    );
+    add("too_long", RawRule { max_chars: Some(5_000), ..rule("too_long", "block", MIN) });
+    add("repeated_chars", RawRule { min_run: Some(10), ..rule("repeated_chars", "block", MIN) });
     add("spam_content", phrases("spam_content", "flag", text::SPAM_WORDS));
-    add(
-        "payment_redirect",
-        phrases("payment_redirect", "flag", text::PAYMENT_PHRASES),
-    );
+    add("payment_redirect", phrases("payment_redirect", "flag", text::PAYMENT_PHRASES));
     add("injection_phrase", rule("injection_phrase", "flag", 0));
     // agent loops
     add(
@@ -144,38 +88,18 @@ pub fn default_rules() -> BTreeMap<String, RawRule> {
             ..rule("repeat_call", "halt_session", HOUR)
         },
     );
-    add(
-        "consecutive_calls",
-        RawRule {
-            limit: Some(10),
-            ..rule("consecutive_calls", "clamp", HOUR)
-        },
-    );
-    add(
-        "calls_per_run",
-        RawRule {
-            limit: Some(25),
-            ..rule("calls_per_run", "clamp", HOUR)
-        },
-    );
+    add("consecutive_calls", RawRule { limit: Some(10), ..rule("consecutive_calls", "clamp", HOUR) });
+    add("calls_per_run", RawRule { limit: Some(25), ..rule("calls_per_run", "clamp", HOUR) });
     add("cap_moltbot", cap("moltbot", 8));
     add("cap_ocr_document", cap("ocr_document", 2));
     add("cap_send_batch", cap("send_batch", 3));
     add(
         "slow_job",
-        RawRule {
-            max_duration_ms: Some(60_000),
-            max_retries: Some(3),
-            ..rule("slow_job", "kill_job", HOUR)
-        },
+        RawRule { max_duration_ms: Some(60_000), max_retries: Some(3), ..rule("slow_job", "kill_job", HOUR) },
     );
     add(
         "workflow_runs",
-        RawRule {
-            limit: Some(100),
-            window_secs: Some(MIN),
-            ..rule("workflow_runs", "disable_workflow", HOUR)
-        },
+        RawRule { limit: Some(100), window_secs: Some(MIN), ..rule("workflow_runs", "disable_workflow", HOUR) },
     );
     // fan-out
     let fanout = |per: &str, limit: u64, window: Option<u64>, action: &str, ttl: u64| RawRule {
@@ -197,32 +121,18 @@ pub fn default_rules() -> BTreeMap<String, RawRule> {
             ..rule("consent_gate", "block", 0)
         },
     );
-    add(
-        "tool_allowlist",
-        RawRule {
-            allowlists: Some(BTreeMap::new()),
-            ..rule("tool_allowlist", "block", 0)
-        },
-    );
+    add("tool_allowlist", RawRule { allowlists: Some(BTreeMap::new()), ..rule("tool_allowlist", "block", 0) });
     add("internal_target", rule("internal_target", "block", 0));
     add("file_secret", rule("file_secret", "block", 0));
     add(
         "run_budget",
-        RawRule {
-            max_cost_usd: Some(1.0),
-            max_tokens_in: Some(100_000),
-            ..rule("run_budget", "halt_session", HOUR)
-        },
+        RawRule { max_cost_usd: Some(1.0), max_tokens_in: Some(100_000), ..rule("run_budget", "halt_session", HOUR) },
     );
     // PII, spoofing
     add("pii_leak", rule("pii_leak", "flag", 0));
     add(
         "signature_failures",
-        RawRule {
-            limit: Some(20),
-            window_secs: Some(MIN),
-            ..rule("signature_failures", "alert", 0)
-        },
+        RawRule { limit: Some(20), window_secs: Some(MIN), ..rule("signature_failures", "alert", 0) },
     );
     r
 }

@@ -77,14 +77,7 @@ impl PartitionState {
         collect(&mut t.history, tag::HISTORY, rules, full, &mut buf, &mut out);
         collect(&mut t.distinct, tag::DISTINCT, rules, full, &mut buf, &mut out);
         collect(&mut t.budgets, tag::BUDGETS, rules, full, &mut buf, &mut out);
-        collect(
-            &mut self.decide.in_force,
-            tag::IN_FORCE,
-            rules,
-            full,
-            &mut buf,
-            &mut out,
-        );
+        collect(&mut self.decide.in_force, tag::IN_FORCE, rules, full, &mut buf, &mut out);
         collect(&mut self.decide.alerts, tag::ALERTS, rules, full, &mut buf, &mut out);
         let mut meta = Vec::new();
         encode_clock(&self.clock, self.decide.next_close, &mut meta);
@@ -118,6 +111,21 @@ impl PartitionState {
             tag::ALERTS => self.decide.alerts.restore_encoded(&key, value),
             _ => Ok(()),
         }
+    }
+
+    /// Carries this state over to a new rule set (a hot reload): the entries of every
+    /// rule that keeps its name survive — its windows, counters and records in force —
+    /// and those of removed rules are dropped, exactly as a restart with the new
+    /// config would restore them. Takes this state's pending changes: the caller
+    /// writes a full checkpoint next.
+    pub fn migrated(&mut self, old: &Rules, new: &Rules) -> Result<PartitionState, CodecError> {
+        let entries: Vec<StoredEntry> =
+            self.take_changes(old, true).into_iter().filter_map(|(tag, key, value)| Some((tag, key, value?))).collect();
+        let mut fresh = PartitionState::default();
+        fresh.decide = crate::decide::DecideState::new();
+        fresh.visitors = std::mem::take(&mut self.visitors);
+        fresh.restore(new, &StoredPartition { position: Vec::new(), entries })?;
+        Ok(fresh)
     }
 
     /// Rebuilds a state from a stored partition.

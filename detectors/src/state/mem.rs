@@ -31,12 +31,7 @@ impl StateStore for MemStore {
     }
 
     fn read_position(&self, partition: &str) -> Result<Option<Vec<u8>>, Infallible> {
-        Ok(self
-            .partitions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(partition)
-            .map(|(p, _)| p.clone()))
+        Ok(self.partitions.lock().unwrap_or_else(|e| e.into_inner()).get(partition).map(|(p, _)| p.clone()))
     }
 
     fn read_checkpoint(&self, partition: &str) -> Result<Option<StoredPartition>, Infallible> {
@@ -48,20 +43,11 @@ impl StateStore for MemStore {
     }
 
     fn drop_partition(&self, partition: &str) -> Result<(), Infallible> {
-        self.partitions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(partition);
+        self.partitions.lock().unwrap_or_else(|e| e.into_inner()).remove(partition);
         Ok(())
     }
 
     fn partitions(&self) -> Result<Vec<String>, Infallible> {
-        Ok(self
-            .partitions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect())
+        Ok(self.partitions.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect())
     }
 }

@@ -52,9 +52,7 @@ impl RocksStore {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let cfs = [CF_STATE, CF_OFFSETS].map(|name| ColumnFamilyDescriptor::new(name, Options::default()));
-        Ok(RocksStore {
-            db: DB::open_cf_descriptors(&opts, dir, cfs)?,
-        })
+        Ok(RocksStore { db: DB::open_cf_descriptors(&opts, dir, cfs)? })
     }
 
     fn cf(&self, name: &'static str) -> Result<&rocksdb::ColumnFamily, RocksError> {
@@ -96,10 +94,7 @@ impl StateStore for RocksStore {
             return Ok(None);
         };
         let mut entries = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(state, IteratorMode::From(&prefix, Direction::Forward))
-        {
+        for item in self.db.iterator_cf(state, IteratorMode::From(&prefix, Direction::Forward)) {
             let (k, v) = item?;
             let Some(rest) = k.strip_prefix(prefix.as_slice()) else {
                 break;
@@ -152,25 +147,16 @@ mod tests {
             let store = RocksStore::open(dir.path()).unwrap();
             let cp = Checkpoint {
                 position: b"p1".to_vec(),
-                changes: vec![
-                    (1, b"a".to_vec(), Some(b"x".to_vec())),
-                    (1, b"b".to_vec(), Some(b"y".to_vec())),
-                ],
+                changes: vec![(1, b"a".to_vec(), Some(b"x".to_vec())), (1, b"b".to_vec(), Some(b"y".to_vec()))],
             };
             store.write_checkpoint("events.webhook/0", &cp).unwrap();
             store
                 .write_checkpoint(
                     "events.webhook/1",
-                    &Checkpoint {
-                        position: b"q".to_vec(),
-                        changes: vec![(1, b"a".to_vec(), Some(b"z".to_vec()))],
-                    },
+                    &Checkpoint { position: b"q".to_vec(), changes: vec![(1, b"a".to_vec(), Some(b"z".to_vec()))] },
                 )
                 .unwrap();
-            let cp2 = Checkpoint {
-                position: b"p2".to_vec(),
-                changes: vec![(1, b"a".to_vec(), None)],
-            };
+            let cp2 = Checkpoint { position: b"p2".to_vec(), changes: vec![(1, b"a".to_vec(), None)] };
             store.write_checkpoint("events.webhook/0", &cp2).unwrap();
         }
         let store = RocksStore::open(dir.path()).unwrap();
@@ -180,14 +166,6 @@ mod tests {
         assert_eq!(store.partitions().unwrap(), ["events.webhook/0", "events.webhook/1"]);
         store.drop_partition("events.webhook/0").unwrap();
         assert!(store.read_checkpoint("events.webhook/0").unwrap().is_none());
-        assert_eq!(
-            store
-                .read_checkpoint("events.webhook/1")
-                .unwrap()
-                .unwrap()
-                .entries
-                .len(),
-            1
-        );
+        assert_eq!(store.read_checkpoint("events.webhook/1").unwrap().unwrap().entries.len(), 1);
     }
 }

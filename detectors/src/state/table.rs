@@ -69,21 +69,11 @@ impl<V> Table<V> {
     /// The entry for `key`, created with `init` if absent; marks it changed.
     /// The caller sets the new eviction time with the returned handle.
     pub fn entry(&mut self, key: &[u8], init: impl FnOnce() -> V) -> EntryMut<'_, V> {
-        let Table {
-            map,
-            changed,
-            track_changes,
-            by_id,
-            key_bytes,
-        } = self;
+        let Table { map, changed, track_changes, by_id, key_bytes } = self;
         // One hash and probe; the key is copied only when it is new.
         let slot = map.entry_ref(key).or_insert_with(|| {
             count(by_id, key_bytes, key, true);
-            Slot {
-                value: init(),
-                evict_at: EventTime::MIN,
-                changed: false,
-            }
+            Slot { value: init(), evict_at: EventTime::MIN, changed: false }
         });
         if *track_changes && !slot.changed {
             slot.changed = true;
@@ -107,13 +97,7 @@ impl<V> Table<V> {
     pub fn evict(&mut self, watermark: EventTime) -> usize {
         let before = self.map.len();
         let track = self.track_changes;
-        let Table {
-            map,
-            changed,
-            by_id,
-            key_bytes,
-            ..
-        } = self;
+        let Table { map, changed, by_id, key_bytes, .. } = self;
         map.retain(|k, slot| {
             let keep = slot.evict_at > watermark;
             if !keep {
@@ -156,11 +140,7 @@ impl<V> Table<V> {
 
     /// Inserts a restored entry without marking it changed.
     pub fn restore(&mut self, key: &[u8], value: V, evict_at: EventTime) {
-        let slot = Slot {
-            value,
-            evict_at,
-            changed: false,
-        };
+        let slot = Slot { value, evict_at, changed: false };
         if self.map.insert(key.into(), slot).is_none() {
             count(&mut self.by_id, &mut self.key_bytes, key, true);
         }

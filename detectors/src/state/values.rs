@@ -64,9 +64,7 @@ impl Encode for Counter {
 
 impl Decode for Counter {
     fn decode(input: &mut &[u8]) -> Result<Self, CodecError> {
-        Ok(Counter {
-            count: get_varint(input)?,
-        })
+        Ok(Counter { count: get_varint(input)? })
     }
 }
 
@@ -89,10 +87,7 @@ impl Encode for Budget {
 
 impl Decode for Budget {
     fn decode(input: &mut &[u8]) -> Result<Self, CodecError> {
-        Ok(Budget {
-            cost_nanos: get_i64(input)?,
-            tokens_in: get_varint(input)?,
-        })
+        Ok(Budget { cost_nanos: get_i64(input)?, tokens_in: get_varint(input)? })
     }
 }
 
@@ -109,18 +104,11 @@ impl Decode for InForce {
     fn decode(input: &mut &[u8]) -> Result<Self, CodecError> {
         let event_ts = get_i64(input)?;
         let expires_at = get_i64(input)?;
-        let (head, rest) = input
-            .split_at_checked(33)
-            .ok_or(CodecError("truncated in-force entry"))?;
+        let (head, rest) = input.split_at_checked(33).ok_or(CodecError("truncated in-force entry"))?;
         let mut event_sha256 = [0u8; 32];
         event_sha256.copy_from_slice(&head[1..]);
         *input = rest;
-        Ok(InForce {
-            event_ts,
-            expires_at,
-            action: head[0],
-            event_sha256,
-        })
+        Ok(InForce { event_ts, expires_at, action: head[0], event_sha256 })
     }
 }
 
@@ -152,15 +140,7 @@ impl Decode for AlertBucket {
         for _ in 0..n {
             samples.push(get_str(input)?.to_string());
         }
-        Ok(AlertBucket {
-            count,
-            emitted,
-            first_seen,
-            last_seen,
-            closed,
-            rule,
-            samples,
-        })
+        Ok(AlertBucket { count, emitted, first_seen, last_seen, closed, rule, samples })
     }
 }
 
@@ -188,12 +168,7 @@ mod tests {
         let mut buf = Vec::new();
         b.encode(&mut buf);
         assert_eq!(AlertBucket::decode(&mut &buf[..]).unwrap(), b);
-        let f = InForce {
-            event_ts: 1,
-            expires_at: 2,
-            action: 3,
-            event_sha256: [7; 32],
-        };
+        let f = InForce { event_ts: 1, expires_at: 2, action: 3, event_sha256: [7; 32] };
         buf.clear();
         f.encode(&mut buf);
         assert_eq!(InForce::decode(&mut &buf[..]).unwrap(), f);

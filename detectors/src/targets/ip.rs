@@ -165,11 +165,7 @@ pub(super) fn parse_v4(host: &[u8]) -> Option<V4> {
     for (i, &n) in init.iter().enumerate() {
         addr += n << (8 * (3 - i));
     }
-    Some(V4 {
-        addr: u32::try_from(addr).ok()?,
-        parts,
-        hex,
-    })
+    Some(V4 { addr: u32::try_from(addr).ok()?, parts, hex })
 }
 
 /// Parses an IPv6 literal (no brackets) with an optional `%zone`, which WHATWG rejects but

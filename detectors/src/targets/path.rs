@@ -71,9 +71,7 @@ fn decode_once(s: &[u8]) -> Option<Vec<u8>> {
 /// The value of `len` hex digits at `s[at..]`.
 fn hex_at(s: &[u8], at: usize, len: usize) -> Option<u32> {
     let digits = s.get(at..at + len)?;
-    digits
-        .iter()
-        .try_fold(0u32, |acc, &d| Some(acc * 16 + (d as char).to_digit(16)?))
+    digits.iter().try_fold(0u32, |acc, &d| Some(acc * 16 + (d as char).to_digit(16)?))
 }
 
 /// Replaces overlong two-byte encodings of `.`, `/`, `\` with the byte itself.
@@ -107,8 +105,7 @@ fn fix_overlong(s: Vec<u8>) -> Vec<u8> {
 
 /// The byte at `i`, with `\` read as `/` and ASCII letters lowercased.
 fn at(s: &[u8], i: usize) -> Option<u8> {
-    s.get(i)
-        .map(|&c| if c == b'\\' { b'/' } else { c.to_ascii_lowercase() })
+    s.get(i).map(|&c| if c == b'\\' { b'/' } else { c.to_ascii_lowercase() })
 }
 
 /// Ends a path segment: a separator, or punctuation that cannot belong to a file name as an

@@ -18,10 +18,7 @@ const URL_CASES: &[(&str, Option<InternalTarget>)] = &[
     ("redis://10.0.0.5:6379", Some(Private)),
     ("dict://192.168.1.1:11211/stat", Some(Private)),
     ("ldap://169.254.1.1/", Some(LinkLocal)),
-    (
-        "please fetch http://169.254.169.254/latest/meta-data now",
-        Some(Metadata),
-    ),
+    ("please fetch http://169.254.169.254/latest/meta-data now", Some(Metadata)),
     ("http://evil.com@127.0.0.1/", Some(Loopback)),
     ("http://a@b@evil.com:1@127.0.0.1/", Some(Loopback)),
     ("http://127.0.0.1#@evil.com", Some(Loopback)),
@@ -69,20 +66,11 @@ const URL_CASES: &[(&str, Option<InternalTarget>)] = &[
     ("http://ip6-loopback:8080/", Some(Localhost)),
     ("http://%31%32%37.0.0.1/", Some(Loopback)),
     ("http://%6c%6f%63%61%6c%68%6f%73%74/", Some(Localhost)),
-    (
-        "http://\u{ff4c}\u{ff4f}\u{ff43}\u{ff41}\u{ff4c}\u{ff48}\u{ff4f}\u{ff53}\u{ff54}/",
-        Some(Localhost),
-    ),
-    (
-        "http://\u{ff11}\u{ff12}\u{ff17}\u{ff0e}\u{ff10}\u{ff0e}\u{ff10}\u{ff0e}\u{ff11}/",
-        Some(Loopback),
-    ),
+    ("http://\u{ff4c}\u{ff4f}\u{ff43}\u{ff41}\u{ff4c}\u{ff48}\u{ff4f}\u{ff53}\u{ff54}/", Some(Localhost)),
+    ("http://\u{ff11}\u{ff12}\u{ff17}\u{ff0e}\u{ff10}\u{ff0e}\u{ff10}\u{ff0e}\u{ff11}/", Some(Loopback)),
     ("http://127.0.0.1%00.evil.com/", Some(Loopback)),
     ("http://127.0.0.1%2c/", Some(Loopback)),
-    (
-        "http://\u{24db}\u{24de}\u{24d2}\u{24d0}\u{24db}\u{24d7}\u{24de}\u{24e2}\u{24e3}/",
-        Some(Localhost),
-    ),
+    ("http://\u{24db}\u{24de}\u{24d2}\u{24d0}\u{24db}\u{24d7}\u{24de}\u{24e2}\u{24e3}/", Some(Localhost)),
     ("http://127\u{3002}0\u{3002}0\u{3002}1/", Some(Loopback)),
     ("jdbc:mysql://10.0.0.1:3306/db", Some(Private)),
     ("xhttp://127.0.0.1/", Some(Loopback)),
@@ -171,10 +159,7 @@ const WHOLE_CASES: &[(&str, Option<InternalTarget>)] = &[
     ("db.internal", Some(InternalName)),
     ("metadata.google.internal", Some(Metadata)),
     ("\u{ff4c}ocalhost", Some(Localhost)),
-    (
-        "\u{ff11}\u{ff12}\u{ff17}\u{ff0e}\u{ff10}\u{ff0e}\u{ff10}\u{ff0e}\u{ff11}",
-        Some(Loopback),
-    ),
+    ("\u{ff11}\u{ff12}\u{ff17}\u{ff0e}\u{ff10}\u{ff0e}\u{ff10}\u{ff0e}\u{ff11}", Some(Loopback)),
     // Not addresses: bare numbers, decimals, versions, dates, words.
     ("2130706433", None),
     ("8080", None),
@@ -311,42 +296,22 @@ fn rules_are_independent() {
 #[test]
 fn leftmost_url_wins() {
     assert_eq!(internal_target("http://10.0.0.1/ http://127.0.0.1/"), Some(Private));
-    assert_eq!(
-        internal_target("https://ok.example/ http://[::1]/ http://10.0.0.1/"),
-        Some(Loopback)
-    );
+    assert_eq!(internal_target("https://ok.example/ http://[::1]/ http://10.0.0.1/"), Some(Loopback));
 }
 
 #[test]
 fn labels_and_reasons() {
-    let all = [
-        Unspecified,
-        Loopback,
-        Private,
-        LinkLocal,
-        UniqueLocal,
-        Localhost,
-        InternalName,
-        Metadata,
-    ];
+    let all = [Unspecified, Loopback, Private, LinkLocal, UniqueLocal, Localhost, InternalName, Metadata];
     for t in all {
         assert!(!t.to_string().is_empty());
-        assert!(
-            t.name().bytes().all(|c| c.is_ascii_lowercase() || c == b'_'),
-            "{}",
-            t.name()
-        );
+        assert!(t.name().bytes().all(|c| c.is_ascii_lowercase() || c == b'_'), "{}", t.name());
     }
     assert_eq!(Loopback.to_string(), "loopback address");
     assert_eq!(Metadata.to_string(), "cloud metadata host");
     assert_eq!(InternalName.name(), "internal_name");
     for f in [ParentSegment, Etc, Root, DotEnv, SshKey] {
         assert!(!f.to_string().is_empty());
-        assert!(
-            f.name().bytes().all(|c| c.is_ascii_lowercase() || c == b'_'),
-            "{}",
-            f.name()
-        );
+        assert!(f.name().bytes().all(|c| c.is_ascii_lowercase() || c == b'_'), "{}", f.name());
     }
     assert_eq!(SshKey.name(), "ssh_key");
 }
@@ -403,9 +368,6 @@ fn pathological_inputs_stay_linear() {
     let ssh_segment = format!("id_rsa_{}.pub", "a".repeat(MIB));
     assert_eq!(bounded("segment", &ssh_segment).1, None);
     // Four extra levels of `%25` plus the final one: exactly the five rounds allowed.
-    let deep: String = ["2e", "2e", "2f"]
-        .iter()
-        .map(|c| format!("%{}{c}", "25".repeat(4)))
-        .collect();
+    let deep: String = ["2e", "2e", "2f"].iter().map(|c| format!("%{}{c}", "25".repeat(4))).collect();
     assert_eq!(file_secret(&deep.repeat(MIB / deep.len())), Some(ParentSegment));
 }

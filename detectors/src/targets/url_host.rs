@@ -238,13 +238,8 @@ fn is_plain_host_char(c: u8) -> bool {
 /// characters (prose punctuation cut off).
 fn judge_host(host: &[u8]) -> Option<InternalTarget> {
     judge_written_host(host).or_else(|| {
-        let keep = host
-            .iter()
-            .take_while(|&&c| is_plain_host_char(c) || c == b'%' || c >= 0x80)
-            .count();
-        (keep > 0 && keep < host.len())
-            .then(|| judge_written_host(&host[..keep]))
-            .flatten()
+        let keep = host.iter().take_while(|&&c| is_plain_host_char(c) || c == b'%' || c >= 0x80).count();
+        (keep > 0 && keep < host.len()).then(|| judge_written_host(&host[..keep])).flatten()
     })
 }
 
@@ -271,9 +266,7 @@ fn judge_written_host(host: &[u8]) -> Option<InternalTarget> {
 fn judge_with_cut(host: &[u8]) -> Option<InternalTarget> {
     judge_ascii_host(host).or_else(|| {
         let keep = host.iter().take_while(|&&c| is_plain_host_char(c)).count();
-        (keep > 0 && keep < host.len())
-            .then(|| judge_ascii_host(&host[..keep]))
-            .flatten()
+        (keep > 0 && keep < host.len()).then(|| judge_ascii_host(&host[..keep])).flatten()
     })
 }
 

@@ -73,10 +73,7 @@ fn non_ascii(v: &str) -> Option<InternalTarget> {
     match url::Host::parse(v).ok()? {
         url::Host::Domain(d) => classify_name(d.as_bytes(), false),
         url::Host::Ipv4(a) => {
-            let dots = v
-                .chars()
-                .filter(|c| matches!(c, '.' | '\u{3002}' | '\u{ff0e}' | '\u{ff61}'))
-                .count();
+            let dots = v.chars().filter(|c| matches!(c, '.' | '\u{3002}' | '\u{ff0e}' | '\u{ff61}')).count();
             let trailing = v.ends_with(['.', '\u{3002}', '\u{ff0e}', '\u{ff61}']);
             let parts = dots + 1 - usize::from(trailing && dots > 0);
             let addr = u32::from(a);

@@ -79,11 +79,7 @@ impl Decode for SlidingWindow {
         let mut kept = VecDeque::with_capacity(n.min(1 << 16));
         let mut prev = 0i64;
         for i in 0..n {
-            let t = if i == 0 {
-                get_i64(input)?
-            } else {
-                prev.wrapping_add(get_varint(input)? as i64)
-            };
+            let t = if i == 0 { get_i64(input)? } else { prev.wrapping_add(get_varint(input)? as i64) };
             kept.push_back(t);
             prev = t;
         }

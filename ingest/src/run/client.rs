@@ -75,9 +75,7 @@ pub fn producer(kafka: &KafkaConfig, brokers: &str, secrets: &Secrets) -> Client
 /// wants a `group.id` even for `assign`, so it gets a throwaway one.
 pub fn reader(kafka: &KafkaConfig, brokers: &str, secrets: &Secrets) -> ClientConfig {
     let mut c = base(kafka, brokers, secrets);
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     c.set("group.id", format!("warden-reader-{}-{nonce}", std::process::id()));
     c.set("enable.auto.commit", "false");
     c.set("enable.partition.eof", "false");

@@ -27,6 +27,7 @@ use warden_sinks::metrics::PartitionLabels;
 
 use super::partition::{self, Control, Input, Plan};
 use super::Shared;
+use warden_detectors::state::StateStore;
 
 /// Replay horizon for a partition without local state: the longest rule horizon.
 const REPLAY_HORIZON_MS: i64 = 24 * 3_600_000;
@@ -43,6 +44,15 @@ pub enum ConsumerCmd {
         /// Partition.
         partition: i32,
         /// Next offset.
+        offset: i64,
+    },
+    /// Read a partition again from `offset` (an aborted transaction rewinds).
+    Seek {
+        /// Topic.
+        topic: String,
+        /// Partition.
+        partition: i32,
+        /// Offset to read next.
         offset: i64,
     },
 }
@@ -85,13 +95,7 @@ impl WardenContext {
     /// A context over `shared`, and the index the supervisor uses to reach tasks.
     pub fn new(shared: Arc<Shared>) -> (WardenContext, TaskIndex) {
         let partitions = Arc::new(Mutex::new(HashMap::new()));
-        (
-            WardenContext {
-                shared,
-                partitions: partitions.clone(),
-            },
-            TaskIndex(partitions),
-        )
+        (WardenContext { shared, partitions: partitions.clone() }, TaskIndex(partitions))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<i32, Handle>>> {
@@ -114,15 +118,8 @@ impl ClientContext for WardenContext {
                 if *p < 0 || part.consumer_lag < 0 {
                     continue;
                 }
-                let labels = PartitionLabels {
-                    topic: topic.clone(),
-                    partition: p.to_string(),
-                };
-                self.shared
-                    .metrics
-                    .consumer_lag
-                    .get_or_create(&labels)
-                    .set(part.consumer_lag);
+                let labels = PartitionLabels { topic: topic.clone(), partition: p.to_string() };
+                self.shared.metrics.consumer_lag.get_or_create(&labels).set(part.consumer_lag);
             }
         }
     }
@@ -134,11 +131,7 @@ impl ConsumerContext for WardenContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.assign(consumer, tpl);
-                let r = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
+                let r = if cooperative { consumer.incremental_assign(tpl) } else { consumer.assign(tpl) };
                 if let Err(e) = r {
                     tracing::error!(error = %e, "assigning partitions failed");
                 }
@@ -146,16 +139,17 @@ impl ConsumerContext for WardenContext {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let lost = consumer.assignment_lost();
                 self.revoke(consumer, tpl, lost);
-                let r = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
+                let r = if cooperative { consumer.incremental_unassign(tpl) } else { consumer.unassign() };
                 if let Err(e) = r {
                     tracing::error!(error = %e, "unassigning partitions failed");
                 }
             }
             other => tracing::error!(error = ?other, "rebalance error"),
+        }
+        // Each rebalance is a new generation: transactions must carry its metadata.
+        if self.shared.settings.exactly_once {
+            *self.shared.group_metadata.lock().unwrap_or_else(|e| e.into_inner()) =
+                consumer.group_metadata().map(Arc::new);
         }
     }
 }
@@ -163,53 +157,47 @@ impl ConsumerContext for WardenContext {
 impl WardenContext {
     /// Chooses each new partition's start offset, sets it on `tpl`, and starts its task.
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        let parts: Vec<(String, i32)> = tpl
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_string(), e.partition()))
-            .collect();
+        let parts: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
         if parts.is_empty() {
             return;
         }
         let committed = committed_offsets(consumer, tpl);
+        let exactly_once = self.shared.settings.exactly_once;
         let mut plans: Vec<(String, i32, Plan)> = Vec::new();
         let mut need_replay: Vec<(String, i32, i64)> = Vec::new();
         for (topic, partition) in &parts {
             let name = format!("{topic}/{partition}");
             let c = committed.get(&(topic.clone(), *partition)).copied();
-            let stored = partition::read_position(&self.shared, &name);
+            let mut stored = partition::read_position(&self.shared, &name);
+            if let (true, Some(s), Some(c)) = (self.shared.settings.exactly_once, stored, c) {
+                if s > c {
+                    // Its transaction never committed: the state is ahead of the outputs.
+                    tracing::warn!(
+                        partition = name,
+                        checkpoint = s,
+                        committed = c,
+                        "discarding a checkpoint ahead of the committed offset"
+                    );
+                    if let Err(e) = self.shared.store.drop_partition(&name) {
+                        tracing::error!(partition = name, error = %e, "cannot drop the stale checkpoint");
+                    }
+                    stored = None;
+                }
+            }
             match (stored, c) {
                 (Some(s), c) => plans.push((
                     topic.clone(),
                     *partition,
-                    Plan {
-                        start: Some(s),
-                        restore: true,
-                        warm_until: c.filter(|&c| s < c),
-                    },
+                    Plan { start: Some(s), restore: true, warm_until: c.filter(|&c| s < c) },
                 )),
                 (None, Some(c)) if c > 0 => need_replay.push((topic.clone(), *partition, c)),
-                (None, _) => plans.push((
-                    topic.clone(),
-                    *partition,
-                    Plan {
-                        start: None,
-                        restore: false,
-                        warm_until: None,
-                    },
-                )),
+                (None, _) => {
+                    plans.push((topic.clone(), *partition, Plan { start: None, restore: false, warm_until: None }))
+                }
             }
         }
         for (topic, partition, c, start) in self.replay_starts(consumer, &need_replay) {
-            plans.push((
-                topic,
-                partition,
-                Plan {
-                    start,
-                    restore: false,
-                    warm_until: Some(c),
-                },
-            ));
+            plans.push((topic, partition, Plan { start, restore: false, warm_until: Some(c) }));
         }
         let mut map = self.lock();
         for (topic, partition, plan) in plans {
@@ -225,19 +213,11 @@ impl WardenContext {
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             self.shared.partition_started();
             let shared = self.shared.clone();
-            let (t, p) = (topic.clone(), partition);
-            self.shared
-                .runtime
-                .spawn(async move { partition::run(shared, t, p, plan, rx, ctl_rx).await });
+            let (t, p, g) = (topic.clone(), partition, exactly_once);
+            self.shared.runtime.spawn(async move { partition::run(shared, t, p, plan, g, rx, ctl_rx).await });
             map.entry(topic).or_default().insert(
                 partition,
-                Handle {
-                    tx,
-                    control: ctl_tx,
-                    batch: Vec::new(),
-                    backlog: VecDeque::new(),
-                    paused: false,
-                },
+                Handle { tx, control: ctl_tx, batch: Vec::new(), backlog: VecDeque::new(), paused: false },
             );
         }
     }
@@ -396,10 +376,7 @@ fn read_timestamps(
     let deadline = Instant::now() + Duration::from_secs(5);
     while out.len() < parts.len() && Instant::now() < deadline {
         if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
-            let want = parts
-                .iter()
-                .find(|(t, p, _)| t == m.topic() && *p == m.partition())
-                .map(|(_, _, c)| c - 1);
+            let want = parts.iter().find(|(t, p, _)| t == m.topic() && *p == m.partition()).map(|(_, _, c)| c - 1);
             if want == Some(m.offset()) {
                 if let Some(ts) = m.timestamp().to_millis() {
                     out.insert((m.topic().to_string(), m.partition()), ts);
@@ -435,15 +412,22 @@ pub fn run_loop(consumer: BaseConsumer<WardenContext>, cmds: std_mpsc::Receiver<
     while !stop.load(Ordering::Relaxed) {
         while let Ok(cmd) = cmds.try_recv() {
             match cmd {
-                ConsumerCmd::Commit {
-                    topic,
-                    partition,
-                    offset,
-                } => {
+                ConsumerCmd::Commit { topic, partition, offset } => {
                     let mut tpl = TopicPartitionList::new();
                     let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset));
                     if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
                         tracing::debug!(topic, partition, error = %e, "commit failed; a later one covers it");
+                    }
+                }
+                ConsumerCmd::Seek { topic, partition, offset } => {
+                    // Messages fetched before the seek are dropped here; the task skips
+                    // any that already reached it until `offset` arrives.
+                    if let Some(h) = ctx.lock().get_mut(&topic).and_then(|m| m.get_mut(&partition)) {
+                        h.batch.clear();
+                        h.backlog.clear();
+                    }
+                    if let Err(e) = consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10)) {
+                        tracing::error!(topic, partition, offset, error = %e, "seek after an aborted transaction failed");
                     }
                 }
             }

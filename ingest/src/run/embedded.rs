@@ -22,12 +22,7 @@ impl Embedded {
         for topic in &kafka.input_topics {
             cluster.create_topic(topic, INPUT_PARTITIONS, 1)?;
         }
-        for topic in [
-            &kafka.decisions_topic,
-            &kafka.killswitch_topic,
-            &kafka.alerts_topic,
-            &kafka.dlq_topic,
-        ] {
+        for topic in [&kafka.decisions_topic, &kafka.killswitch_topic, &kafka.alerts_topic, &kafka.dlq_topic] {
             cluster.create_topic(topic, 1, 1)?;
         }
         Ok(Embedded { cluster })

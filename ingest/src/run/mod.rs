@@ -15,6 +15,7 @@ pub mod client;
 pub mod consumer;
 pub mod embedded;
 pub mod partition;
+pub mod reload;
 pub mod telemetry;
 
 use std::net::SocketAddr;
@@ -47,6 +48,8 @@ const BROKER_STARTUP_WAIT: Duration = Duration::from_secs(30);
 /// Command-line overrides of the config (design §7).
 #[derive(Debug, Default)]
 pub struct RunArgs {
+    /// `--config`: re-read on every rule reload.
+    pub config: Option<PathBuf>,
     /// `--brokers`.
     pub brokers: Option<String>,
     /// `--group`.
@@ -75,11 +78,16 @@ pub struct Settings {
     pub channel_capacity: usize,
     /// Label `distinct_visitors` by tenant (`metrics.tenant_labels`).
     pub tenant_labels: bool,
+    /// `processing.guarantee = "exactly_once"`: per-partition Kafka transactions.
+    pub exactly_once: bool,
+    /// The consumer group (names transactional ids).
+    pub group: String,
 }
 
 /// What every part of the pipeline shares.
 pub struct Shared {
-    engine: RwLock<Arc<Engine>>,
+    /// The engine and its generation (bumped by each reload).
+    engine: RwLock<(u64, Arc<Engine>)>,
     /// Checkpoint store.
     pub store: Arc<RocksStore>,
     /// Output producer.
@@ -98,8 +106,13 @@ pub struct Shared {
     pub consumer_cmds: std_mpsc::Sender<ConsumerCmd>,
     /// Rate-limited librdkafka logging.
     pub quiet_logs: warden_sinks::kafka::QuietLogs,
+    /// Producer settings (exactly-once tasks make their own transactional producers).
+    pub producer_config: ClientConfig,
     /// Settings of group-less readers (replay timestamps).
     pub reader_config: ClientConfig,
+    /// The consumer's group metadata as of the last rebalance (exactly-once sends it
+    /// with each transaction; an older generation's would be refused or ignored).
+    pub group_metadata: std::sync::Mutex<Option<Arc<rdkafka::consumer::ConsumerGroupMetadata>>>,
     /// Instance-wide union of the partitions' visitor estimates.
     pub visitors: std::sync::Mutex<warden_detectors::engine::Visitors>,
     ready: Arc<AtomicBool>,
@@ -111,7 +124,20 @@ pub struct Shared {
 impl Shared {
     /// The current engine (rules can be swapped while running).
     pub fn engine(&self) -> Arc<Engine> {
+        self.engine.read().unwrap_or_else(|e| e.into_inner()).1.clone()
+    }
+
+    /// The current engine with its generation; a partition task that holds an older
+    /// generation migrates its state before its next event.
+    pub fn engine_generation(&self) -> (u64, Arc<Engine>) {
         self.engine.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in a new engine (a rule reload); returns the new generation.
+    pub fn replace_engine(&self, engine: Engine) -> u64 {
+        let mut slot = self.engine.write().unwrap_or_else(|e| e.into_inner());
+        *slot = (slot.0 + 1, Arc::new(engine));
+        slot.0
     }
 
     fn update_ready(&self) {
@@ -151,10 +177,7 @@ impl Shared {
 
 /// Runs the pipeline until a signal stops it.
 pub fn run(config: Config, secrets: Secrets, engine: Engine, signer: Option<Signer>, args: RunArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("warden")
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("warden").build()?;
     runtime.block_on(run_async(config, secrets, engine, signer, args))
 }
 
@@ -185,11 +208,8 @@ async fn run_async(
         }
     };
     let group = args.group.clone().unwrap_or_else(|| kafka.group.clone());
-    let state_dir = args
-        .state
-        .clone()
-        .or_else(|| config.state.dir.clone())
-        .unwrap_or_else(|| PathBuf::from("warden-state"));
+    let state_dir =
+        args.state.clone().or_else(|| config.state.dir.clone()).unwrap_or_else(|| PathBuf::from("warden-state"));
     let http_addr: SocketAddr = args
         .http
         .as_deref()
@@ -223,9 +243,11 @@ async fn run_async(
         drain_timeout: Duration::from_secs(5),
         channel_capacity: 16,
         tenant_labels: config.metrics.tenant_labels,
+        exactly_once: config.processing.guarantee == "exactly_once",
+        group: group.clone(),
     };
     let shared = Arc::new(Shared {
-        engine: RwLock::new(Arc::new(engine)),
+        engine: RwLock::new((0, Arc::new(engine))),
         store,
         outputs: outputs.clone(),
         signer,
@@ -234,8 +256,10 @@ async fn run_async(
         runtime: tokio::runtime::Handle::current(),
         settings,
         consumer_cmds: cmd_tx,
+        producer_config: client::producer(kafka, &brokers, &secrets),
         reader_config: client::reader(kafka, &brokers, &secrets),
         quiet_logs,
+        group_metadata: std::sync::Mutex::new(None),
         visitors: std::sync::Mutex::new(Default::default()),
         ready: ready.clone(),
         assigned: AtomicUsize::new(0),
@@ -255,9 +279,7 @@ async fn run_async(
             .await?
             .map_err(|e| anyhow!("no Kafka broker answered at {brokers} within 30 s: {e}"))?;
     let input_topics: Vec<&str> = kafka.input_topics.iter().map(String::as_str).collect();
-    consumer
-        .subscribe(&input_topics)
-        .context("cannot subscribe to the input topics")?;
+    consumer.subscribe(&input_topics).context("cannot subscribe to the input topics")?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let consumer_thread = {
@@ -270,7 +292,11 @@ async fn run_async(
     let (lift_tx, lift_rx) = mpsc::channel(16);
     tokio::spawn(serve_lifts(lift_rx, registry.clone(), tasks));
     let admin = secrets.admin_token.as_ref().map(|t| t.expose().to_string());
-    let http_state = HttpState::new(metrics.clone(), registry.clone(), ready.clone(), admin, lift_tx, 50);
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let hmac = secrets.hmac_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
+    tokio::spawn(reload::serve(shared.clone(), args.config.clone(), hmac, reload_rx));
+    let http_state =
+        HttpState::new(metrics.clone(), registry.clone(), ready.clone(), admin, lift_tx, 50).with_reloads(reload_tx);
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let bound = http::serve(http_addr, http_state, async move {
         let _ = http_stop_rx.await;
@@ -364,13 +390,7 @@ async fn serve_lifts(mut requests: mpsc::Receiver<LiftRequest>, registry: Arc<Bl
                 continue;
             };
             let (reply, answer) = tokio::sync::oneshot::channel();
-            if control
-                .send(partition::Control::Lift {
-                    subject: req.subject.clone(),
-                    reply,
-                })
-                .is_ok()
-            {
+            if control.send(partition::Control::Lift { subject: req.subject.clone(), reply }).is_ok() {
                 if let Ok(records) = answer.await {
                     lifted.extend(records);
                 }

@@ -8,6 +8,14 @@
 //! blocking thread), and once written, N is *committed*. Meanwhile events after N
 //! keep flowing. A crash anywhere replays from the last written checkpoint with the
 //! same ids, so duplicates are harmless.
+//!
+//! Exactly-once (`processing.guarantee = "exactly_once"`): the partition has its own
+//! transactional producer (`transactional.id` = group/topic/partition, so a new owner
+//! fences an old one). A checkpoint commits the transaction with the input offset,
+//! then writes the state at that offset; a local checkpoint is therefore never ahead
+//! of the committed offset (one that is, is discarded on assignment). If a commit
+//! fails, the transaction is aborted, the state restored from the last checkpoint,
+//! and the partition read again from there.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -17,13 +25,14 @@ use std::time::Instant;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::producer::DeliveryFuture;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use warden_detectors::rules::DetectorKind;
 use warden_detectors::state::{Checkpoint, StateChange, StateStore};
-use warden_detectors::{decide, Outcome, PartitionState, Tally, Usage};
+use warden_detectors::{decide, Engine, Outcome, PartitionState, Tally, Usage};
 use warden_schemas::{Provenance, Record};
-use warden_sinks::kafka::DeadLetterSource;
+use warden_sinks::kafka::{DeadLetterSource, KafkaOutputs};
 use warden_sinks::metrics::{DetectorLabel, TenantLabel};
 use warden_sinks::registry::{ActiveEntry, SubjectKey};
 
@@ -99,6 +108,26 @@ fn decode_position(bytes: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(raw))
 }
 
+/// This partition's own transactional producer (exactly-once); retried until the
+/// broker answers, since nothing may be emitted outside a transaction.
+async fn transactional_outputs(shared: &Shared, topic: &str, partition: i32) -> Arc<KafkaOutputs> {
+    let mut config = shared.producer_config.clone();
+    config.set("transactional.id", format!("warden-{}-{topic}-{partition}", shared.settings.group));
+    loop {
+        let made = KafkaOutputs::new(config.clone(), shared.outputs.topics().clone(), shared.quiet_logs.clone());
+        if let Ok(outputs) = made {
+            let outputs = Arc::new(outputs);
+            let o = outputs.clone();
+            match tokio::task::spawn_blocking(move || o.start_transactions(TXN_TIMEOUT)).await {
+                Ok(Ok(())) => return outputs,
+                Ok(Err(e)) => tracing::error!(topic, partition, error = %e, "cannot start transactions; retrying"),
+                Err(e) => tracing::error!(topic, partition, error = %e, "cannot start transactions; retrying"),
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 /// An output's acknowledgement: its sequence number, when its event arrived, success.
 type Ack = (u64, Instant, bool);
 
@@ -117,8 +146,24 @@ struct Writing {
     started: Instant,
 }
 
+/// How long a transaction operation may take before it counts as failed.
+const TXN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 struct Task {
     shared: Arc<Shared>,
+    /// The engine this partition's state is laid out for, and its generation.
+    engine: Arc<Engine>,
+    engine_generation: u64,
+    /// The producer: shared, or this partition's transactional one.
+    outputs: Arc<KafkaOutputs>,
+    /// Exactly-once: this partition runs transactions.
+    transactional: bool,
+    /// The position of the last durable checkpoint (where an abort rewinds to).
+    base: Option<i64>,
+    /// Skip inputs until this offset arrives again (after a rewind's seek).
+    rewind_to: Option<i64>,
+    /// The offset the last committed transaction carried.
+    committed: Option<i64>,
     name: String,
     topic: String,
     partition: i32,
@@ -147,12 +192,23 @@ pub async fn run(
     topic: String,
     partition: i32,
     plan: Plan,
+    transactional: bool,
     mut rx: mpsc::Receiver<Vec<Input>>,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
     let name = format!("{topic}/{partition}");
+    let outputs =
+        if transactional { transactional_outputs(&shared, &topic, partition).await } else { shared.outputs.clone() };
+    let (engine_generation, engine) = shared.engine_generation();
     let mut task = Task {
-        state: shared.engine().new_state(),
+        engine,
+        engine_generation,
+        outputs,
+        transactional,
+        base: plan.start,
+        rewind_to: None,
+        committed: plan.warm_until,
+        state: engine_state(&shared),
         clock: shared.registry.clock(&name),
         shared: shared.clone(),
         name,
@@ -194,7 +250,13 @@ pub async fn run(
             }
             cmd = control.recv() => match cmd {
                 Some(Control::Revoke { done }) => {
-                    let next = task.checkpoint_now().await;
+                    let next = if task.transactional {
+                        // Offsets went out with the transaction; nothing left to commit.
+                        task.transaction_checkpoint().await;
+                        None
+                    } else {
+                        task.checkpoint_now().await
+                    };
                     task.flush_metrics();
                     task.report_usage(Usage::default());
                     let _ = done.send(next);
@@ -206,10 +268,10 @@ pub async fn run(
                 }
                 None => return,
             },
-            _ = checkpoint_timer.tick() => task.seal(),
+            _ = checkpoint_timer.tick() => task.checkpoint_due().await,
             _ = metrics_timer.tick() => task.flush_metrics(),
             _ = usage_timer.tick() => {
-                let usage = task.state.usage(task.shared.engine().rules());
+                let usage = task.state.usage(task.engine.rules());
                 task.report_usage(usage);
             }
             batch = rx.recv(), if task.pending.len() < MAX_PENDING => match batch {
@@ -218,7 +280,7 @@ pub async fn run(
                         task.process(input).await;
                     }
                     if task.since_checkpoint >= task.shared.settings.checkpoint_events {
-                        task.seal();
+                        task.checkpoint_due().await;
                     }
                 }
                 None => return,
@@ -227,13 +289,42 @@ pub async fn run(
     }
 }
 
+/// A fresh state laid out for the current engine.
+fn engine_state(shared: &Shared) -> PartitionState {
+    shared.engine().new_state()
+}
+
 impl Task {
+    /// After a rule reload, carries the state over to the new engine before the next
+    /// event: windows and blocks of rules that keep their name survive (see
+    /// `PartitionState::migrated`), and the next checkpoint is a full one.
+    fn follow_reload(&mut self) {
+        let (generation, engine) = self.shared.engine_generation();
+        if generation == self.engine_generation {
+            return;
+        }
+        let mut fresh = match self.state.migrated(self.engine.rules(), engine.rules()) {
+            Ok(fresh) => fresh,
+            Err(e) => {
+                tracing::error!(partition = self.name, error = %e, "state could not be carried over to the new rules; starting it afresh");
+                engine.new_state()
+            }
+        };
+        fresh.set_track_changes(true);
+        fresh.visitors.per_tenant = self.shared.settings.tenant_labels;
+        self.state = fresh;
+        self.full_snapshot = true;
+        self.engine = engine;
+        self.engine_generation = generation;
+        tracing::info!(partition = self.name, generation, "partition now runs the reloaded rules");
+    }
+
     async fn restore(&mut self) {
         let store = self.shared.store.clone();
         let name = self.name.clone();
         let started = Instant::now();
         let stored = tokio::task::spawn_blocking(move || store.read_checkpoint(&name)).await;
-        let engine = self.shared.engine();
+        let engine = self.engine.clone();
         match stored {
             Ok(Ok(Some(stored))) => {
                 if let Err(e) = self.state.restore(engine.rules(), &stored) {
@@ -264,32 +355,26 @@ impl Task {
                 },
             );
         }
-        tracing::info!(
-            partition = self.name,
-            seconds = started.elapsed().as_secs_f64(),
-            "state restored"
-        );
+        tracing::info!(partition = self.name, seconds = started.elapsed().as_secs_f64(), "state restored");
     }
 
     async fn process(&mut self, input: Input) {
+        if let Some(r) = self.rewind_to {
+            // Until the seek takes effect, inputs are the ones already processed.
+            if input.offset != r {
+                return;
+            }
+            self.rewind_to = None;
+        }
         if self.next.is_some_and(|n| input.offset < n) {
             // Fetched before the start offset took effect: already reflected in state.
             return;
         }
-        let engine = self.shared.engine();
-        let source = Provenance::Kafka {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            offset: input.offset,
-        };
+        self.follow_reload();
+        let engine = self.engine.clone();
+        let source = Provenance::Kafka { topic: self.topic.clone(), partition: self.partition, offset: input.offset };
         self.records.clear();
-        let outcome = engine.handle_bytes(
-            &input.payload,
-            &source,
-            &mut self.state,
-            &mut self.records,
-            &mut self.tally,
-        );
+        let outcome = engine.handle_bytes(&input.payload, &source, &mut self.state, &mut self.records, &mut self.tally);
         if let Some(ts) = self.state.clock.max_ts {
             self.clock.store(ts, Ordering::Relaxed);
         }
@@ -298,11 +383,7 @@ impl Task {
         if warming {
             let dead = u64::from(matches!(outcome, Outcome::Dead(_)));
             let suppressed = self.records.len() as u64 + dead;
-            self.shared
-                .metrics
-                .suppressed
-                .get_or_create(&telemetry::reason("warming"))
-                .inc_by(suppressed);
+            self.shared.metrics.suppressed.get_or_create(&telemetry::reason("warming")).inc_by(suppressed);
         } else {
             let records = std::mem::take(&mut self.records);
             for mut record in records {
@@ -310,31 +391,21 @@ impl Task {
                     signer.sign(k);
                 }
                 self.shared.registry.observe(&record, &self.name);
-                let f = self.shared.outputs.send(&record).await;
+                let f = self.outputs.send(&record).await;
                 self.track(f, input.arrived);
                 sent = true;
             }
             if let Outcome::Dead(e) = outcome {
                 self.shared.log_dead_letter(&self.name, input.offset, e.reason());
-                let src = DeadLetterSource {
-                    topic: &self.topic,
-                    partition: self.partition,
-                    offset: input.offset,
-                };
-                let f = self
-                    .shared
-                    .outputs
-                    .send_dead_letter(&input.payload, input.key.as_deref(), e.reason(), src)
-                    .await;
+                let src = DeadLetterSource { topic: &self.topic, partition: self.partition, offset: input.offset };
+                let f =
+                    self.shared.outputs.send_dead_letter(&input.payload, input.key.as_deref(), e.reason(), src).await;
                 self.track(f, input.arrived);
                 sent = true;
             }
         }
         if !sent {
-            self.shared
-                .metrics
-                .process_latency
-                .observe(input.arrived.elapsed().as_secs_f64());
+            self.shared.metrics.process_latency.observe(input.arrived.elapsed().as_secs_f64());
         }
         self.next = Some(input.offset + 1);
         self.since_checkpoint += 1;
@@ -360,10 +431,7 @@ impl Task {
 
     fn acked(&mut self, (seq, arrived, ok): Ack) {
         self.unacked.remove(&seq);
-        self.shared
-            .metrics
-            .process_latency
-            .observe(arrived.elapsed().as_secs_f64());
+        self.shared.metrics.process_latency.observe(arrived.elapsed().as_secs_f64());
         if !ok {
             self.shared.metrics.output_errors.inc();
         }
@@ -375,16 +443,10 @@ impl Task {
             return;
         }
         let Some(next) = self.next else { return };
-        let changes = self
-            .state
-            .take_changes(self.shared.engine().rules(), self.full_snapshot);
+        let changes = self.state.take_changes(self.engine.rules(), self.full_snapshot);
         self.full_snapshot = false;
         self.since_checkpoint = 0;
-        self.sealed = Some(Sealed {
-            changes,
-            next,
-            upto: self.next_seq,
-        });
+        self.sealed = Some(Sealed { changes, next, upto: self.next_seq });
         self.start_write();
     }
 
@@ -401,16 +463,9 @@ impl Task {
         let store = self.shared.store.clone();
         let name = self.name.clone();
         let next = sealed.next;
-        let cp = Checkpoint {
-            position: encode_position(next),
-            changes: sealed.changes,
-        };
+        let cp = Checkpoint { position: encode_position(next), changes: sealed.changes };
         let handle = tokio::task::spawn_blocking(move || store.write_checkpoint(&name, &cp).map_err(|e| e.to_string()));
-        self.writing = Some(Writing {
-            handle,
-            next,
-            started: Instant::now(),
-        });
+        self.writing = Some(Writing { handle, next, started: Instant::now() });
     }
 
     /// The in-flight checkpoint write finished.
@@ -430,16 +485,9 @@ impl Task {
     ) {
         match result {
             Ok(Ok(())) => {
-                self.shared
-                    .metrics
-                    .checkpoint_seconds
-                    .observe(started.elapsed().as_secs_f64());
+                self.shared.metrics.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
                 if let Some(offset) = self.committable(next) {
-                    let cmd = ConsumerCmd::Commit {
-                        topic: self.topic.clone(),
-                        partition: self.partition,
-                        offset,
-                    };
+                    let cmd = ConsumerCmd::Commit { topic: self.topic.clone(), partition: self.partition, offset };
                     let _ = self.shared.consumer_cmds.send(cmd);
                 }
             }
@@ -453,11 +501,7 @@ impl Task {
         self.full_snapshot = true;
         self.since_checkpoint = self.since_checkpoint.max(1);
         self.shared.metrics.checkpoint_failures.inc();
-        tracing::error!(
-            partition = self.name,
-            error,
-            "checkpoint failed; offsets stay uncommitted"
-        );
+        tracing::error!(partition = self.name, error, "checkpoint failed; offsets stay uncommitted");
     }
 
     /// The offset that may be committed after a checkpoint at `next`: never move the
@@ -480,35 +524,31 @@ impl Task {
             let result = w.handle.await;
             self.finish_write(w.next, w.started, result);
         }
+        let next = self.next?;
+        self.write_now(next).await.then(|| self.committable(next)).flatten()
+    }
+
+    /// Writes the current state at `next` (sealed changes first) and waits for it.
+    async fn write_now(&mut self, next: i64) -> bool {
         // A sealed checkpoint's changes precede the current ones: write both.
         let mut changes = self.sealed.take().map(|s| s.changes).unwrap_or_default();
-        let next = self.next?;
-        changes.extend(
-            self.state
-                .take_changes(self.shared.engine().rules(), self.full_snapshot),
-        );
-        let cp = Checkpoint {
-            position: encode_position(next),
-            changes,
-        };
+        changes.extend(self.state.take_changes(self.engine.rules(), self.full_snapshot));
+        let cp = Checkpoint { position: encode_position(next), changes };
         let (store, name, started) = (self.shared.store.clone(), self.name.clone(), Instant::now());
         match tokio::task::spawn_blocking(move || store.write_checkpoint(&name, &cp)).await {
             Ok(Ok(())) => {
                 self.full_snapshot = false;
                 self.since_checkpoint = 0;
-                self.shared
-                    .metrics
-                    .checkpoint_seconds
-                    .observe(started.elapsed().as_secs_f64());
-                self.committable(next)
+                self.shared.metrics.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
+                true
             }
             Ok(Err(e)) => {
                 self.write_failed(&e.to_string());
-                None
+                false
             }
             Err(e) => {
                 self.write_failed(&e.to_string());
-                None
+                false
             }
         }
     }
@@ -516,13 +556,10 @@ impl Task {
     /// Lifts the records in force on `subject` in this partition's state, sends the
     /// `lift` decisions, and makes the cleared entries durable.
     async fn lift(&mut self, subject: &SubjectKey) -> Vec<Record> {
-        let engine = self.shared.engine();
+        let engine = self.engine.clone();
         let now = self.state.clock.max_ts.unwrap_or(i64::MIN);
-        let source = Provenance::Kafka {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            offset: self.next.unwrap_or(0),
-        };
+        let source =
+            Provenance::Kafka { topic: self.topic.clone(), partition: self.partition, offset: self.next.unwrap_or(0) };
         let records = decide::lift(
             engine.rules(),
             &mut self.state.decide,
@@ -536,18 +573,90 @@ impl Task {
             if let Record::Decision(d) = r {
                 self.shared.registry.remove(subject, &d.rule);
             }
-            let f = self.shared.outputs.send(r).await;
+            let f = self.outputs.send(r).await;
             self.track(f, Instant::now());
         }
-        if let Some(offset) = self.checkpoint_now().await {
-            let cmd = ConsumerCmd::Commit {
-                topic: self.topic.clone(),
-                partition: self.partition,
-                offset,
-            };
+        if self.transactional {
+            self.transaction_checkpoint().await;
+        } else if let Some(offset) = self.checkpoint_now().await {
+            let cmd = ConsumerCmd::Commit { topic: self.topic.clone(), partition: self.partition, offset };
             let _ = self.shared.consumer_cmds.send(cmd);
         }
         records
+    }
+
+    /// A checkpoint is due: pipelined at-least-once, or a transaction commit.
+    async fn checkpoint_due(&mut self) {
+        if self.transactional {
+            self.transaction_checkpoint().await;
+        } else {
+            self.seal();
+        }
+    }
+
+    /// Exactly-once checkpoint: commit the transaction with the next offset, then
+    /// write the state at that offset. On failure: abort and rewind.
+    async fn transaction_checkpoint(&mut self) {
+        let Some(next) = self.next else { return };
+        let group = self.shared.group_metadata.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let Some(group) = group else {
+            tracing::warn!(partition = self.name, "no group metadata yet; the transaction stays open");
+            return;
+        };
+        if self.since_checkpoint == 0 && self.pending.is_empty() {
+            return;
+        }
+        while let Some(ack) = self.pending.next().await {
+            self.acked(ack);
+        }
+        // Below the group's offset the outputs were suppressed: nothing to commit yet.
+        let warming = self.warm_until.is_some_and(|c| next < c);
+        if !warming {
+            let mut tpl = TopicPartitionList::new();
+            let _ = tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(next));
+            let outputs = self.outputs.clone();
+            let result =
+                tokio::task::spawn_blocking(move || outputs.commit_transaction(&tpl, &group, TXN_TIMEOUT)).await;
+            match result {
+                Ok(Ok(())) => self.committed = Some(next),
+                Ok(Err(e)) => return self.rewind(&e.to_string()).await,
+                Err(e) => return self.rewind(&e.to_string()).await,
+            }
+        }
+        if self.write_now(next).await {
+            self.base = Some(next);
+        }
+        self.committable(next);
+    }
+
+    /// After a failed commit: abort, restore the last checkpoint, read from there again.
+    async fn rewind(&mut self, error: &str) {
+        tracing::error!(
+            partition = self.name,
+            error,
+            "transaction commit failed: aborting and rewinding to the last checkpoint"
+        );
+        let outputs = self.outputs.clone();
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || outputs.abort_transaction(TXN_TIMEOUT)).await {
+            tracing::error!(partition = self.name, error = %e, "abort failed");
+        }
+        self.pending = FuturesUnordered::new();
+        self.unacked.clear();
+        self.sealed = None;
+        self.state = self.engine.new_state();
+        self.state.set_track_changes(true);
+        self.state.visitors.per_tenant = self.shared.settings.tenant_labels;
+        self.shared.registry.forget_partition(&self.name);
+        self.restore().await;
+        let base = read_position(&self.shared, &self.name).or(self.base);
+        self.next = base;
+        self.since_checkpoint = 0;
+        self.warm_until = self.committed.filter(|c| base.is_some_and(|b| b < *c));
+        if let Some(offset) = base {
+            self.rewind_to = Some(offset);
+            let cmd = ConsumerCmd::Seek { topic: self.topic.clone(), partition: self.partition, offset };
+            let _ = self.shared.consumer_cmds.send(cmd);
+        }
     }
 
     /// Moves the state gauges by the change since the last report, and merges the
@@ -557,36 +666,25 @@ impl Task {
         for (i, d) in DetectorKind::ALL.iter().enumerate() {
             let delta = now.keys_by_detector[i] as i64 - self.usage.keys_by_detector[i] as i64;
             if delta != 0 {
-                m.state_keys
-                    .get_or_create(&DetectorLabel {
-                        detector: d.as_str().into(),
-                    })
-                    .inc_by(delta);
+                m.state_keys.get_or_create(&DetectorLabel { detector: d.as_str().into() }).inc_by(delta);
             }
         }
         m.state_bytes.inc_by(now.bytes as i64 - self.usage.bytes as i64);
         self.usage = now;
         let mut all = self.shared.visitors.lock().unwrap_or_else(|e| e.into_inner());
         all.all.merge(&self.state.visitors.all);
-        m.distinct_visitors
-            .get_or_create(&TenantLabel { tenant: None })
-            .set(all.all.len().round() as i64);
+        m.distinct_visitors.get_or_create(&TenantLabel { tenant: None }).set(all.all.len().round() as i64);
         for (tenant, hll) in &self.state.visitors.by_tenant {
-            let merged = all
-                .by_tenant
-                .entry(tenant.clone())
-                .or_insert_with(warden_detectors::engine::new_visitor_hll);
+            let merged = all.by_tenant.entry(tenant.clone()).or_insert_with(warden_detectors::engine::new_visitor_hll);
             merged.merge(hll);
             m.distinct_visitors
-                .get_or_create(&TenantLabel {
-                    tenant: Some(tenant.clone()),
-                })
+                .get_or_create(&TenantLabel { tenant: Some(tenant.clone()) })
                 .set(merged.len().round() as i64);
         }
     }
 
     fn flush_metrics(&mut self) {
-        let engine = self.shared.engine();
+        let engine = self.engine.clone();
         telemetry::export(&self.shared.metrics, engine.rules(), &self.tally);
         self.tally = Tally::default();
     }
