@@ -152,9 +152,10 @@ fn lifting_is_refused_without_an_admin_token() {
 fn exit_codes_follow_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("eo.toml");
-    std::fs::write(&cfg, "[processing]\nguarantee = \"exactly_once\"\n").unwrap();
+    std::fs::write(&cfg, "[processing]\nguarantee = \"at_most_once\"\n").unwrap();
     let out = run_warden(&["run", "--config", cfg.to_str().unwrap()], &[]);
-    assert_eq!(out.status.code(), Some(2), "an unavailable guarantee is a config error");
+    assert_eq!(out.status.code(), Some(2), "an unknown guarantee is a config error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("guarantee"), "the message names the field");
     std::fs::write(&cfg, "[rules.visitor_rate]\nlimt = 3\n").unwrap();
     let out = run_warden(&["scan", "--config", cfg.to_str().unwrap(), "-"], &[]);
     assert_eq!(out.status.code(), Some(2));

@@ -1,0 +1,33 @@
+//! The CLI's offline commands, run as a user runs them. Having an integration test
+//! here also makes `cargo test --workspace` build the `warden` binary itself, which
+//! the end-to-end tests in `tests/` drive.
+
+use std::process::Command;
+
+fn warden(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_warden")).args(args).output().expect("warden runs")
+}
+
+#[test]
+fn rules_prints_every_built_in_rule() {
+    let out = warden(&["rules"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for rule in
+        ["visitor_rate", "dup_flood", "replay", "injection_phrase", "pii_leak", "internal_target", "workflow_runs"]
+    {
+        assert!(text.contains(&format!("[rules.{rule}]")), "{rule} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn a_bad_config_names_the_field_and_exits_2() {
+    let dir = std::env::temp_dir().join(format!("warden-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[rules.visitor_rate]\nwindow_secs = 0\n").expect("write config");
+    let out = warden(&["check-config", "--config", cfg.to_str().expect("utf-8 path")]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rules.visitor_rate.window_secs"));
+}
