@@ -10,7 +10,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// One broker test at a time: each runs a broker, one or two wardens and a loader,
+/// which together saturate this 2-core machine; in parallel their deadlines would
+/// measure the scheduler, not warden.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 use serde_json::Value;
 use warden_tests::broker::Tansu;
@@ -138,6 +148,7 @@ fn load(loader: &Loader, lines: &[String]) {
 
 #[test]
 fn outputs_match_scan_over_the_scenario_corpus() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (merged, lines) = merged_corpus(dir.path(), 2_000);
     let expected = scan(&merged);
@@ -162,6 +173,7 @@ fn outputs_match_scan_over_the_scenario_corpus() {
 
 #[test]
 fn bad_input_reaches_the_dead_letter_topic_byte_for_byte() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let broker = Tansu::start();
     broker.create_warden_topics(1);
@@ -205,6 +217,7 @@ fn bad_input_reaches_the_dead_letter_topic_byte_for_byte() {
 
 #[test]
 fn a_crash_mid_stream_loses_nothing_and_repeats_only_identical_records() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (path, lines) = generated(dir.path(), 200_000);
     let expected = scan(&path);
@@ -232,6 +245,7 @@ fn a_crash_mid_stream_loses_nothing_and_repeats_only_identical_records() {
 
 #[test]
 fn a_stopped_instance_hands_its_partitions_over_without_missing_a_detection() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (merged, lines) = merged_corpus(dir.path(), 4_000);
     let expected = scan(&merged);
@@ -254,6 +268,7 @@ fn a_stopped_instance_hands_its_partitions_over_without_missing_a_detection() {
 
 #[test]
 fn a_broker_outage_mid_stream_is_survived() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (merged, lines) = merged_corpus(dir.path(), 4_000);
     let expected = scan(&merged);
@@ -275,6 +290,7 @@ fn a_broker_outage_mid_stream_is_survived() {
 
 #[test]
 fn exactly_once_survives_a_restart_without_a_single_duplicate() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let (path, lines) = generated(dir.path(), 100_000);
     let expected = scan(&path);
