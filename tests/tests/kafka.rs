@@ -139,6 +139,17 @@ fn assert_same_detections(expected: &[Value], got: &[Value]) {
     }
 }
 
+/// Waits until `w` has processed at least `events` input events (mid-stream).
+fn wait_processed(w: &Warden, events: f64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let processed =
+        || INPUTS.iter().map(|t| w.metric(&format!("warden_events_total{{type=\"{}\"}}", &t[7..]))).sum::<f64>();
+    while processed() < events {
+        assert!(Instant::now() < deadline, "warden processed too little:\n{}", w.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn load(loader: &Loader, lines: &[String]) {
     for l in lines {
         loader.send_event(l);
@@ -226,14 +237,7 @@ fn a_crash_mid_stream_loses_nothing_and_repeats_only_identical_records() {
     let mut a = start_warden(dir.path(), "a", &broker.bootstrap(), "crash", FAST_CONFIG, &[]);
     a.wait_ready(Duration::from_secs(60));
     load(&Loader::new(&broker.bootstrap()), &lines);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let processed = |w: &Warden| {
-        INPUTS.iter().map(|t| w.metric(&format!("warden_events_total{{type=\"{}\"}}", &t[7..]))).sum::<f64>()
-    };
-    while processed(&a) < 50_000.0 {
-        assert!(Instant::now() < deadline, "warden processed too little:\n{}", a.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_processed(&a, 50_000.0);
     a.kill9();
     // Same state directory: resumes from its checkpoints.
     let mut b = start_warden(dir.path(), "a", &broker.bootstrap(), "crash", FAST_CONFIG, &[]);
@@ -300,14 +304,7 @@ fn exactly_once_survives_a_restart_without_a_single_duplicate() {
     let mut a = start_warden(dir.path(), "a", &broker.bootstrap(), "eos", &config, &[]);
     a.wait_ready(Duration::from_secs(60));
     load(&Loader::new(&broker.bootstrap()), &lines);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let processed = |w: &Warden| {
-        INPUTS.iter().map(|t| w.metric(&format!("warden_events_total{{type=\"{}\"}}", &t[7..]))).sum::<f64>()
-    };
-    while processed(&a) < 30_000.0 {
-        assert!(Instant::now() < deadline, "warden processed too little:\n{}", a.log_text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_processed(&a, 30_000.0);
     // A graceful stop mid-stream: revocation commits the open transactions.
     a.stop();
     let mut b = start_warden(dir.path(), "a", &broker.bootstrap(), "eos", &config, &[]);

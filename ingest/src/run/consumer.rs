@@ -45,6 +45,8 @@ pub enum ConsumerCmd {
         partition: i32,
         /// Next offset.
         offset: i64,
+        /// `Some`: commit synchronously and report whether the broker accepted it.
+        confirm: Option<tokio::sync::oneshot::Sender<bool>>,
     },
     /// Read a partition again from `offset` (an aborted transaction rewinds).
     Seek {
@@ -412,11 +414,24 @@ pub fn run_loop(consumer: BaseConsumer<WardenContext>, cmds: std_mpsc::Receiver<
     while !stop.load(Ordering::Relaxed) {
         while let Ok(cmd) = cmds.try_recv() {
             match cmd {
-                ConsumerCmd::Commit { topic, partition, offset } => {
+                ConsumerCmd::Commit { topic, partition, offset, confirm } => {
+                    // A revoked partition's late commit could overwrite its new owner's.
+                    let owned = ctx.lock().get(&topic).is_some_and(|m| m.contains_key(&partition));
+                    if !owned {
+                        if let Some(confirm) = confirm {
+                            let _ = confirm.send(false);
+                        }
+                        continue;
+                    }
                     let mut tpl = TopicPartitionList::new();
                     let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(offset));
-                    if let Err(e) = consumer.commit(&tpl, CommitMode::Async) {
+                    let mode = if confirm.is_some() { CommitMode::Sync } else { CommitMode::Async };
+                    let result = consumer.commit(&tpl, mode);
+                    if let Err(e) = &result {
                         tracing::debug!(topic, partition, error = %e, "commit failed; a later one covers it");
+                    }
+                    if let Some(confirm) = confirm {
+                        let _ = confirm.send(result.is_ok());
                     }
                 }
                 ConsumerCmd::Seek { topic, partition, offset } => {

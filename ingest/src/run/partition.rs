@@ -13,7 +13,8 @@
 //! transactional producer (`transactional.id` = group/topic/partition, so a new owner
 //! fences an old one). A checkpoint commits the transaction with the input offset,
 //! then writes the state at that offset; a local checkpoint is therefore never ahead
-//! of the committed offset (one that is, is discarded on assignment). If a commit
+//! of the committed offset (one that is, is discarded on assignment). The consumer
+//! then commits the same offset too (see `confirm_commit`). If a commit
 //! fails, the transaction is aborted, the state restored from the last checkpoint,
 //! and the partition read again from there.
 
@@ -164,6 +165,9 @@ struct Task {
     rewind_to: Option<i64>,
     /// The offset the last committed transaction carried.
     committed: Option<i64>,
+    /// The last offset sent to the consumer for committing, when, and whether it
+    /// was sent again once the partition went quiet.
+    last_commit: Option<(i64, Instant, bool)>,
     name: String,
     topic: String,
     partition: i32,
@@ -208,6 +212,7 @@ pub async fn run(
         base: plan.start,
         rewind_to: None,
         committed: plan.warm_until,
+        last_commit: None,
         state: engine_state(&shared),
         clock: shared.registry.clock(&name),
         shared: shared.clone(),
@@ -251,9 +256,10 @@ pub async fn run(
             cmd = control.recv() => match cmd {
                 Some(Control::Revoke { done }) => {
                     let next = if task.transactional {
-                        // Offsets went out with the transaction; nothing left to commit.
-                        task.transaction_checkpoint().await;
-                        None
+                        // The offset went out with the transaction; the consumer
+                        // commits it once more (see `confirm_commit`).
+                        task.transaction_checkpoint(false).await;
+                        task.committed.filter(|_| task.warm_until.is_none())
                     } else {
                         task.checkpoint_now().await
                     };
@@ -487,8 +493,7 @@ impl Task {
             Ok(Ok(())) => {
                 self.shared.metrics.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
                 if let Some(offset) = self.committable(next) {
-                    let cmd = ConsumerCmd::Commit { topic: self.topic.clone(), partition: self.partition, offset };
-                    let _ = self.shared.consumer_cmds.send(cmd);
+                    self.commit(offset);
                 }
             }
             Ok(Err(e)) => self.write_failed(&e),
@@ -577,26 +582,68 @@ impl Task {
             self.track(f, Instant::now());
         }
         if self.transactional {
-            self.transaction_checkpoint().await;
+            self.transaction_checkpoint(true).await;
         } else if let Some(offset) = self.checkpoint_now().await {
-            let cmd = ConsumerCmd::Commit { topic: self.topic.clone(), partition: self.partition, offset };
-            let _ = self.shared.consumer_cmds.send(cmd);
+            self.commit(offset);
         }
         records
+    }
+
+    /// Asks the consumer to commit `offset` (asynchronously; a later one covers a failure).
+    fn commit(&mut self, offset: i64) {
+        let cmd = ConsumerCmd::Commit { topic: self.topic.clone(), partition: self.partition, offset, confirm: None };
+        let _ = self.shared.consumer_cmds.send(cmd);
+        self.last_commit = Some((offset, Instant::now(), false));
     }
 
     /// A checkpoint is due: pipelined at-least-once, or a transaction commit.
     async fn checkpoint_due(&mut self) {
         if self.transactional {
-            self.transaction_checkpoint().await;
+            self.transaction_checkpoint(true).await;
         } else {
             self.seal();
+            self.recommit_when_quiet();
+        }
+    }
+
+    /// Once a partition has been quiet for a checkpoint interval, its last offset is
+    /// committed once more. Commits are asynchronous and a broker may apply two in
+    /// flight out of order (tansu 0.6 does); with no later commit coming, the final
+    /// offset would otherwise stay behind and the lag never reach zero.
+    fn recommit_when_quiet(&mut self) {
+        let busy = self.since_checkpoint > 0 || self.sealed.is_some() || self.writing.is_some();
+        let Some((offset, at, false)) = self.last_commit else { return };
+        if busy || at.elapsed() < self.shared.settings.checkpoint_interval {
+            return;
+        }
+        let cmd = ConsumerCmd::Commit { topic: self.topic.clone(), partition: self.partition, offset, confirm: None };
+        let _ = self.shared.consumer_cmds.send(cmd);
+        self.last_commit = Some((offset, at, true));
+    }
+
+    /// After a transaction commits offset `next`, the consumer commits the same
+    /// offset and this waits for the answer, so it lands before the next
+    /// transaction's. On Apache Kafka this rewrites an equal value; on brokers whose
+    /// transactional offsets go stale while a new transaction is open (tansu 0.6,
+    /// see docs/streaming.md) it keeps the group's offset right. Bounded: if the
+    /// consumer thread is busy in a rebalance, the revocation commits it instead.
+    async fn confirm_commit(&mut self, next: i64) {
+        let (tx, rx) = oneshot::channel();
+        let cmd = ConsumerCmd::Commit {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: next,
+            confirm: Some(tx),
+        };
+        if self.shared.consumer_cmds.send(cmd).is_ok() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rx).await;
         }
     }
 
     /// Exactly-once checkpoint: commit the transaction with the next offset, then
-    /// write the state at that offset. On failure: abort and rewind.
-    async fn transaction_checkpoint(&mut self) {
+    /// write the state at that offset. On failure: abort and rewind. `confirm`: the
+    /// consumer commits the offset too (not during a revocation, which does it).
+    async fn transaction_checkpoint(&mut self, confirm: bool) {
         let Some(next) = self.next else { return };
         let group = self.shared.group_metadata.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let Some(group) = group else {
@@ -618,7 +665,12 @@ impl Task {
             let result =
                 tokio::task::spawn_blocking(move || outputs.commit_transaction(&tpl, &group, TXN_TIMEOUT)).await;
             match result {
-                Ok(Ok(())) => self.committed = Some(next),
+                Ok(Ok(())) => {
+                    self.committed = Some(next);
+                    if confirm {
+                        self.confirm_commit(next).await;
+                    }
+                }
                 Ok(Err(e)) => return self.rewind(&e.to_string()).await,
                 Err(e) => return self.rewind(&e.to_string()).await,
             }
