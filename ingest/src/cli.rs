@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 /// warden: stream-processing abuse detection for chatbots, agent platforms and
 /// workflow engines.
@@ -108,4 +108,68 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Apply the kill-switch topic's verified commands to PostgreSQL (the reference
+    /// applier, docs/killswitch-applier.md), or revert one with --revert.
+    ApplyKillswitch(ApplyArgs),
+}
+
+/// `warden apply-killswitch`.
+#[derive(Args)]
+pub struct ApplyArgs {
+    /// Config file (TOML), for the topic name and Kafka security.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Kafka bootstrap servers (overrides `kafka.brokers`).
+    #[arg(long)]
+    pub brokers: Option<String>,
+    /// PostgreSQL URL (postgres://user:password@host:port/db); default $WARDEN_POSTGRES_URL,
+    /// which keeps the password off the command line.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+    /// The applier's own consumer group.
+    #[arg(long, default_value = "warden-killswitch-applier")]
+    pub group: String,
+    /// File holding the base64 Ed25519 public key that commands must be signed with.
+    #[arg(long)]
+    pub public_key: Option<PathBuf>,
+    /// Also apply commands without a signature (and, without --public-key, every
+    /// command unverified).
+    #[arg(long)]
+    pub accept_unsigned: bool,
+    /// Escalate a halted session or killed job from cancel to terminate when it is
+    /// still active this long after it was halted.
+    #[arg(long, default_value_t = 30_000)]
+    pub grace_ms: u64,
+    /// How often expiry and escalation are swept.
+    #[arg(long, default_value_t = 5_000)]
+    pub sweep_ms: u64,
+    /// Revert this command_id (then exit): undo what it changed, recorded with --by and --why.
+    #[arg(long, value_name = "COMMAND_ID", requires_all = ["by", "why"],
+          conflicts_with_all = ["brokers", "public_key", "accept_unsigned"])]
+    pub revert: Option<String>,
+    /// Who reverts (with --revert).
+    #[arg(long, requires = "revert")]
+    pub by: Option<String>,
+    /// Why (with --revert).
+    #[arg(long, requires = "revert")]
+    pub why: Option<String>,
+}
+
+// By hand, so that the database URL, which may hold a password, never prints.
+impl std::fmt::Debug for ApplyArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplyArgs")
+            .field("config", &self.config)
+            .field("brokers", &self.brokers)
+            .field("postgres", &self.postgres.as_ref().map(|_| "<redacted>"))
+            .field("group", &self.group)
+            .field("public_key", &self.public_key)
+            .field("accept_unsigned", &self.accept_unsigned)
+            .field("grace_ms", &self.grace_ms)
+            .field("sweep_ms", &self.sweep_ms)
+            .field("revert", &self.revert)
+            .field("by", &self.by)
+            .field("why", &self.why)
+            .finish()
+    }
 }

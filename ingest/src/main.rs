@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 runtime failure (I/O, state store, broker); 2 usage or
 //! config error; 3 verification failed.
 
+mod applier;
 mod cli;
 mod config;
 mod kafka_tools;
@@ -126,6 +127,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Verify { public_key, inputs } => verify::run(&public_key, &inputs),
         Command::Keygen { out } => verify::keygen(&out),
+        Command::ApplyKillswitch(args) => applier::run(args),
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub mod broker;
 pub mod kafka;
+pub mod postgres;
 pub mod process;
 
 use std::path::{Path, PathBuf};
