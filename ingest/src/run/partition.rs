@@ -236,6 +236,14 @@ pub async fn run(
     task.state.visitors.per_tenant = shared.settings.tenant_labels;
     if plan.restore {
         task.restore().await;
+        // The checkpoint at S was written after its outputs were acknowledged, so S
+        // may be committed now: after a crash between checkpoint and commit, a
+        // partition with nothing left to read would otherwise never commit it.
+        if let (false, Some(s)) = (transactional, plan.start) {
+            if let Some(offset) = task.committable(s) {
+                task.commit(offset);
+            }
+        }
     }
     shared.partition_restored();
     let mut checkpoint_timer = tokio::time::interval(shared.settings.checkpoint_interval);
