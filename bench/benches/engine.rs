@@ -1,5 +1,5 @@
-//! Criterion benchmarks: decoding, the sliding window against a naive baseline, and
-//! the engine per event type and on the mixed stream. Inputs come from the seeded
+//! Criterion benchmarks: decoding, the sliding window against a naive baseline, the
+//! engine per event type and on the mixed stream, and pathological events by size. Inputs come from the seeded
 //! generator, so every run measures the same events.
 //!
 //! `cargo bench -p warden-bench --bench engine`
@@ -104,5 +104,64 @@ fn bench_engine(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_decode, bench_window, bench_engine);
+/// Pathological events at two sizes: if the cost per byte stays flat from 1 KiB to
+/// 256 KiB, no event can stall a partition beyond its size limit's worth of work.
+fn hostile_event(kind: &str, size: usize) -> String {
+    let fill = |unit: &str| {
+        let mut s = unit.repeat(size / unit.len() + 1);
+        while s.len() > size {
+            s.pop();
+        }
+        s
+    };
+    match kind {
+        // Near-misses of the injection pattern: a verb, object words, never the noun.
+        "near_miss_text" => format!(
+            r#"{{"type":"webhook","ts":1767225600000,"tenant":"t","source":"s","visitor":"v","text":"{}"}}"#,
+            fill("ignore all the previous ")
+        ),
+        // Digit runs that look like cards and SSNs but fail Luhn and the groups.
+        "digit_runs" => format!(
+            r#"{{"type":"log","ts":1767225600000,"service":"s","level":"info","message":"{}"}}"#,
+            fill("4111 1111 1111 1112 000-12-3456 ")
+        ),
+        // Zero-width and full-width characters that normalisation rewrites.
+        "unicode_rewrite" => format!(
+            r#"{{"type":"webhook","ts":1767225600000,"tenant":"t","source":"s","visitor":"v","text":"{}"}}"#,
+            fill("\u{ff29}\u{200b}e\u{0301}a ")
+        ),
+        // A flat `args` object with many keys (canonical hashing sorts them).
+        _ => {
+            let keys: Vec<String> = (0..size / 12).map(|i| format!(r#""k{i:07}":{i}"#)).collect();
+            format!(
+                r#"{{"type":"tool_call","ts":1767225600000,"tenant":"t","session":"s","tool":"x","args":{{{}}}}}"#,
+                keys.join(",")
+            )
+        }
+    }
+}
+
+fn bench_hostile(c: &mut Criterion) {
+    let engine = Engine::new(Rules::defaults(), Some(b"bench-key".to_vec()));
+    let source = Provenance::File { file: "bench".into(), line: 1 };
+    let mut g = c.benchmark_group("detectors::engine::hostile");
+    g.sample_size(20);
+    for kind in ["near_miss_text", "digit_runs", "unicode_rewrite", "giant_args"] {
+        for size in [1 << 10, 256 << 10] {
+            let event = hostile_event(kind, size);
+            g.throughput(Throughput::Bytes(event.len() as u64));
+            g.bench_function(format!("{kind}/{}KiB", size >> 10), |b| {
+                let mut state = engine.new_state();
+                let (mut out, mut tally) = (Vec::new(), Tally::default());
+                b.iter(|| {
+                    engine.handle_bytes(event.as_bytes(), &source, &mut state, &mut out, &mut tally);
+                    out.clear();
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_decode, bench_window, bench_engine, bench_hostile);
 criterion_main!(benches);

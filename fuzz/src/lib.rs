@@ -49,9 +49,11 @@ impl Rng {
 /// The seed corpus, sorted by file name.
 pub fn corpus() -> Vec<Vec<u8>> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let listing = std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut files: Vec<_> = listing.filter_map(Result::ok).map(|e| e.path()).collect();
     files.sort();
-    let seeds: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let seeds: Vec<Vec<u8>> =
+        files.iter().map(|p| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).collect();
     assert!(seeds.len() >= 10, "the seed corpus in {} is missing", dir.display());
     seeds
 }
@@ -190,7 +192,7 @@ pub fn run(iterations: usize, seed: u64) -> Result<Report, String> {
     let mut report = Report::default();
     let generated =
         (0..iterations).map(|_| if rng.below(2) == 0 { mutate(&mut rng, &seeds) } else { structured(&mut rng) });
-    let inputs: Vec<Vec<u8>> = seeds.iter().cloned().collect();
+    let inputs: Vec<Vec<u8>> = seeds.to_vec();
     for (i, input) in inputs.into_iter().chain(generated).enumerate() {
         let source = Provenance::File { file: "fuzz".into(), line: i as u64 + 1 };
         out.clear();

@@ -12,10 +12,13 @@
 //!    this consumer). Also reports warden's own `process_latency_seconds`.
 //!
 //! `cargo run --release -p warden-bench --bin warden-harness -- [EVENTS] [LATENCY_SECS] [RATE_FRACTION]`
+//!
+//! Scale-out (docs/scaling.md): `HARNESS_INSTANCES=N` runs N wardens in one consumer
+//! group (own state directory and HTTP port each; throughput is the sum of their
+//! counters), `HARNESS_PARTITIONS=P` sets the partitions per input topic (default 3).
+//! `LATENCY_SECS=0` skips the latency phase.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::config::ClientConfig;
@@ -24,68 +27,10 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use warden_bench::gen::{Generator, Profile};
-
-const PARTITIONS: i32 = 3;
-const INPUTS: [&str; 3] = ["events.webhook", "events.tool_call", "events.log"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(29_999)
-}
+use warden_bench::rig::{free_port, http_get, metric_sum, producer, send, start_tansu, Proc, INPUTS};
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg("-TERM").arg(self.0.id().to_string()).status();
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http_get(addr: &str, path: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text
-}
-
-fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
-}
-
-fn producer(bootstrap: &str) -> ThreadedProducer<DefaultProducerContext> {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("linger.ms", "5")
-        .set("queue.buffering.max.messages", "1000000")
-        .create()
-        .unwrap_or_else(|e| panic!("producer: {e}"))
-}
-
-fn send(p: &ThreadedProducer<DefaultProducerContext>, line: &str) {
-    let topic = if line.contains("\"type\":\"webhook\"") {
-        INPUTS[0]
-    } else if line.contains("\"type\":\"tool_call\"") {
-        INPUTS[1]
-    } else {
-        INPUTS[2]
-    };
-    let key = line.split("\"tenant\":\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
-    let mut rec = Some(BaseRecord::<str, str>::to(topic).key(key).payload(line));
-    while let Some(r) = rec.take() {
-        if let Err((_, back)) = p.send(r) {
-            std::thread::sleep(Duration::from_micros(200));
-            rec = Some(back);
-        }
-    }
 }
 
 /// Replaces the event's `ts` with `ts`.
@@ -105,40 +50,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
+fn env_num(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
 fn main() {
+    let instances = env_num("HARNESS_INSTANCES", 1).max(1);
+    let partitions = env_num("HARNESS_PARTITIONS", 3).max(1) as i32;
     let mut args = std::env::args().skip(1);
     let events: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(300_000);
     let latency_secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
     let fractions: Vec<f64> =
         args.next().map(|a| a.split(',').filter_map(|f| f.parse().ok()).collect()).unwrap_or_else(|| vec![0.5]);
-    let tansu = std::env::var("WARDEN_TANSU").expect("WARDEN_TANSU: `source .ci/setup.sh`");
     let exe = std::env::current_exe().expect("exe");
     let warden = exe.with_file_name("warden");
-    let port = free_port();
-    let url = format!("tcp://127.0.0.1:{port}");
-    let bootstrap = format!("127.0.0.1:{port}");
-    let _broker = Proc(
-        Command::new(&tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts"),
-    );
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for (t, n) in INPUTS
-        .iter()
-        .map(|t| (*t, PARTITIONS))
-        .chain(["warden.decisions", "warden.killswitch", "warden.alerts", "warden.dlq", "bench.echo"].map(|t| (t, 1)))
-    {
-        let ok = Command::new(&tansu)
-            .args(["topic", "create", t, "--partitions", &n.to_string(), "--broker", &url])
-            .stdout(Stdio::null())
-            .status();
-        assert!(ok.is_ok_and(|s| s.success()), "create {t}");
-    }
+    let (_broker, bootstrap) = start_tansu(partitions, &["bench.echo"]);
 
     // 1. Pre-load.
     let p = producer(&bootstrap);
@@ -160,7 +86,7 @@ fn main() {
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
     for topic in INPUTS {
-        for part in 0..PARTITIONS {
+        for part in 0..partitions {
             tpl.add_partition_offset(topic, part, Offset::Beginning).expect("tpl");
         }
     }
@@ -189,26 +115,33 @@ fn main() {
         }),
     )
     .expect("cfg");
-    let http = format!("127.0.0.1:{}", free_port());
-    let _w = Proc(
-        Command::new(&warden)
-            .arg("run")
-            .arg("--config")
-            .arg(&cfg)
-            .args(["--brokers", &bootstrap, "--group", "bench", "--http", &http, "--state"])
-            .arg(dir.join("state"))
-            .env("WARDEN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("warden starts"),
-    );
+    let https: Vec<String> = (0..instances).map(|_| format!("127.0.0.1:{}", free_port())).collect();
+    let wardens: Vec<Proc> = https
+        .iter()
+        .enumerate()
+        .map(|(i, http)| {
+            Proc(
+                Command::new(&warden)
+                    .arg("run")
+                    .arg("--config")
+                    .arg(&cfg)
+                    .args(["--brokers", &bootstrap, "--group", "bench", "--http", http, "--state"])
+                    .arg(dir.join(format!("state-{i}")))
+                    .env("WARDEN_LOG", "warn")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("warden starts"),
+            )
+        })
+        .collect();
+    let http = https[0].clone();
     let counted = |text: &str| metric_sum(text, "warden_events_total") + metric_sum(text, "warden_dlq_total");
     let (mut started, mut last) = (None, 0.0);
     let deadline = Instant::now() + Duration::from_secs(900);
     let mut report = Instant::now();
     while last < events as f64 && Instant::now() < deadline {
-        last = counted(&http_get(&http, "/metrics"));
+        last = https.iter().map(|h| counted(&http_get(h, "/metrics"))).sum();
         if last > 0.0 && started.is_none() {
             started = Some((Instant::now(), last));
         }
@@ -223,7 +156,23 @@ fn main() {
     eprintln!("warden: {rate:.0} events/s ({last} counted)");
 
     // 4. Latency at fractions of warden's rate, against the same running instance.
-    println!("events={events} ceiling_eps={ceiling:.0} warden_eps={rate:.0} ratio={:.2}", rate / ceiling);
+    println!(
+        "events={events} instances={instances} partitions={partitions} ceiling_eps={ceiling:.0} warden_eps={rate:.0} ratio={:.2}",
+        rate / ceiling
+    );
+    if std::env::var("HARNESS_RESTORE").is_ok_and(|v| v == "1") {
+        let state_bytes: f64 = https.iter().map(|h| metric_sum(&http_get(h, "/metrics"), "warden_state_bytes")).sum();
+        std::thread::sleep(Duration::from_secs(3)); // the last checkpoint interval
+        drop(wardens);
+        restore(&warden, &cfg, &bootstrap, &dir, state_bytes);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    if latency_secs == 0 {
+        drop(wardens);
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
     let out: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .set("group.id", "latency")
@@ -274,7 +223,63 @@ fn main() {
         );
     }
     println!("warden_process_latency (all phases): {}", histogram_quantiles(&http_get(&http, "/metrics")));
+    drop(wardens);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Restarts instance 0 on its state directory and reports how long restoring took:
+/// wall time from start to `/ready`, and the per-partition restore times it logs.
+fn restore(warden: &std::path::Path, cfg: &std::path::Path, bootstrap: &str, dir: &std::path::Path, state_bytes: f64) {
+    let state = dir.join("state-0");
+    let disk: u64 = walk_size(&state);
+    let log = dir.join("restore.log");
+    let http = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let w = Proc(
+        Command::new(warden)
+            .arg("run")
+            .arg("--config")
+            .arg(cfg)
+            .args(["--brokers", bootstrap, "--group", "bench", "--http", &http, "--state"])
+            .arg(&state)
+            .env("WARDEN_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("warden starts"),
+    );
+    while !http_get(&http, "/ready").contains(" 200 ") && started.elapsed() < Duration::from_secs(600) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wall = started.elapsed().as_secs_f64();
+    drop(w);
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let per_partition: Vec<f64> = text
+        .lines()
+        .filter(|l| l.contains("state restored"))
+        .filter_map(|l| l.split("seconds=").nth(1)?.split_whitespace().next()?.parse().ok())
+        .collect();
+    let gib = state_bytes / f64::from(1u32 << 30);
+    let slowest = per_partition.iter().copied().fold(0.0, f64::max);
+    println!(
+        "restore state_bytes={state_bytes:.0} disk_bytes={disk} partitions={} wall_to_ready_s={wall:.2} slowest_partition_s={slowest:.2} sum_partitions_s={:.2} s_per_gib_state={:.1}",
+        per_partition.len(),
+        per_partition.iter().sum::<f64>(),
+        per_partition.iter().sum::<f64>() / gib.max(1e-9)
+    );
+}
+
+fn walk_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => walk_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// The broker's own latency at `rate`: wall-clock stamps produced to `bench.echo`
