@@ -161,8 +161,12 @@ fn main() {
         rate / ceiling
     );
     if std::env::var("HARNESS_RESTORE").is_ok_and(|v| v == "1") {
-        let state_bytes: f64 = https.iter().map(|h| metric_sum(&http_get(h, "/metrics"), "warden_state_bytes")).sum();
-        std::thread::sleep(Duration::from_secs(3)); // the last checkpoint interval
+        // The usage gauges are refreshed every 10 s: wait for a pass after the last event.
+        std::thread::sleep(Duration::from_secs(11));
+        let pages: Vec<String> = https.iter().map(|h| http_get(h, "/metrics")).collect();
+        let state_bytes: f64 = pages.iter().map(|t| metric_sum(t, "warden_state_bytes")).sum();
+        let keys: f64 = pages.iter().map(|t| metric_sum(t, "warden_state_keys")).sum();
+        println!("state keys={keys:.0} bytes={state_bytes:.0} bytes_per_key={:.0}", state_bytes / keys.max(1.0));
         drop(wardens);
         restore(&warden, &cfg, &bootstrap, &dir, state_bytes);
         let _ = std::fs::remove_dir_all(&dir);
