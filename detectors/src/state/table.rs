@@ -25,6 +25,8 @@ pub struct Table<V> {
     by_id: Vec<usize>,
     /// Bytes of all keys held.
     key_bytes: usize,
+    /// No entry's `evict_at` is below this (`EventTime::MAX` when none was set).
+    floor: EventTime,
 }
 
 /// The leading id of a key (its rule or signal).
@@ -51,6 +53,7 @@ impl<V> Default for Table<V> {
             track_changes: false,
             by_id: Vec::new(),
             key_bytes: 0,
+            floor: EventTime::MAX,
         }
     }
 }
@@ -69,7 +72,7 @@ impl<V> Table<V> {
     /// The entry for `key`, created with `init` if absent; marks it changed.
     /// The caller sets the new eviction time with the returned handle.
     pub fn entry(&mut self, key: &[u8], init: impl FnOnce() -> V) -> EntryMut<'_, V> {
-        let Table { map, changed, track_changes, by_id, key_bytes } = self;
+        let Table { map, changed, track_changes, by_id, key_bytes, floor } = self;
         // One hash and probe; the key is copied only when it is new.
         let slot = map.entry_ref(key).or_insert_with(|| {
             count(by_id, key_bytes, key, true);
@@ -79,7 +82,7 @@ impl<V> Table<V> {
             slot.changed = true;
             changed.push(key.into());
         }
-        EntryMut { slot }
+        EntryMut { slot, floor }
     }
 
     /// Removes `key`.
@@ -95,12 +98,18 @@ impl<V> Table<V> {
     /// Drops every entry whose eviction time is at or before `watermark`.
     /// Returns how many were dropped.
     pub fn evict(&mut self, watermark: EventTime) -> usize {
+        if watermark < self.floor {
+            return 0;
+        }
         let before = self.map.len();
         let track = self.track_changes;
-        let Table { map, changed, by_id, key_bytes, .. } = self;
+        let Table { map, changed, by_id, key_bytes, floor, .. } = self;
+        let mut lowest = EventTime::MAX;
         map.retain(|k, slot| {
             let keep = slot.evict_at > watermark;
-            if !keep {
+            if keep {
+                lowest = lowest.min(slot.evict_at);
+            } else {
                 count(by_id, key_bytes, k, false);
                 if track && !slot.changed {
                     changed.push(k.clone());
@@ -108,6 +117,7 @@ impl<V> Table<V> {
             }
             keep
         });
+        *floor = lowest;
         before - self.map.len()
     }
 
@@ -141,6 +151,7 @@ impl<V> Table<V> {
     /// Inserts a restored entry without marking it changed.
     pub fn restore(&mut self, key: &[u8], value: V, evict_at: EventTime) {
         let slot = Slot { value, evict_at, changed: false };
+        self.floor = self.floor.min(evict_at);
         if self.map.insert(key.into(), slot).is_none() {
             count(&mut self.by_id, &mut self.key_bytes, key, true);
         }
@@ -200,6 +211,7 @@ fn count(by_id: &mut Vec<usize>, key_bytes: &mut usize, key: &[u8], added: bool)
 /// A mutable handle on one entry.
 pub struct EntryMut<'t, V> {
     slot: &'t mut Slot<V>,
+    floor: &'t mut EventTime,
 }
 
 impl<V> EntryMut<'_, V> {
@@ -212,11 +224,13 @@ impl<V> EntryMut<'_, V> {
     /// rule sharing the entry may still need it.
     pub fn keep_until(&mut self, evict_at: EventTime) {
         self.slot.evict_at = self.slot.evict_at.max(evict_at);
+        *self.floor = (*self.floor).min(self.slot.evict_at);
     }
 
     /// Sets the eviction time outright.
     pub fn set_evict_at(&mut self, evict_at: EventTime) {
         self.slot.evict_at = evict_at;
+        *self.floor = (*self.floor).min(evict_at);
     }
 }
 
@@ -253,6 +267,23 @@ mod tests {
         t.remove(&[0, 1, b'c']);
         assert_eq!((t.count_of(3), t.count_of(1)), (1, 0));
         assert_eq!(t.key_bytes, 3);
+    }
+
+    #[test]
+    fn a_sweep_skips_the_table_until_the_watermark_reaches_its_earliest_eviction() {
+        let mut t: Table<i64> = Table::default();
+        t.entry(b"day", || 0).keep_until(86_400_000);
+        t.entry(b"minute", || 0).keep_until(60_000);
+        assert_eq!(t.evict(59_999), 0);
+        assert_eq!(t.floor, 60_000);
+        assert_eq!(t.evict(60_000), 1, "the minute key goes");
+        assert_eq!(t.floor, 86_400_000, "the floor is exact after a pass");
+        t.entry(b"new", || 0).set_evict_at(70_000);
+        assert_eq!(t.floor, 70_000, "a new earlier entry lowers it");
+        assert_eq!(t.evict(70_000), 1);
+        assert_eq!(t.evict(86_400_000), 1);
+        assert!(t.is_empty());
+        assert_eq!(t.floor, EventTime::MAX);
     }
 
     #[test]
