@@ -135,13 +135,20 @@ fn expected_subject(corpus: &Path, scenario: &str) -> String {
     e["subject"].as_str().unwrap().to_string()
 }
 
-#[test]
-fn commands_apply_once_forgeries_are_refused_and_reverts_undo() {
-    let _serial = serial();
+/// One test at a time (each runs PostgreSQL, a broker and wardens), a temporary
+/// directory, PostgreSQL, and a broker with warden's topics.
+fn services() -> (MutexGuard<'static, ()>, tempfile::TempDir, Postgres, Tansu) {
+    let serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let pg = Postgres::start();
     let broker = Tansu::start();
     broker.create_warden_topics(1);
+    (serial, dir, pg, broker)
+}
+
+#[test]
+fn commands_apply_once_forgeries_are_refused_and_reverts_undo() {
+    let (_serial, dir, pg, broker) = services();
     let bootstrap = broker.bootstrap();
 
     // The scenarios, and what they must stop.
@@ -377,11 +384,7 @@ fn unsigned(id: char, action: &str, kind: &str, target: &str, ttl_ms: u64) -> Va
 
 #[test]
 fn accepted_unsigned_commands_take_over_workflows_and_repeats_escalate() {
-    let _serial = serial();
-    let dir = tempfile::tempdir().unwrap();
-    let pg = Postgres::start();
-    let broker = Tansu::start();
-    broker.create_warden_topics(1);
+    let (_serial, dir, pg, broker) = services();
     let bootstrap = broker.bootstrap();
     let loader = Loader::new(&bootstrap);
     let send = |cmd: &Value| {

@@ -624,8 +624,7 @@ impl Task {
         if busy || at.elapsed() < self.shared.settings.checkpoint_interval {
             return;
         }
-        let cmd = ConsumerCmd::Commit { topic: self.topic.clone(), partition: self.partition, offset, confirm: None };
-        let _ = self.shared.consumer_cmds.send(cmd);
+        self.commit(offset);
         self.last_commit = Some((offset, at, true));
     }
 
