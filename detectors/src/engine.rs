@@ -87,13 +87,28 @@ impl Clock {
     }
 }
 
-/// How much state a partition holds (the `warden_state_keys` / `warden_state_bytes` gauges).
+/// How much state a partition holds (the `warden_state_keys` / `warden_state_bytes`
+/// / `warden_state_spilled_keys` gauges).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Usage {
-    /// Keys by detector, in [`crate::rules::DetectorKind::ALL`] order.
+    /// In-memory keys by detector, in [`crate::rules::DetectorKind::ALL`] order.
     pub keys_by_detector: [usize; 10],
-    /// Approximate bytes.
+    /// Approximate bytes in memory.
     pub bytes: usize,
+    /// Keys spilled out of memory.
+    pub spilled_keys: usize,
+}
+
+/// Estimates of a value's heap, per table kind, for [`Usage::bytes`].
+pub(crate) mod heap {
+    /// A window's timestamps.
+    pub const WINDOW: usize = 16 * 8;
+    /// A session's recent calls.
+    pub const HISTORY: usize = 40;
+    /// A fan-out set.
+    pub const DISTINCT: usize = 16 * 16;
+    /// An alert bucket's examples.
+    pub const ALERT: usize = 256;
 }
 
 /// Everything one partition remembers between events. Created by
@@ -110,6 +125,10 @@ pub struct PartitionState {
     /// for a decision; deterministically seeded.
     pub visitors: Visitors,
     scratch: Scratch,
+    /// Memory limits, once a spill store is attached ([`PartitionState::attach_spill`]).
+    pub(crate) limits: Option<crate::state::limits::Limits>,
+    /// Events since the limits were last checked.
+    since_limit_check: u32,
 }
 
 /// HyperLogLog estimates of distinct visitors, overall and (when asked) per tenant.
@@ -198,17 +217,29 @@ impl PartitionState {
             };
             u.keys_by_detector[slot(detector)] += self.decide.alerts.count_of(i);
         }
-        // Value heaps are estimated: a window's timestamps, a history, a set.
-        u.bytes = t.windows.approx_bytes(16 * 8)
+        u.bytes = self.approx_bytes();
+        u.spilled_keys = t.windows.spilled_len()
+            + t.counters.spilled_len()
+            + t.seen.spilled_len()
+            + t.replay.spilled_len()
+            + t.history.spilled_len()
+            + t.distinct.spilled_len()
+            + t.budgets.spilled_len();
+        u
+    }
+
+    /// Approximate bytes of in-memory state; value heaps are estimated ([`heap`]).
+    pub fn approx_bytes(&self) -> usize {
+        let t = &self.tables;
+        t.windows.approx_bytes(heap::WINDOW)
             + t.counters.approx_bytes(0)
             + t.seen.approx_bytes(0)
             + t.replay.approx_bytes(0)
-            + t.history.approx_bytes(40)
-            + t.distinct.approx_bytes(16 * 16)
+            + t.history.approx_bytes(heap::HISTORY)
+            + t.distinct.approx_bytes(heap::DISTINCT)
             + t.budgets.approx_bytes(0)
             + self.decide.in_force.approx_bytes(0)
-            + self.decide.alerts.approx_bytes(256);
-        u
+            + self.decide.alerts.approx_bytes(heap::ALERT)
     }
 
     /// Drops all state whose horizon the watermark has passed.
@@ -353,6 +384,13 @@ impl Engine {
         if watermark >= state.clock.next_sweep {
             state.evict();
             state.clock.next_sweep = watermark.saturating_add(SWEEP_EVERY_MS);
+        }
+        if state.limits.is_some() {
+            state.since_limit_check += 1;
+            if state.since_limit_check >= crate::state::limits::Limits::CHECK_EVERY {
+                state.since_limit_check = 0;
+                tally.quota_exceeded += state.enforce_limits() as u64;
+            }
         }
     }
 

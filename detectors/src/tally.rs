@@ -36,6 +36,8 @@ pub struct Tally {
     pub late_events: u64,
     /// Events too far ahead to move the watermark.
     pub future_events: u64,
+    /// Keys spilled out of memory because the budget or a tenant quota was hit.
+    pub quota_exceeded: u64,
 }
 
 impl Tally {
@@ -100,6 +102,7 @@ impl Tally {
         self.suppressed_late_alert += other.suppressed_late_alert;
         self.late_events += other.late_events;
         self.future_events += other.future_events;
+        self.quota_exceeded += other.quota_exceeded;
     }
 
     /// Events decoded, all types.

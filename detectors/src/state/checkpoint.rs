@@ -5,8 +5,8 @@
 //! removes a rule between runs does not misfile state. Entries of rules that no
 //! longer exist are dropped on restore.
 
-use super::codec::Encode;
 use super::codec::{get_i64, get_str, get_varint, put_bytes, put_i64, put_varint, CodecError};
+use super::codec::{Decode, Encode};
 use super::table::{Change, Table};
 use crate::engine::Clock;
 use crate::rules::Rules;
@@ -137,7 +137,7 @@ impl PartitionState {
     }
 }
 
-fn collect<V: Encode>(
+fn collect<V: Encode + Decode>(
     table: &mut Table<V>,
     tag: u8,
     rules: &Rules,

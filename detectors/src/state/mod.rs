@@ -5,6 +5,8 @@
 //! - [`keys`]: the key layout; [`codec`]: the byte encoding; [`values`]: small values.
 //! - [`checkpoint`]: a [`crate::PartitionState`] to and from store entries (rule ids
 //!   are written as rule names, so adding a rule does not misfile old state).
+//! - [`spill`]: where cold entries go when a partition passes its memory budget or
+//!   a tenant its key quota, and how they come back.
 //! - [`StateStore`]: the durable home of checkpoints: [`mem::MemStore`] for tests,
 //!   [`rocks::RocksStore`] (feature `rocksdb`) for `warden run` and `scan --state`.
 //!   This module never imports `rocksdb`; CI builds it with the feature off.
@@ -12,9 +14,11 @@
 pub mod checkpoint;
 pub mod codec;
 pub mod keys;
+pub mod limits;
 pub mod mem;
 #[cfg(feature = "rocksdb")]
 pub mod rocks;
+pub mod spill;
 pub mod table;
 pub mod values;
 

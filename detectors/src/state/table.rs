@@ -1,32 +1,55 @@
-//! [`Table`]: one kind of per-key state, with event-time eviction and change tracking.
+//! [`Table`]: one kind of per-key state, with event-time eviction, change tracking
+//! and, once a spill store is attached, spilling of cold keys.
 //!
 //! Keys are byte strings built by [`super::keys::KeyBuf`] into a reused buffer, so a
 //! lookup of an existing key allocates nothing. Every entry carries the event time at
 //! which no rule can look at it any more (`evict_at`); [`Table::evict`] drops those
 //! once the watermark passes it. When change tracking is on (the pipeline
 //! checkpoints), each key touched since the last checkpoint is listed once, so a
-//! checkpoint writes only what changed.
+//! checkpoint writes only what changed. With a spill store attached
+//! ([`Table::attach_spill`]), [`Table::spill_coldest`] moves the least recently used
+//! entries out of memory and every lookup reads a spilled key back first (see
+//! [`cold`]), so a spilled table answers exactly as an unspilled one.
+
+mod cold;
 
 use hashbrown::HashMap;
 
-use super::codec::{get_i64, put_i64, CodecError, Decode, Encode};
+use super::codec::{get_bytes, get_i64, put_i64, CodecError, Decode, Encode};
 use super::FixedState;
 use crate::EventTime;
+
+use cold::Cold;
+pub use cold::ColdStats;
 
 /// One kind of per-key state.
 #[derive(Debug)]
 pub struct Table<V> {
     map: HashMap<Box<[u8]>, Slot<V>, FixedState>,
-    /// Keys written or removed since the last [`Table::drain_changes`], each once.
+    /// Keys written or removed since the last [`Table::drain_changes`], each once
+    /// (a key spilled and read back may appear twice; it is written twice).
     changed: Vec<Box<[u8]>>,
     track_changes: bool,
-    /// Keys held per leading 2-byte id (rule or signal), kept as keys come and go
-    /// so usage gauges never need a pass over the table.
-    by_id: Vec<usize>,
-    /// Bytes of all keys held.
-    key_bytes: usize,
-    /// No entry's `evict_at` is below this (`EventTime::MAX` when none was set).
+    counts: Counts,
+    /// No entry's `evict_at`, in memory or spilled, is below this (`EventTime::MAX`
+    /// when none was set).
     floor: EventTime,
+    /// Lookup clock: bumped on every lookup, stamped on the entry it finds, so the
+    /// entries with the oldest stamps are the coldest.
+    tick: u32,
+    /// Spilled entries; `None` until a spill store is attached.
+    cold: Option<Box<Cold>>,
+}
+
+/// Keys held, kept as keys come and go so gauges and quotas never need a pass.
+#[derive(Debug, Default)]
+struct Counts {
+    /// Per leading 2-byte id (rule or signal).
+    by_id: Vec<usize>,
+    /// Bytes of all keys.
+    key_bytes: usize,
+    /// Per tenant scope (see [`tenant_scope`]); kept only with a spill store attached.
+    by_tenant: Option<HashMap<Box<[u8]>, usize, FixedState>>,
 }
 
 /// The leading id of a key (its rule or signal).
@@ -34,10 +57,56 @@ fn key_id(key: &[u8]) -> usize {
     key.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize)
 }
 
+/// The tenant part of a key built by [`super::keys::KeyBuf`]: its tag byte and, for
+/// a tenant, the length-prefixed name. Every key of one tenant shares it.
+pub fn tenant_scope(key: &[u8]) -> &[u8] {
+    let Some(rest) = key.get(2..) else { return &[] };
+    if rest.first() == Some(&1) {
+        let mut tail = &rest[1..];
+        if get_bytes(&mut tail).is_ok() {
+            return &rest[..rest.len() - tail.len()];
+        }
+    }
+    rest.get(..1).unwrap_or(&[])
+}
+
+impl Counts {
+    fn add(&mut self, key: &[u8]) {
+        let id = key_id(key);
+        if self.by_id.len() <= id {
+            self.by_id.resize(id + 1, 0);
+        }
+        self.by_id[id] += 1;
+        self.key_bytes += key.len();
+        if let Some(by_tenant) = &mut self.by_tenant {
+            *by_tenant.entry_ref(tenant_scope(key)).or_insert(0) += 1;
+        }
+    }
+
+    fn sub(&mut self, key: &[u8]) {
+        let id = key_id(key);
+        if let Some(n) = self.by_id.get_mut(id) {
+            *n = n.saturating_sub(1);
+        }
+        self.key_bytes = self.key_bytes.saturating_sub(key.len());
+        if let Some(by_tenant) = &mut self.by_tenant {
+            let scope = tenant_scope(key);
+            if let Some(n) = by_tenant.get_mut(scope) {
+                *n -= 1;
+                if *n == 0 {
+                    by_tenant.remove(scope);
+                }
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Slot<V> {
     value: V,
     evict_at: EventTime,
+    /// [`Table::tick`] at the last lookup.
+    touched: u32,
     changed: bool,
 }
 
@@ -51,9 +120,10 @@ impl<V> Default for Table<V> {
             map: HashMap::with_hasher(FixedState),
             changed: Vec::new(),
             track_changes: false,
-            by_id: Vec::new(),
-            key_bytes: 0,
+            counts: Counts::default(),
             floor: EventTime::MAX,
+            tick: 0,
+            cold: None,
         }
     }
 }
@@ -64,20 +134,73 @@ impl<V> Table<V> {
         self.track_changes = on;
     }
 
-    /// The entry for `key`, if any (no allocation).
-    pub fn get(&self, key: &[u8]) -> Option<&V> {
-        self.map.get(key).map(|s| &s.value)
+    /// Number of keys held in memory.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when no key is held in memory.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Keys held in memory under leading id `id` (a rule or signal).
+    pub fn count_of(&self, id: usize) -> usize {
+        self.counts.by_id.get(id).copied().unwrap_or(0)
+    }
+
+    /// Approximate bytes held: the slot array as allocated, keys, pending change
+    /// records, the marks of spilled keys, and `heap_per_value` per entry (the
+    /// caller's estimate of a value's heap).
+    pub fn approx_bytes(&self, heap_per_value: usize) -> usize {
+        let per_slot = std::mem::size_of::<(Box<[u8]>, Slot<V>)>() + 1;
+        let tenants = self.counts.by_tenant.as_ref().map_or(0, |t| t.capacity() * 48);
+        self.map.capacity() * per_slot
+            + self.map.len() * heap_per_value
+            + self.counts.key_bytes
+            + self.changed.len() * 24
+            + tenants
+            + self.cold.as_ref().map_or(0, |c| c.approx_bytes())
+    }
+
+    /// In-memory entries, in unspecified order (callers that emit must sort). A
+    /// table with a spill store attached is never iterated for decisions.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
+        self.map.iter().map(|(k, s)| (&k[..], &s.value))
+    }
+
+    /// Inserts a restored entry without marking it changed.
+    pub fn restore(&mut self, key: &[u8], value: V, evict_at: EventTime) {
+        let slot = Slot { value, evict_at, touched: self.tick, changed: false };
+        self.floor = self.floor.min(evict_at);
+        if self.map.insert(key.into(), slot).is_none() {
+            self.counts.add(key);
+        }
+    }
+}
+
+impl<V: Encode + Decode> Table<V> {
+    /// The entry for `key`, if any; reads it back if it was spilled.
+    pub fn get(&mut self, key: &[u8]) -> Option<&V> {
+        self.tick = self.tick.wrapping_add(1);
+        self.read_back_if_spilled(key);
+        let slot = self.map.get_mut(key)?;
+        slot.touched = self.tick;
+        Some(&slot.value)
     }
 
     /// The entry for `key`, created with `init` if absent; marks it changed.
     /// The caller sets the new eviction time with the returned handle.
     pub fn entry(&mut self, key: &[u8], init: impl FnOnce() -> V) -> EntryMut<'_, V> {
-        let Table { map, changed, track_changes, by_id, key_bytes, floor } = self;
+        self.tick = self.tick.wrapping_add(1);
+        self.read_back_if_spilled(key);
+        let Table { map, changed, track_changes, counts, floor, tick, .. } = self;
         // One hash and probe; the key is copied only when it is new.
         let slot = map.entry_ref(key).or_insert_with(|| {
-            count(by_id, key_bytes, key, true);
-            Slot { value: init(), evict_at: EventTime::MIN, changed: false }
+            counts.add(key);
+            Slot { value: init(), evict_at: EventTime::MIN, touched: 0, changed: false }
         });
+        slot.touched = *tick;
         if *track_changes && !slot.changed {
             slot.changed = true;
             changed.push(key.into());
@@ -85,126 +208,86 @@ impl<V> Table<V> {
         EntryMut { slot, floor }
     }
 
-    /// Removes `key`.
+    /// Removes `key`, spilled or not.
     pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+        self.read_back_if_spilled(key);
         let slot = self.map.remove(key)?;
-        count(&mut self.by_id, &mut self.key_bytes, key, false);
+        self.counts.sub(key);
         if self.track_changes && !slot.changed {
             self.changed.push(key.into());
         }
         Some(slot.value)
     }
 
-    /// Drops every entry whose eviction time is at or before `watermark`.
-    /// Returns how many were dropped.
+    /// Drops every entry, in memory or spilled, whose eviction time is at or before
+    /// `watermark`. Returns how many were dropped.
     pub fn evict(&mut self, watermark: EventTime) -> usize {
         if watermark < self.floor {
             return 0;
         }
         let before = self.map.len();
         let track = self.track_changes;
-        let Table { map, changed, by_id, key_bytes, floor, .. } = self;
+        let Table { map, changed, counts, floor, cold, .. } = self;
         let mut lowest = EventTime::MAX;
         map.retain(|k, slot| {
             let keep = slot.evict_at > watermark;
             if keep {
                 lowest = lowest.min(slot.evict_at);
             } else {
-                count(by_id, key_bytes, k, false);
+                counts.sub(k);
                 if track && !slot.changed {
                     changed.push(k.clone());
                 }
             }
             keep
         });
+        let spilled = cold.as_deref_mut().map_or(0, |c| c.evict(watermark, track.then_some(changed), &mut lowest));
         *floor = lowest;
-        before - self.map.len()
+        before - self.map.len() + spilled
     }
 
-    /// Number of keys held.
-    pub fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    /// True when no key is held.
-    pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
-    }
-
-    /// Keys held under leading id `id` (a rule or signal).
-    pub fn count_of(&self, id: usize) -> usize {
-        self.by_id.get(id).copied().unwrap_or(0)
-    }
-
-    /// Approximate bytes held: slots, keys, pending change records, and
-    /// `heap_per_value` per entry (the caller's estimate of a value's heap).
-    pub fn approx_bytes(&self, heap_per_value: usize) -> usize {
-        let per_slot = std::mem::size_of::<(Box<[u8]>, Slot<V>)>() + 1 + heap_per_value;
-        self.map.len() * per_slot + self.key_bytes + self.changed.len() * 24
-    }
-
-    /// All entries, in unspecified order (callers that emit must sort).
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
-        self.map.iter().map(|(k, s)| (&k[..], &s.value))
-    }
-
-    /// Inserts a restored entry without marking it changed.
-    pub fn restore(&mut self, key: &[u8], value: V, evict_at: EventTime) {
-        let slot = Slot { value, evict_at, changed: false };
-        self.floor = self.floor.min(evict_at);
-        if self.map.insert(key.into(), slot).is_none() {
-            count(&mut self.by_id, &mut self.key_bytes, key, true);
-        }
-    }
-}
-
-impl<V: Encode> Table<V> {
     /// Takes the changes since the last call, encoded as `evict_at` then the value.
+    /// A changed key that has since spilled is read from the spill store.
     pub fn drain_changes(&mut self, out: &mut Vec<Change>) {
-        for key in self.changed.drain(..) {
-            let value = self.map.get_mut(&key[..]).map(|slot| {
+        let Table { map, changed, cold, .. } = self;
+        for key in changed.drain(..) {
+            if let Some(slot) = map.get_mut(&key[..]) {
                 slot.changed = false;
                 let mut buf = Vec::with_capacity(32);
                 put_i64(&mut buf, slot.evict_at);
                 slot.value.encode(&mut buf);
-                buf
-            });
-            out.push((key, value));
+                out.push((key, Some(buf)));
+                continue;
+            }
+            match cold.as_deref_mut().map(|c| c.read_encoded(&key)) {
+                // A store that cannot answer: leave the checkpoint's old entry be
+                // rather than delete a live key.
+                Some(Err(())) => {}
+                Some(Ok(Some(bytes))) => out.push((key, Some(bytes))),
+                Some(Ok(None)) | None => out.push((key, None)),
+            }
         }
     }
 
-    /// Encodes every entry (a full snapshot).
-    pub fn snapshot(&self, out: &mut Vec<Change>) {
+    /// Encodes every entry, spilled ones included (a full snapshot).
+    pub fn snapshot(&mut self, out: &mut Vec<Change>) {
         for (k, slot) in &self.map {
             let mut buf = Vec::with_capacity(32);
             put_i64(&mut buf, slot.evict_at);
             slot.value.encode(&mut buf);
             out.push((k.clone(), Some(buf)));
         }
+        if let Some(cold) = self.cold.as_deref_mut() {
+            cold.snapshot(out);
+        }
     }
-}
 
-impl<V: Decode> Table<V> {
     /// Restores one encoded entry written by [`Table::drain_changes`].
     pub fn restore_encoded(&mut self, key: &[u8], mut bytes: &[u8]) -> Result<(), CodecError> {
         let evict_at = get_i64(&mut bytes)?;
         let value = V::decode(&mut bytes)?;
         self.restore(key, value, evict_at);
         Ok(())
-    }
-}
-
-fn count(by_id: &mut Vec<usize>, key_bytes: &mut usize, key: &[u8], added: bool) {
-    let id = key_id(key);
-    if by_id.len() <= id {
-        by_id.resize(id + 1, 0);
-    }
-    if added {
-        by_id[id] += 1;
-        *key_bytes += key.len();
-    } else {
-        by_id[id] = by_id[id].saturating_sub(1);
-        *key_bytes = key_bytes.saturating_sub(key.len());
     }
 }
 
@@ -266,7 +349,7 @@ mod tests {
         t.evict(10);
         t.remove(&[0, 1, b'c']);
         assert_eq!((t.count_of(3), t.count_of(1)), (1, 0));
-        assert_eq!(t.key_bytes, 3);
+        assert_eq!(t.counts.key_bytes, 3);
     }
 
     #[test]
