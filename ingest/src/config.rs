@@ -153,13 +153,36 @@ impl Default for ProcessingConfig {
 pub struct StateConfig {
     /// RocksDB directory.
     pub dir: Option<PathBuf>,
-    /// In-memory state budget, MiB.
+    /// In-memory state budget, MiB, for the whole process (split evenly across the
+    /// partitions it owns). Past it the coldest keys spill to RocksDB.
     pub memory_budget_mb: u64,
+    /// In-memory detector keys one tenant may hold in one partition; past it that
+    /// tenant's coldest keys spill first. 0 = no quota; unset = as many keys as
+    /// fill half of a partition's share of the budget (at [`BYTES_PER_KEY`]).
+    pub tenant_key_quota: Option<u64>,
 }
+
+/// Bytes one in-memory key costs, for the default tenant quota: measured with
+/// `warden scan` over generated streams (bench/RESULTS.md, "Memory budget").
+pub const BYTES_PER_KEY: usize = 200;
 
 impl Default for StateConfig {
     fn default() -> Self {
-        StateConfig { dir: None, memory_budget_mb: 512 }
+        StateConfig { dir: None, memory_budget_mb: 512, tenant_key_quota: None }
+    }
+}
+
+impl StateConfig {
+    /// The limits of a process owning `partitions` partitions: an even share of the
+    /// budget each, and the tenant quota.
+    pub fn limits(&self, partitions: usize) -> warden_detectors::state::limits::Limits {
+        let budget = usize::try_from(self.memory_budget_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        let share = budget / partitions.max(1);
+        let tenant_quota = match self.tenant_key_quota {
+            Some(keys) => usize::try_from(keys).unwrap_or(usize::MAX),
+            None => (share / 2 / BYTES_PER_KEY).max(1),
+        };
+        warden_detectors::state::limits::Limits { budget_bytes: share, tenant_quota }
     }
 }
 
@@ -257,8 +280,8 @@ impl Config {
         if self.processing.checkpoint_events == 0 {
             errors.push("processing.checkpoint_events: must be positive".into());
         }
-        if self.state.memory_budget_mb < 16 {
-            errors.push("state.memory_budget_mb: must be at least 16".into());
+        if self.state.memory_budget_mb == 0 {
+            errors.push("state.memory_budget_mb: must be at least 1".into());
         }
         if self.http.addr.parse::<std::net::SocketAddr>().is_err() {
             errors.push(format!("http.addr: `{}` is not an address like 127.0.0.1:9464", self.http.addr));

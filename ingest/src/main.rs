@@ -83,7 +83,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let secrets = Secrets::from_env();
             let engine = build_engine(&config, &secrets)?;
             let signer = signer(&secrets)?;
-            scan::run(&engine, signer.as_ref(), scan::ScanArgs { inputs, state_dir: state }).map_err(Failure::Runtime)
+            let args = scan::ScanArgs { inputs, state_dir: state, limits: config.state.limits(1) };
+            scan::run(&engine, signer.as_ref(), args).map_err(Failure::Runtime)
         }
         Command::Run { config: path, brokers, group, state, http, load, tail } => {
             let config = Config::load(path.as_deref())?;

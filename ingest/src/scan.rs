@@ -7,6 +7,11 @@
 //! each file are checkpointed to RocksDB (every 100,000 lines and at the end); a
 //! later scan of the same files resumes where that one stopped, and a scan of new
 //! files continues with the state the previous one left.
+//!
+//! State is held to `state.memory_budget_mb` and `state.tenant_key_quota` like one
+//! partition of `warden run`: cold keys spill to the `--state` store, or without
+//! one to a RocksDB in a temporary directory made on the first spill and removed
+//! at exit.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekFrom, Write};
@@ -15,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use warden_detectors::state::rocks::RocksStore;
+use warden_detectors::state::limits::Limits;
+use warden_detectors::state::rocks::{RocksSpill, RocksStore};
+use warden_detectors::state::spill::{self, Spill, SpillError, SpillKey, Visit};
 use warden_detectors::state::{Checkpoint, StateStore};
 use warden_detectors::{Engine, Outcome, PartitionState, Tally};
 use warden_schemas::output::{DeadLetter, DLQ_SCHEMA};
@@ -34,6 +41,8 @@ pub struct ScanArgs {
     pub inputs: Vec<String>,
     /// `--state DIR`.
     pub state_dir: Option<PathBuf>,
+    /// Memory budget and tenant quota.
+    pub limits: Limits,
 }
 
 /// Where a scan stopped in each file (the checkpointed position).
@@ -68,10 +77,19 @@ pub fn run(engine: &Engine, signer: Option<&Signer>, args: ScanArgs) -> Result<(
     };
     let mut state = engine.new_state();
     let mut position = Position::default();
+    match &store {
+        Some(store) => {
+            let spill = store.spill(SCAN_PARTITION).context("cannot open the spill store")?;
+            state.attach_spill(spill::shared(spill), args.limits);
+        }
+        None => state.attach_spill(spill::shared(TempSpill::default()), args.limits),
+    }
+    let mut spilled_on_restore = 0;
     if let Some(store) = &store {
         state.set_track_changes(true);
         if let Some(stored) = store.read_checkpoint(SCAN_PARTITION).context("cannot read the scan checkpoint")? {
             state.restore(engine.rules(), &stored).context("the scan checkpoint is corrupt")?;
+            spilled_on_restore = state.enforce_limits() as u64;
             position = serde_json::from_slice(&stored.position).unwrap_or_default();
         }
     }
@@ -83,7 +101,7 @@ pub fn run(engine: &Engine, signer: Option<&Signer>, args: ScanArgs) -> Result<(
         signer,
         state: &mut state,
         store: store.as_ref(),
-        tally: Tally::default(),
+        tally: Tally { quota_exceeded: spilled_on_restore, ..Tally::default() },
         counts: Counts::default(),
         records: Vec::new(),
         progress: io::stderr().is_terminal().then(Instant::now),
@@ -243,6 +261,63 @@ impl Scan<'_> {
             secs,
             events as f64 / secs.max(1e-9)
         );
+        let usage = self.state.usage(self.engine.rules());
+        let keys: usize = usage.keys_by_detector.iter().sum();
+        eprintln!(
+            "warden scan: state at the end: {keys} keys in memory (~{} MiB), {} spilled to RocksDB; {} spills over the scan",
+            usage.bytes >> 20,
+            usage.spilled_keys,
+            self.tally.quota_exceeded
+        );
+    }
+}
+
+/// Spill space for a scan without `--state`: a RocksDB in a temporary directory,
+/// made on the first spill (most scans never spill) and removed when dropped.
+#[derive(Debug, Default)]
+struct TempSpill {
+    /// The store, then the directory: dropped in that order.
+    open: Option<(RocksSpill, tempfile::TempDir)>,
+}
+
+impl TempSpill {
+    fn store(&mut self) -> Result<&mut RocksSpill, SpillError> {
+        if self.open.is_none() {
+            let dir =
+                tempfile::Builder::new().prefix("warden-spill-").tempdir().map_err(|e| SpillError(e.to_string()))?;
+            let store = RocksStore::open(dir.path()).map_err(|e| SpillError(e.to_string()))?;
+            let spill = store.spill(SCAN_PARTITION).map_err(|e| SpillError(e.to_string()))?;
+            self.open = Some((spill, dir));
+        }
+        match &mut self.open {
+            Some((spill, _)) => Ok(spill),
+            None => Err(SpillError("no spill store".into())),
+        }
+    }
+}
+
+impl Spill for TempSpill {
+    fn put_many(&mut self, tag: u8, records: &mut [(SpillKey, Vec<u8>)]) -> Result<(), SpillError> {
+        self.store()?.put_many(tag, records)
+    }
+
+    fn get(&mut self, tag: u8, key: SpillKey) -> Result<Option<Vec<u8>>, SpillError> {
+        match &mut self.open {
+            Some((spill, _)) => spill.get(tag, key),
+            None => Ok(None),
+        }
+    }
+
+    fn remove_through(
+        &mut self,
+        tag: u8,
+        watermark: warden_detectors::EventTime,
+        visit: Option<Visit<'_>>,
+    ) -> Result<(), SpillError> {
+        match &mut self.open {
+            Some((spill, _)) => spill.remove_through(tag, watermark, visit),
+            None => Ok(()),
+        }
     }
 }
 

@@ -137,6 +137,8 @@ pub struct Metrics {
     pub state_keys: Family<DetectorLabel, Gauge>,
     /// `warden_state_bytes`.
     pub state_bytes: Gauge,
+    /// `warden_state_spilled_keys`.
+    pub state_spilled_keys: Gauge,
     /// `warden_quota_exceeded_total`.
     pub quota_exceeded: Counter,
     /// `warden_checkpoint_seconds`.
@@ -191,6 +193,7 @@ impl Metrics {
             process_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 17)),
             state_keys: Family::default(),
             state_bytes: Gauge::default(),
+            state_spilled_keys: Gauge::default(),
             quota_exceeded: Counter::default(),
             // 1 ms .. ~32 s.
             checkpoint_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -231,6 +234,7 @@ impl Metrics {
         );
         registry.register("state_keys", "Keys held in memory, by detector", m.state_keys.clone());
         registry.register("state_bytes", "Approximate bytes of in-memory state", m.state_bytes.clone());
+        registry.register("state_spilled_keys", "Keys spilled out of memory to RocksDB", m.state_spilled_keys.clone());
         registry.register(
             "quota_exceeded",
             "State keys spilled because a budget or tenant quota was hit",

@@ -82,6 +82,8 @@ pub struct Settings {
     pub exactly_once: bool,
     /// The consumer group (names transactional ids).
     pub group: String,
+    /// Memory budget and tenant quota (`[state]`).
+    pub state: crate::config::StateConfig,
 }
 
 /// What every part of the pipeline shares.
@@ -144,6 +146,11 @@ impl Shared {
         let ready = self.assigned.load(Ordering::SeqCst) > 0 && self.restoring.load(Ordering::SeqCst) == 0;
         self.ready.store(ready, Ordering::SeqCst);
         self.metrics.ready.set(i64::from(ready));
+    }
+
+    /// One partition's limits: an even share of the budget among those assigned.
+    pub fn partition_limits(&self) -> warden_detectors::state::limits::Limits {
+        self.settings.state.limits(self.assigned.load(Ordering::SeqCst))
     }
 
     /// A partition was assigned; its state is being restored.
@@ -245,6 +252,7 @@ async fn run_async(
         tenant_labels: config.metrics.tenant_labels,
         exactly_once: config.processing.guarantee == "exactly_once",
         group: group.clone(),
+        state: config.state.clone(),
     };
     let shared = Arc::new(Shared {
         engine: RwLock::new((0, Arc::new(engine))),

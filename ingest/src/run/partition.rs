@@ -213,7 +213,7 @@ pub async fn run(
         rewind_to: None,
         committed: plan.warm_until,
         last_commit: None,
-        state: engine_state(&shared),
+        state: shared.engine().new_state(),
         clock: shared.registry.clock(&name),
         shared: shared.clone(),
         name,
@@ -232,8 +232,7 @@ pub async fn run(
         full_snapshot: false,
         usage: Usage::default(),
     };
-    task.state.set_track_changes(true);
-    task.state.visitors.per_tenant = shared.settings.tenant_labels;
+    prepare_state(&shared, &task.name, &mut task.state);
     if plan.restore {
         task.restore().await;
         // The checkpoint at S was written after its outputs were acknowledged, so S
@@ -290,6 +289,7 @@ pub async fn run(
             }
             batch = rx.recv(), if task.pending.len() < MAX_PENDING => match batch {
                 Some(batch) => {
+                    task.state.set_limits(task.shared.partition_limits());
                     for input in batch {
                         task.process(input).await;
                     }
@@ -303,9 +303,18 @@ pub async fn run(
     }
 }
 
-/// A fresh state laid out for the current engine.
-fn engine_state(shared: &Shared) -> PartitionState {
-    shared.engine().new_state()
+/// Readies a state for this partition: change tracking for checkpoints, tenant
+/// visitor estimates if asked, and a spill store emptied for it (a new state has
+/// spilled nothing), held to this partition's share of the memory budget.
+fn prepare_state(shared: &Shared, name: &str, state: &mut PartitionState) {
+    state.set_track_changes(true);
+    state.visitors.per_tenant = shared.settings.tenant_labels;
+    match shared.store.spill(name) {
+        Ok(spill) => state.attach_spill(warden_detectors::state::spill::shared(spill), shared.partition_limits()),
+        Err(e) => {
+            tracing::error!(partition = name, error = %e, "cannot open the spill store; this partition's state is not held to the memory budget")
+        }
+    }
 }
 
 impl Task {
@@ -324,8 +333,7 @@ impl Task {
                 engine.new_state()
             }
         };
-        fresh.set_track_changes(true);
-        fresh.visitors.per_tenant = self.shared.settings.tenant_labels;
+        prepare_state(&self.shared, &self.name, &mut fresh);
         self.state = fresh;
         self.full_snapshot = true;
         self.engine = engine;
@@ -344,9 +352,10 @@ impl Task {
                 if let Err(e) = self.state.restore(engine.rules(), &stored) {
                     tracing::error!(partition = self.name, error = %e, "checkpoint is corrupt; continuing without its state");
                     self.state = engine.new_state();
-                    self.state.set_track_changes(true);
+                    prepare_state(&self.shared, &self.name, &mut self.state);
                     self.full_snapshot = true;
                 }
+                self.tally.quota_exceeded += self.state.enforce_limits() as u64;
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::error!(partition = self.name, error = %e, "cannot read the checkpoint"),
@@ -703,8 +712,7 @@ impl Task {
         self.unacked.clear();
         self.sealed = None;
         self.state = self.engine.new_state();
-        self.state.set_track_changes(true);
-        self.state.visitors.per_tenant = self.shared.settings.tenant_labels;
+        prepare_state(&self.shared, &self.name, &mut self.state);
         self.shared.registry.forget_partition(&self.name);
         self.restore().await;
         let base = read_position(&self.shared, &self.name).or(self.base);
@@ -729,6 +737,7 @@ impl Task {
             }
         }
         m.state_bytes.inc_by(now.bytes as i64 - self.usage.bytes as i64);
+        m.state_spilled_keys.inc_by(now.spilled_keys as i64 - self.usage.spilled_keys as i64);
         self.usage = now;
         let mut all = self.shared.visitors.lock().unwrap_or_else(|e| e.into_inner());
         all.all.merge(&self.state.visitors.all);

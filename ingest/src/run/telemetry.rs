@@ -55,6 +55,7 @@ pub fn export(m: &Metrics, rules: &Rules, t: &Tally) {
     }
     m.late_events.inc_by(t.late_events);
     m.future_events.inc_by(t.future_events);
+    m.quota_exceeded.inc_by(t.quota_exceeded);
 }
 
 /// Pre-creates the label sets dashboards expect to see at zero.
