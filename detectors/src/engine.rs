@@ -23,6 +23,8 @@ use crate::{EventTime, Verdict};
 
 /// How often (in event time) expired state is swept out.
 const SWEEP_EVERY_MS: i64 = 60_000;
+/// Keys a detector-table sweep may visit per event since the last one.
+const SWEEP_KEYS_PER_EVENT: usize = 32;
 /// Consecutive far-future events that, together, move the watermark anyway: a
 /// whole partition jumping ahead is a real gap in traffic, not one bad clock.
 const FUTURE_QUORUM: u32 = 8;
@@ -129,6 +131,8 @@ pub struct PartitionState {
     pub(crate) limits: Option<crate::state::limits::Limits>,
     /// Events since the limits were last checked.
     since_limit_check: u32,
+    /// Events since the detector tables were last swept.
+    since_sweep: usize,
 }
 
 /// HyperLogLog estimates of distinct visitors, overall and (when asked) per tenant.
@@ -245,16 +249,23 @@ impl PartitionState {
     /// Drops all state whose horizon the watermark has passed.
     pub fn evict(&mut self) -> usize {
         let w = self.clock.watermark;
-        let t = &mut self.tables;
-        t.windows.evict(w)
-            + t.counters.evict(w)
-            + t.seen.evict(w)
-            + t.replay.evict(w)
-            + t.history.evict(w)
-            + t.distinct.evict(w)
-            + t.budgets.evict(w)
-            + self.decide.in_force.evict(w)
-            + self.decide.alerts.evict(w)
+        self.tables.evict(w) + self.decide.in_force.evict(w) + self.decide.alerts.evict(w)
+    }
+
+    /// The periodic sweep. The decide tables are small and swept every time; a
+    /// pass over the detector tables costs one visit per key, so it waits until
+    /// at least a [`SWEEP_KEYS_PER_EVENT`]th of their keys' worth of events came
+    /// since the last one (when event time runs fast, as in a replay, a sweep
+    /// every minute of it would cost more than the events). Lookups already treat
+    /// due entries as absent, so when a sweep runs never changes an output.
+    fn sweep(&mut self) {
+        let w = self.clock.watermark;
+        self.decide.in_force.evict(w);
+        self.decide.alerts.evict(w);
+        if self.since_sweep >= self.tables.len() / SWEEP_KEYS_PER_EVENT {
+            self.tables.evict(w);
+            self.since_sweep = 0;
+        }
     }
 }
 
@@ -362,6 +373,8 @@ impl Engine {
             tally.field_error(f);
         }
         let tick = state.clock.observe(event.ts, self.rules.lateness_ms, self.rules.future_tolerance_ms);
+        state.tables.set_watermark(state.clock.watermark);
+        state.since_sweep += 1;
         tally.late_events += u64::from(tick.late);
         tally.future_events += u64::from(tick.future);
         if let Body::Webhook(w) = &event.body {
@@ -382,7 +395,7 @@ impl Engine {
         }
         decider.close_buckets(watermark, false, &mut state.decide, out, tally);
         if watermark >= state.clock.next_sweep {
-            state.evict();
+            state.sweep();
             state.clock.next_sweep = watermark.saturating_add(SWEEP_EVERY_MS);
         }
         if state.limits.is_some() {

@@ -91,7 +91,9 @@ fn main() {
 
     // 1. Calibrate. (a) Pre-load flat out for CALIBRATE_SECS, then time warden
     //    draining that backlog alone: its catch-up rate. (b) Live steps: produce at
-    //    rising fractions of it for 6 s each; the highest at which the lag stays
+    //    rising fractions of it for STEP_SECS each (default: a 30th of the soak,
+    //    6 to 20 s, since a broker that slows as it fills shows only over longer
+    //    steps); the highest at which the lag stays
     //    under 1 s of input is the maximum warden sustains while sharing the
     //    machine with the broker and the producer. The stream's event-time pacing
     //    uses a guess of the rate (it is fixed before the first event), so "24 h
@@ -115,11 +117,12 @@ fn main() {
     }
     let catch_up = (sent as f64 - drain_from.1) / drain_from.0.elapsed().as_secs_f64().max(1e-3);
     let mut max_rate = 0.0;
+    let step_secs = env_num("STEP_SECS", (secs / 30.0).clamp(6.0, 20.0));
     for step in [0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9] {
         let r = catch_up * step;
         let t = Instant::now();
         let base = sent;
-        while t.elapsed() < Duration::from_secs(6) {
+        while t.elapsed() < Duration::from_secs_f64(step_secs) {
             let due = base + (t.elapsed().as_secs_f64() * r) as u64;
             while sent < due && g.next_into(&mut line) {
                 send(&p, &line);

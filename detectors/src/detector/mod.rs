@@ -52,6 +52,46 @@ pub struct Tables {
     pub budgets: Table<Budget>,
 }
 
+impl Tables {
+    /// Tells every table the watermark: entries due by it are absent to lookups.
+    pub fn set_watermark(&mut self, watermark: EventTime) {
+        self.windows.set_watermark(watermark);
+        self.counters.set_watermark(watermark);
+        self.seen.set_watermark(watermark);
+        self.replay.set_watermark(watermark);
+        self.history.set_watermark(watermark);
+        self.distinct.set_watermark(watermark);
+        self.budgets.set_watermark(watermark);
+    }
+
+    /// Keys held in memory, all tables.
+    pub fn len(&self) -> usize {
+        self.windows.len()
+            + self.counters.len()
+            + self.seen.len()
+            + self.replay.len()
+            + self.history.len()
+            + self.distinct.len()
+            + self.budgets.len()
+    }
+
+    /// True when no table holds a key in memory.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every entry due at `watermark`; returns how many.
+    pub fn evict(&mut self, watermark: EventTime) -> usize {
+        self.windows.evict(watermark)
+            + self.counters.evict(watermark)
+            + self.seen.evict(watermark)
+            + self.replay.evict(watermark)
+            + self.history.evict(watermark)
+            + self.distinct.evict(watermark)
+            + self.budgets.evict(watermark)
+    }
+}
+
 /// Per-event scratch space, reused so the hot path does not allocate.
 #[derive(Debug, Default)]
 pub struct Scratch {

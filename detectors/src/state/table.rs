@@ -10,6 +10,11 @@
 //! ([`Table::attach_spill`]), [`Table::spill_coldest`] moves the least recently used
 //! entries out of memory and every lookup reads a spilled key back first (see
 //! [`cold`]), so a spilled table answers exactly as an unspilled one.
+//!
+//! A table told the watermark ([`Table::set_watermark`]) treats an entry past its
+//! eviction time as absent on lookup, as if a sweep had just run: what it answers
+//! then never depends on when [`Table::evict`] last ran, so sweeps only reclaim
+//! memory and may run as rarely as that allows.
 
 mod cold;
 
@@ -39,6 +44,8 @@ pub struct Table<V> {
     tick: u32,
     /// Spilled entries; `None` until a spill store is attached.
     cold: Option<Box<Cold>>,
+    /// Entries due at or before this are absent to lookups (`None`: never set).
+    expired_through: Option<EventTime>,
 }
 
 /// Keys held, kept as keys come and go so gauges and quotas never need a pass.
@@ -124,6 +131,7 @@ impl<V> Default for Table<V> {
             floor: EventTime::MAX,
             tick: 0,
             cold: None,
+            expired_through: None,
         }
     }
 }
@@ -132,6 +140,11 @@ impl<V> Table<V> {
     /// Turns change tracking on or off (on only when something checkpoints).
     pub fn set_track_changes(&mut self, on: bool) {
         self.track_changes = on;
+    }
+
+    /// From now on, entries due at or before `watermark` are absent to lookups.
+    pub fn set_watermark(&mut self, watermark: EventTime) {
+        self.expired_through = Some(watermark);
     }
 
     /// Number of keys held in memory.
@@ -180,26 +193,41 @@ impl<V> Table<V> {
 }
 
 impl<V: Encode + Decode> Table<V> {
-    /// The entry for `key`, if any; reads it back if it was spilled.
+    /// The entry for `key`, if any and not expired; reads it back if it was spilled.
     pub fn get(&mut self, key: &[u8]) -> Option<&V> {
         self.tick = self.tick.wrapping_add(1);
         self.read_back_if_spilled(key);
+        let expired_through = self.expired_through;
         let slot = self.map.get_mut(key)?;
+        if expired_through.is_some_and(|w| slot.evict_at <= w) {
+            return None;
+        }
         slot.touched = self.tick;
         Some(&slot.value)
     }
 
-    /// The entry for `key`, created with `init` if absent; marks it changed.
-    /// The caller sets the new eviction time with the returned handle.
+    /// The entry for `key`, created with `init` if absent or expired; marks it
+    /// changed. The caller sets the new eviction time with the returned handle.
     pub fn entry(&mut self, key: &[u8], init: impl FnOnce() -> V) -> EntryMut<'_, V> {
+        use hashbrown::hash_map::EntryRef;
         self.tick = self.tick.wrapping_add(1);
         self.read_back_if_spilled(key);
-        let Table { map, changed, track_changes, counts, floor, tick, .. } = self;
+        let Table { map, changed, track_changes, counts, floor, tick, expired_through, .. } = self;
         // One hash and probe; the key is copied only when it is new.
-        let slot = map.entry_ref(key).or_insert_with(|| {
-            counts.add(key);
-            Slot { value: init(), evict_at: EventTime::MIN, touched: 0, changed: false }
-        });
+        let slot = match map.entry_ref(key) {
+            EntryRef::Occupied(o) => {
+                let slot = o.into_mut();
+                if expired_through.is_some_and(|w| slot.evict_at <= w) {
+                    slot.value = init();
+                    slot.evict_at = EventTime::MIN;
+                }
+                slot
+            }
+            EntryRef::Vacant(v) => {
+                counts.add(key);
+                v.insert(Slot { value: init(), evict_at: EventTime::MIN, touched: 0, changed: false })
+            }
+        };
         slot.touched = *tick;
         if *track_changes && !slot.changed {
             slot.changed = true;
@@ -367,6 +395,18 @@ mod tests {
         assert_eq!(t.evict(86_400_000), 1);
         assert!(t.is_empty());
         assert_eq!(t.floor, EventTime::MAX);
+    }
+
+    #[test]
+    fn told_the_watermark_a_due_entry_is_absent_before_any_sweep() {
+        let mut t: Table<i64> = Table::default();
+        t.entry(b"k", || 1).keep_until(100);
+        t.set_watermark(99);
+        assert_eq!(t.get(b"k"), Some(&1));
+        t.set_watermark(100);
+        assert_eq!(t.get(b"k"), None, "due at 100: gone to lookups");
+        assert_eq!(*t.entry(b"k", || 7).value(), 7, "and created afresh");
+        assert_eq!(t.len(), 1, "no sweep ran; the slot was reused");
     }
 
     #[test]

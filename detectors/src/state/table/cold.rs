@@ -96,6 +96,10 @@ impl Cold {
             }
             keep
         });
+        // Nothing was ever written: no store call (sweeps are frequent).
+        if self.stats.spilled == 0 {
+            return 0;
+        }
         // The checkpoint knows entries by key, so a tracked table lists the keys of
         // the records it drops (a record already read back is listed too; the
         // checkpoint then writes whatever the table holds for that key).
@@ -234,6 +238,12 @@ impl<V: Encode + Decode> Table<V> {
     pub(super) fn read_back_if_spilled(&mut self, key: &[u8]) {
         let Some(cold) = self.cold.as_deref_mut() else { return };
         if cold.index.is_empty() || self.map.contains_key(key) {
+            return;
+        }
+        // Past its time, a spilled entry is as good as gone: no read.
+        let hash = key_hash(key);
+        if cold.index.get(&hash).is_some_and(|&at| self.expired_through.is_some_and(|w| at <= w)) {
+            cold.index.remove(&hash);
             return;
         }
         let Ok(Some((hash, record))) = cold.record_of(key) else { return };
