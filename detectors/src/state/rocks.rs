@@ -53,22 +53,25 @@ fn partition_prefix(partition: &str) -> Vec<u8> {
     p
 }
 
-/// Memtable size per column family. RocksDB's 64 MiB default, twice over per
-/// family, would dwarf a small state budget; this keeps the store's memory to a
-/// few tens of MiB outside the budget (docs/scaling.md, "Memory").
-const WRITE_BUFFER_BYTES: usize = 8 << 20;
+/// Memtable size of the checkpoint column family: RocksDB's default, since every
+/// checkpoint writes a batch of changed keys and smaller memtables mean more
+/// flushes and compactions (the soak lost a third of its rate at 8 MiB).
+const STATE_WRITE_BUFFER_BYTES: usize = 64 << 20;
+/// Memtable size of the spill and offsets column families: spilling happens when
+/// memory is short, so its buffers stay small.
+const SMALL_WRITE_BUFFER_BYTES: usize = 16 << 20;
 /// Block cache shared by every column family.
 const BLOCK_CACHE_BYTES: usize = 16 << 20;
 
-/// Options of one column family: small memtables, the shared cache, a Bloom
+/// Options of one column family: its memtable size, the shared cache, a Bloom
 /// filter (a spilled key is read back by a point lookup).
-fn cf_options(cache: &rocksdb::Cache, compression: rocksdb::DBCompressionType) -> Options {
+fn cf_options(cache: &rocksdb::Cache, write_buffer: usize, compression: rocksdb::DBCompressionType) -> Options {
     let mut table = rocksdb::BlockBasedOptions::default();
     table.set_block_cache(cache);
     table.set_bloom_filter(10.0, false);
     let mut opts = Options::default();
     opts.set_block_based_table_factory(&table);
-    opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+    opts.set_write_buffer_size(write_buffer);
     opts.set_max_write_buffer_number(2);
     opts.set_compression_type(compression);
     opts
@@ -82,12 +85,16 @@ impl RocksStore {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
-        let cfs = [(CF_STATE, Lz4), (CF_OFFSETS, Plain), (CF_SPILL, Plain)]
-            .map(|(name, compression)| ColumnFamilyDescriptor::new(name, cf_options(&cache, compression)));
+        let cfs = [
+            (CF_STATE, STATE_WRITE_BUFFER_BYTES, Lz4),
+            (CF_OFFSETS, SMALL_WRITE_BUFFER_BYTES, Plain),
+            (CF_SPILL, SMALL_WRITE_BUFFER_BYTES, Plain),
+        ]
+        .map(|(name, buffer, compression)| ColumnFamilyDescriptor::new(name, cf_options(&cache, buffer, compression)));
         let mut db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         // Spilled entries of an earlier process belong to states that no longer exist.
         db.drop_cf(CF_SPILL)?;
-        db.create_cf(CF_SPILL, &cf_options(&cache, Plain))?;
+        db.create_cf(CF_SPILL, &cf_options(&cache, SMALL_WRITE_BUFFER_BYTES, Plain))?;
         Ok(RocksStore { db: Arc::new(db) })
     }
 
