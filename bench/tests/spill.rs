@@ -32,11 +32,11 @@ fn run(engine: &Engine, state: &mut PartitionState) -> (Vec<String>, Tally, usiz
         let source = Provenance::File { file: "gen".into(), line: n };
         engine.handle_bytes(line.as_bytes(), &source, state, &mut out, &mut tally);
         records.extend(out.drain(..).map(|r| r.to_json()));
-        if n % 5_000 == 0 {
+        if n.is_multiple_of(5_000) {
             // As a checkpoint would; spilled changes are read from the store.
             state.take_changes(engine.rules(), false);
         }
-        if n % u64::from(Limits::CHECK_EVERY) == 0 {
+        if n.is_multiple_of(u64::from(Limits::CHECK_EVERY)) {
             peak = peak.max(state.approx_bytes());
         }
     }

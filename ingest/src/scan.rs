@@ -88,8 +88,8 @@ pub fn run(engine: &Engine, signer: Option<&Signer>, args: ScanArgs) -> Result<(
     if let Some(store) = &store {
         state.set_track_changes(true);
         if let Some(stored) = store.read_checkpoint(SCAN_PARTITION).context("cannot read the scan checkpoint")? {
-            state.restore(engine.rules(), &stored).context("the scan checkpoint is corrupt")?;
-            spilled_on_restore = state.enforce_limits() as u64;
+            spilled_on_restore =
+                state.restore(engine.rules(), &stored).context("the scan checkpoint is corrupt")? as u64;
             position = serde_json::from_slice(&stored.position).unwrap_or_default();
         }
     }

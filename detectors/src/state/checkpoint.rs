@@ -129,11 +129,17 @@ impl PartitionState {
     }
 
     /// Rebuilds a state from a stored partition.
-    pub fn restore(&mut self, rules: &Rules, stored: &StoredPartition) -> Result<(), CodecError> {
-        for (tag, key, value) in &stored.entries {
+    /// With a spill store attached, the state is held to its limits as it fills
+    /// (a checkpoint may hold more than the budget); returns how many keys spilled.
+    pub fn restore(&mut self, rules: &Rules, stored: &StoredPartition) -> Result<usize, CodecError> {
+        let mut spilled = 0;
+        for (i, (tag, key, value)) in stored.entries.iter().enumerate() {
             self.restore_entry(rules, *tag, key, value)?;
+            if i % 65_536 == 65_535 {
+                spilled += self.enforce_limits();
+            }
         }
-        Ok(())
+        Ok(spilled + self.enforce_limits())
     }
 }
 

@@ -348,15 +348,15 @@ impl Task {
         let stored = tokio::task::spawn_blocking(move || store.read_checkpoint(&name)).await;
         let engine = self.engine.clone();
         match stored {
-            Ok(Ok(Some(stored))) => {
-                if let Err(e) = self.state.restore(engine.rules(), &stored) {
+            Ok(Ok(Some(stored))) => match self.state.restore(engine.rules(), &stored) {
+                Ok(spilled) => self.tally.quota_exceeded += spilled as u64,
+                Err(e) => {
                     tracing::error!(partition = self.name, error = %e, "checkpoint is corrupt; continuing without its state");
                     self.state = engine.new_state();
                     prepare_state(&self.shared, &self.name, &mut self.state);
                     self.full_snapshot = true;
                 }
-                self.tally.quota_exceeded += self.state.enforce_limits() as u64;
-            }
+            },
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::error!(partition = self.name, error = %e, "cannot read the checkpoint"),
             Err(e) => tracing::error!(partition = self.name, error = %e, "restore task failed"),
