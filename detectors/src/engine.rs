@@ -15,7 +15,7 @@ use crate::detector::replay::Replay;
 use crate::detector::spam::Spam;
 use crate::detector::spoofing::Spoofing;
 use crate::detector::tool_policy::ToolPolicy;
-use crate::detector::{Cx, Scratch, Tables};
+use crate::detector::{Cx, Scratch, Tables, LAYOUT};
 use crate::rules::Rules;
 use crate::tally::Tally;
 use crate::text;
@@ -165,14 +165,7 @@ impl std::fmt::Debug for Visitors {
 impl PartitionState {
     /// Turns change tracking on (for checkpoints) in every table.
     pub fn set_track_changes(&mut self, on: bool) {
-        let t = &mut self.tables;
-        t.windows.set_track_changes(on);
-        t.counters.set_track_changes(on);
-        t.seen.set_track_changes(on);
-        t.replay.set_track_changes(on);
-        t.history.set_track_changes(on);
-        t.distinct.set_track_changes(on);
-        t.budgets.set_track_changes(on);
+        self.tables.each_mut().into_iter().for_each(|t| t.set_track_changes(on));
         self.decide.in_force.set_track_changes(on);
         self.decide.alerts.set_track_changes(on);
     }
@@ -200,17 +193,10 @@ impl PartitionState {
         use crate::verdict::Signal;
         let mut u = Usage::default();
         let slot = |d: DetectorKind| DetectorKind::ALL.iter().position(|x| *x == d).unwrap_or(0);
-        let t = &self.tables;
+        let tables = self.tables.each();
         for rule in &rules.rules {
             let i = rule.id.0 as usize;
-            let n = t.windows.count_of(i)
-                + t.counters.count_of(i)
-                + t.seen.count_of(i)
-                + t.replay.count_of(i)
-                + t.history.count_of(i)
-                + t.distinct.count_of(i)
-                + t.budgets.count_of(i)
-                + self.decide.in_force.count_of(i);
+            let n = tables.iter().map(|t| t.count_of(i)).sum::<usize>() + self.decide.in_force.count_of(i);
             u.keys_by_detector[slot(rule.detector)] += n;
         }
         for (i, signal) in Signal::ALL.iter().enumerate() {
@@ -222,28 +208,14 @@ impl PartitionState {
             u.keys_by_detector[slot(detector)] += self.decide.alerts.count_of(i);
         }
         u.bytes = self.approx_bytes();
-        u.spilled_keys = t.windows.spilled_len()
-            + t.counters.spilled_len()
-            + t.seen.spilled_len()
-            + t.replay.spilled_len()
-            + t.history.spilled_len()
-            + t.distinct.spilled_len()
-            + t.budgets.spilled_len();
+        u.spilled_keys = tables.iter().map(|t| t.spilled_len()).sum();
         u
     }
 
     /// Approximate bytes of in-memory state; value heaps are estimated ([`heap`]).
     pub fn approx_bytes(&self) -> usize {
-        let t = &self.tables;
-        t.windows.approx_bytes(heap::WINDOW)
-            + t.counters.approx_bytes(0)
-            + t.seen.approx_bytes(0)
-            + t.replay.approx_bytes(0)
-            + t.history.approx_bytes(heap::HISTORY)
-            + t.distinct.approx_bytes(heap::DISTINCT)
-            + t.budgets.approx_bytes(0)
-            + self.decide.in_force.approx_bytes(0)
-            + self.decide.alerts.approx_bytes(heap::ALERT)
+        let detector: usize = self.tables.each().iter().zip(LAYOUT).map(|(t, (_, heap))| t.approx_bytes(heap)).sum();
+        detector + self.decide.in_force.approx_bytes(0) + self.decide.alerts.approx_bytes(heap::ALERT)
     }
 
     /// Drops all state whose horizon the watermark has passed.

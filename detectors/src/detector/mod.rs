@@ -24,7 +24,7 @@ use warden_schemas::json::Value;
 
 use crate::rules::{Exempt, KeyField, Rule};
 use crate::state::keys::KeyBuf;
-use crate::state::table::Table;
+use crate::state::table::{AnyTable, Table};
 use crate::state::values::{Budget, Counter, Seen};
 use crate::text::Normalized;
 use crate::window::{DistinctSet, RecentCalls, SlidingWindow};
@@ -52,27 +52,49 @@ pub struct Tables {
     pub budgets: Table<Budget>,
 }
 
+/// Each detector table's store tag and estimate of a value's heap (for
+/// [`crate::engine::Usage::bytes`]), in [`Tables::each`] order.
+pub const LAYOUT: [(u8, usize); 7] = {
+    use crate::engine::heap;
+    use crate::state::checkpoint::tag;
+    [
+        (tag::WINDOWS, heap::WINDOW),
+        (tag::COUNTERS, 0),
+        (tag::SEEN, 0),
+        (tag::REPLAY, 0),
+        (tag::HISTORY, heap::HISTORY),
+        (tag::DISTINCT, heap::DISTINCT),
+        (tag::BUDGETS, 0),
+    ]
+};
+
 impl Tables {
+    /// Every table, in [`LAYOUT`] order.
+    pub fn each(&self) -> [&dyn AnyTable; 7] {
+        [&self.windows, &self.counters, &self.seen, &self.replay, &self.history, &self.distinct, &self.budgets]
+    }
+
+    /// Every table, mutably, in [`LAYOUT`] order.
+    pub fn each_mut(&mut self) -> [&mut dyn AnyTable; 7] {
+        [
+            &mut self.windows,
+            &mut self.counters,
+            &mut self.seen,
+            &mut self.replay,
+            &mut self.history,
+            &mut self.distinct,
+            &mut self.budgets,
+        ]
+    }
+
     /// Tells every table the watermark: entries due by it are absent to lookups.
     pub fn set_watermark(&mut self, watermark: EventTime) {
-        self.windows.set_watermark(watermark);
-        self.counters.set_watermark(watermark);
-        self.seen.set_watermark(watermark);
-        self.replay.set_watermark(watermark);
-        self.history.set_watermark(watermark);
-        self.distinct.set_watermark(watermark);
-        self.budgets.set_watermark(watermark);
+        self.each_mut().into_iter().for_each(|t| t.set_watermark(watermark));
     }
 
     /// Keys held in memory, all tables.
     pub fn len(&self) -> usize {
-        self.windows.len()
-            + self.counters.len()
-            + self.seen.len()
-            + self.replay.len()
-            + self.history.len()
-            + self.distinct.len()
-            + self.budgets.len()
+        self.each().iter().map(|t| t.len()).sum()
     }
 
     /// True when no table holds a key in memory.
@@ -82,13 +104,7 @@ impl Tables {
 
     /// Drops every entry due at `watermark`; returns how many.
     pub fn evict(&mut self, watermark: EventTime) -> usize {
-        self.windows.evict(watermark)
-            + self.counters.evict(watermark)
-            + self.seen.evict(watermark)
-            + self.replay.evict(watermark)
-            + self.history.evict(watermark)
-            + self.distinct.evict(watermark)
-            + self.budgets.evict(watermark)
+        self.each_mut().into_iter().map(|t| t.evict(watermark)).sum()
     }
 }
 

@@ -8,10 +8,8 @@
 //! every table gives up its coldest keys in proportion to its size. Only detector
 //! tables spill: records in force and alert buckets are few and are iterated.
 
-use super::checkpoint::tag;
-use super::codec::{Decode, Encode};
 use super::spill::SharedSpill;
-use super::table::Table;
+use crate::detector::LAYOUT;
 use crate::PartitionState;
 
 /// How much memory a partition's state may use, and how many in-memory keys one
@@ -37,60 +35,12 @@ impl Limits {
     pub const CHECK_EVERY: u32 = 1024;
 }
 
-/// A detector table, seen only as something that can spill.
-trait Spillable {
-    fn len(&self) -> usize;
-    fn bytes(&self, heap_per_value: usize) -> usize;
-    fn spill(&mut self, n: usize, tenant: Option<&[u8]>) -> usize;
-    fn tenant_counts(&self, into: &mut Vec<(Vec<u8>, usize)>);
-    fn tenant_count(&self, scope: &[u8]) -> usize;
-}
-
-impl<V: Encode + Decode> Spillable for Table<V> {
-    fn len(&self) -> usize {
-        Table::len(self)
-    }
-    fn bytes(&self, heap_per_value: usize) -> usize {
-        self.approx_bytes(heap_per_value)
-    }
-    fn spill(&mut self, n: usize, tenant: Option<&[u8]>) -> usize {
-        self.spill_coldest(n, tenant)
-    }
-    fn tenant_counts(&self, into: &mut Vec<(Vec<u8>, usize)>) {
-        into.extend(Table::tenant_counts(self).map(|(k, n)| (k.to_vec(), n)));
-    }
-    fn tenant_count(&self, scope: &[u8]) -> usize {
-        Table::tenant_count(self, scope)
-    }
-}
-
 impl PartitionState {
-    /// The detector tables that spill, each with the estimate of a value's heap
-    /// used in [`PartitionState::usage`].
-    fn spillable(&mut self) -> [(&mut dyn Spillable, usize); 7] {
-        use crate::engine::heap;
-        let t = &mut self.tables;
-        [
-            (&mut t.windows, heap::WINDOW),
-            (&mut t.counters, 0),
-            (&mut t.seen, 0),
-            (&mut t.replay, 0),
-            (&mut t.history, heap::HISTORY),
-            (&mut t.distinct, heap::DISTINCT),
-            (&mut t.budgets, 0),
-        ]
-    }
-
     /// Lets the detector tables spill to `store` and holds them to `limits`.
     pub fn attach_spill(&mut self, store: SharedSpill, limits: Limits) {
-        let t = &mut self.tables;
-        t.windows.attach_spill(tag::WINDOWS, store.clone());
-        t.counters.attach_spill(tag::COUNTERS, store.clone());
-        t.seen.attach_spill(tag::SEEN, store.clone());
-        t.replay.attach_spill(tag::REPLAY, store.clone());
-        t.history.attach_spill(tag::HISTORY, store.clone());
-        t.distinct.attach_spill(tag::DISTINCT, store.clone());
-        t.budgets.attach_spill(tag::BUDGETS, store);
+        for (t, (tag, _)) in self.tables.each_mut().into_iter().zip(LAYOUT) {
+            t.attach_spill(tag, store.clone());
+        }
         self.limits = Some(limits);
     }
 
@@ -119,12 +69,12 @@ impl PartitionState {
     }
 
     fn enforce_quota(&mut self, quota: usize) -> usize {
-        let mut tables = self.spillable();
-        if tables.iter().map(|(t, _)| t.len()).sum::<usize>() <= quota {
+        if self.tables.len() <= quota {
             return 0;
         }
+        let mut tables = self.tables.each_mut();
         let mut counts = Vec::new();
-        for (t, _) in &tables {
+        for t in &tables {
             t.tenant_counts(&mut counts);
         }
         counts.sort_unstable();
@@ -139,27 +89,27 @@ impl PartitionState {
         let mut spilled = 0;
         for (scope, held) in counts.iter().filter(|(_, n)| *n > quota) {
             let excess = held - target;
-            for (t, _) in tables.iter_mut() {
+            for t in tables.iter_mut() {
                 let n = t.tenant_count(scope);
-                spilled += t.spill((n * excess).div_ceil(*held), Some(scope));
+                spilled += t.spill_coldest((n * excess).div_ceil(*held), Some(scope));
             }
         }
         spilled
     }
 
     fn spill_bytes(&mut self, excess: usize) -> usize {
-        let mut tables = self.spillable();
-        let sizes: Vec<usize> = tables.iter().map(|(t, heap)| t.bytes(*heap)).collect();
+        let mut tables = self.tables.each_mut();
+        let sizes: Vec<usize> = tables.iter().zip(LAYOUT).map(|(t, (_, heap))| t.approx_bytes(heap)).collect();
         let total: usize = sizes.iter().sum();
         if total == 0 {
             return 0;
         }
         let mut spilled = 0;
-        for ((t, _), size) in tables.iter_mut().zip(sizes) {
+        for (t, size) in tables.iter_mut().zip(sizes) {
             // This table's share of the excess, in keys.
             let share = excess as f64 * size as f64 / total as f64;
             let per_key = size as f64 / t.len().max(1) as f64;
-            spilled += t.spill((share / per_key).ceil() as usize, None);
+            spilled += t.spill_coldest((share / per_key).ceil() as usize, None);
         }
         spilled
     }

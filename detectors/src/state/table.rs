@@ -319,6 +319,73 @@ impl<V: Encode + Decode> Table<V> {
     }
 }
 
+/// A table seen without its value type: what the engine does to every detector
+/// table alike (see [`crate::detector::Tables::each_mut`]).
+pub trait AnyTable {
+    /// [`Table::len`].
+    fn len(&self) -> usize;
+    /// [`Table::is_empty`].
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// [`Table::count_of`].
+    fn count_of(&self, id: usize) -> usize;
+    /// [`Table::approx_bytes`].
+    fn approx_bytes(&self, heap_per_value: usize) -> usize;
+    /// [`Table::spilled_len`].
+    fn spilled_len(&self) -> usize;
+    /// In-memory keys per tenant scope, appended to `into`.
+    fn tenant_counts(&self, into: &mut Vec<(Vec<u8>, usize)>);
+    /// [`Table::tenant_count`].
+    fn tenant_count(&self, scope: &[u8]) -> usize;
+    /// [`Table::set_track_changes`].
+    fn set_track_changes(&mut self, on: bool);
+    /// [`Table::set_watermark`].
+    fn set_watermark(&mut self, watermark: EventTime);
+    /// [`Table::evict`].
+    fn evict(&mut self, watermark: EventTime) -> usize;
+    /// [`Table::attach_spill`].
+    fn attach_spill(&mut self, tag: u8, store: super::spill::SharedSpill);
+    /// [`Table::spill_coldest`].
+    fn spill_coldest(&mut self, n: usize, tenant: Option<&[u8]>) -> usize;
+}
+
+impl<V: Encode + Decode> AnyTable for Table<V> {
+    fn len(&self) -> usize {
+        Table::len(self)
+    }
+    fn count_of(&self, id: usize) -> usize {
+        Table::count_of(self, id)
+    }
+    fn approx_bytes(&self, heap_per_value: usize) -> usize {
+        Table::approx_bytes(self, heap_per_value)
+    }
+    fn spilled_len(&self) -> usize {
+        Table::spilled_len(self)
+    }
+    fn tenant_counts(&self, into: &mut Vec<(Vec<u8>, usize)>) {
+        into.extend(Table::tenant_counts(self).map(|(k, n)| (k.to_vec(), n)));
+    }
+    fn tenant_count(&self, scope: &[u8]) -> usize {
+        Table::tenant_count(self, scope)
+    }
+    fn set_track_changes(&mut self, on: bool) {
+        Table::set_track_changes(self, on)
+    }
+    fn set_watermark(&mut self, watermark: EventTime) {
+        Table::set_watermark(self, watermark)
+    }
+    fn evict(&mut self, watermark: EventTime) -> usize {
+        Table::evict(self, watermark)
+    }
+    fn attach_spill(&mut self, tag: u8, store: super::spill::SharedSpill) {
+        Table::attach_spill(self, tag, store)
+    }
+    fn spill_coldest(&mut self, n: usize, tenant: Option<&[u8]>) -> usize {
+        Table::spill_coldest(self, n, tenant)
+    }
+}
+
 /// A mutable handle on one entry.
 pub struct EntryMut<'t, V> {
     slot: &'t mut Slot<V>,

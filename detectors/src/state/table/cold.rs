@@ -59,14 +59,14 @@ impl Cold {
         self.index.capacity() * (8 + 8 + 1)
     }
 
-    /// The record of `key`, if it is spilled (`Err` when the store failed).
-    fn record_of(&mut self, key: &[u8]) -> Result<Option<(u64, Vec<u8>)>, ()> {
-        let hash = key_hash(key);
+    /// The record of `key` (whose [`key_hash`] is `hash`), if it is spilled
+    /// (`Err` when the store failed).
+    fn record_of(&mut self, key: &[u8], hash: u64) -> Result<Option<Vec<u8>>, ()> {
         let Some(&evict_at) = self.index.get(&hash) else {
             return Ok(None);
         };
         match lock(&self.store).get(self.tag, SpillKey { evict_at, hash }) {
-            Ok(Some(record)) if split_record(&record).is_some_and(|(k, _)| k == key) => Ok(Some((hash, record))),
+            Ok(Some(record)) if split_record(&record).is_some_and(|(k, _)| k == key) => Ok(Some(record)),
             Ok(_) => Ok(None),
             Err(_) => {
                 self.stats.errors += 1;
@@ -77,7 +77,7 @@ impl Cold {
 
     /// The checkpoint encoding of spilled `key`: `Ok(None)` when it is not spilled.
     pub(super) fn read_encoded(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ()> {
-        Ok(self.record_of(key)?.and_then(|(_, r)| split_record(&r).map(|(_, body)| body.to_vec())))
+        Ok(self.record_of(key, key_hash(key))?.and_then(|r| split_record(&r).map(|(_, body)| body.to_vec())))
     }
 
     /// Drops spilled entries due at `watermark`; lists their keys as deleted when
@@ -246,7 +246,7 @@ impl<V: Encode + Decode> Table<V> {
             cold.index.remove(&hash);
             return;
         }
-        let Ok(Some((hash, record))) = cold.record_of(key) else { return };
+        let Ok(Some(record)) = cold.record_of(key, hash) else { return };
         let Some(evict_at) = cold.index.remove(&hash) else { return };
         // The record stays in the store until its time passes (see `Spill`).
         let decoded = split_record(&record).and_then(|(_, mut body)| {
