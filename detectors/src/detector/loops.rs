@@ -142,8 +142,9 @@ impl Loops {
                         continue;
                     };
                     cx.scratch.key.start(id, event.tenant).part(run);
-                    let starts_run = cx.tables.seen.get(cx.scratch.key.as_slice()).is_none();
-                    cx.tables.seen.entry(cx.scratch.key.as_slice(), || Seen).set_evict_at(horizon);
+                    let mut seen = cx.tables.seen.entry(cx.scratch.key.as_slice(), || Seen);
+                    let starts_run = seen.is_fresh();
+                    seen.set_evict_at(horizon);
                     if !starts_run {
                         continue;
                     }

@@ -43,23 +43,20 @@ impl Replay {
                 continue;
             }
             cx.scratch.key.start(id, event.tenant).part(w.source).part(pmid);
-            let key = cx.scratch.key.as_slice();
-            let first = cx.tables.replay.get(key).copied();
-            match first {
-                Some(first) if (event.ts - first).abs() < window_ms => {
-                    out.push(Verdict {
-                        rule: id,
-                        subject: SubjectRef::new("message", pmid.as_ref()),
-                        evidence: Evidence::Replay { first_seen: first, window_ms },
-                        alert: None,
-                    });
-                }
+            // One probe: the entry tells whether this is the first sighting.
+            let mut entry = cx.tables.replay.entry(cx.scratch.key.as_slice(), || event.ts);
+            let first = *entry.value();
+            if !entry.is_fresh() && (event.ts - first).abs() < window_ms {
+                out.push(Verdict {
+                    rule: id,
+                    subject: SubjectRef::new("message", pmid.as_ref()),
+                    evidence: Evidence::Replay { first_seen: first, window_ms },
+                    alert: None,
+                });
+            } else {
                 // New, or first seen longer ago than W: this delivery is the first sighting.
-                _ => {
-                    let mut entry = cx.tables.replay.entry(key, || event.ts);
-                    *entry.value() = event.ts;
-                    entry.set_evict_at(event.ts + window_ms);
-                }
+                *entry.value() = event.ts;
+                entry.set_evict_at(event.ts + window_ms);
             }
         }
     }

@@ -214,18 +214,19 @@ impl<V: Encode + Decode> Table<V> {
         self.read_back_if_spilled(key);
         let Table { map, changed, track_changes, counts, floor, tick, expired_through, .. } = self;
         // One hash and probe; the key is copied only when it is new.
-        let slot = match map.entry_ref(key) {
+        let (slot, fresh) = match map.entry_ref(key) {
             EntryRef::Occupied(o) => {
                 let slot = o.into_mut();
-                if expired_through.is_some_and(|w| slot.evict_at <= w) {
+                let expired = expired_through.is_some_and(|w| slot.evict_at <= w);
+                if expired {
                     slot.value = init();
                     slot.evict_at = EventTime::MIN;
                 }
-                slot
+                (slot, expired)
             }
             EntryRef::Vacant(v) => {
                 counts.add(key);
-                v.insert(Slot { value: init(), evict_at: EventTime::MIN, touched: 0, changed: false })
+                (v.insert(Slot { value: init(), evict_at: EventTime::MIN, touched: 0, changed: false }), true)
             }
         };
         slot.touched = *tick;
@@ -233,7 +234,7 @@ impl<V: Encode + Decode> Table<V> {
             slot.changed = true;
             changed.push(key.into());
         }
-        EntryMut { slot, floor }
+        EntryMut { slot, floor, fresh }
     }
 
     /// Removes `key`, spilled or not.
@@ -390,9 +391,16 @@ impl<V: Encode + Decode> AnyTable for Table<V> {
 pub struct EntryMut<'t, V> {
     slot: &'t mut Slot<V>,
     floor: &'t mut EventTime,
+    fresh: bool,
 }
 
 impl<V> EntryMut<'_, V> {
+    /// True when this lookup created the entry (the key was absent or expired), so
+    /// a caller needs no separate [`Table::get`] probe to tell first sightings.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
     /// The value.
     pub fn value(&mut self) -> &mut V {
         &mut self.slot.value
@@ -470,9 +478,12 @@ mod tests {
         t.entry(b"k", || 1).keep_until(100);
         t.set_watermark(99);
         assert_eq!(t.get(b"k"), Some(&1));
+        assert!(!t.entry(b"k", || 0).is_fresh(), "live: found, not created");
         t.set_watermark(100);
         assert_eq!(t.get(b"k"), None, "due at 100: gone to lookups");
-        assert_eq!(*t.entry(b"k", || 7).value(), 7, "and created afresh");
+        let mut e = t.entry(b"k", || 7);
+        assert!(e.is_fresh());
+        assert_eq!(*e.value(), 7, "and created afresh");
         assert_eq!(t.len(), 1, "no sweep ran; the slot was reused");
     }
 
