@@ -242,13 +242,13 @@ impl Decider<'_> {
             return;
         }
         alert_key(key, trigger.signal, event.tenant, trigger.subject.kind, &trigger.subject.id, bucket_start);
-        let fresh = state.alerts.get(key.as_slice()).is_none();
         let mut entry = state.alerts.entry(key.as_slice(), || AlertBucket {
             first_seen: event.ts,
             last_seen: event.ts,
             rule: rule.name.clone(),
             ..AlertBucket::default()
         });
+        let fresh = entry.is_fresh();
         entry.set_evict_at(bucket_end.saturating_add(LATE_ALERT_MS));
         let b = entry.value();
         b.count += 1;

@@ -325,9 +325,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RocksStore::open(dir.path()).unwrap();
         let put = |k: &[u8], v: &[u8]| (1, k.to_vec(), Some(v.to_vec()));
-        let mut changes = vec![put(b"z", b"1"), put(b"a", b"old"), put(b"m", b"gone"), put(b"a", b"new")];
-        changes.push((1, b"m".to_vec(), None));
-        changes.push((0, b"meta".to_vec(), Some(b"clock".to_vec())));
+        let changes = vec![
+            put(b"z", b"1"),
+            put(b"a", b"old"),
+            put(b"m", b"gone"),
+            put(b"a", b"new"),
+            (1, b"m".to_vec(), None),
+            (0, b"meta".to_vec(), Some(b"clock".to_vec())),
+        ];
         store.write_checkpoint("p/0", &Checkpoint { position: b"p".to_vec(), changes }).unwrap();
         let stored = store.read_checkpoint("p/0").unwrap().unwrap();
         let got: Vec<(u8, &[u8], &[u8])> = stored.entries.iter().map(|(t, k, v)| (*t, &k[..], &v[..])).collect();
