@@ -86,8 +86,9 @@ fn a_spilled_run_gives_exactly_the_records_of_an_unbounded_one() {
     // (Swept first: when sweeps run depends on how many keys are in memory.)
     free.evict();
     held.evict();
-    let mut a = free.take_changes(engine.rules(), true);
-    let mut b = held.take_changes(engine.rules(), true);
+    let (a, b) = (free.take_changes(engine.rules(), true), held.take_changes(engine.rules(), true));
+    let mut a: Vec<_> = a.iter().collect();
+    let mut b: Vec<_> = b.iter().collect();
     a.sort();
     b.sort();
     assert_eq!(a.len(), b.len());

@@ -5,9 +5,10 @@
 //! removes a rule between runs does not misfile state. Entries of rules that no
 //! longer exist are dropped on restore.
 
+use super::changes::ChangeSet;
 use super::codec::{get_i64, get_str, get_varint, put_bytes, put_i64, put_varint, CodecError};
 use super::codec::{Decode, Encode};
-use super::table::{Change, Table};
+use super::table::{ChangeSink, Table};
 use crate::engine::Clock;
 use crate::rules::Rules;
 use crate::verdict::Signal;
@@ -37,19 +38,16 @@ pub mod tag {
     pub const ALERTS: u8 = 9;
 }
 
-/// One change to store: table tag, key, and the value (`None` deletes).
-pub type StateChange = (u8, Vec<u8>, Option<Vec<u8>>);
-
 /// One stored entry: table tag, key, value.
 pub type StoredEntry = (u8, Vec<u8>, Vec<u8>);
 
 /// What one checkpoint writes: changed entries (`None` deletes) and the new position.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Checkpoint {
     /// Input position the state reflects (opaque to the store; the caller encodes it).
     pub position: Vec<u8>,
     /// Changes since the previous checkpoint.
-    pub changes: Vec<StateChange>,
+    pub changes: ChangeSet,
 }
 
 /// Everything stored for one partition.
@@ -66,22 +64,20 @@ const META_CLOCK: &[u8] = b"clock";
 impl PartitionState {
     /// The changes since the last call (or everything, with `full`), ready for
     /// [`super::StateStore::write_checkpoint`]. Change tracking must be on.
-    pub fn take_changes(&mut self, rules: &Rules, full: bool) -> Vec<StateChange> {
-        let mut out = Vec::new();
-        let mut buf = Vec::new();
+    pub fn take_changes(&mut self, rules: &Rules, full: bool) -> ChangeSet {
+        let mut out = ChangeSet::new();
         let t = &mut self.tables;
-        collect(&mut t.windows, tag::WINDOWS, rules, full, &mut buf, &mut out);
-        collect(&mut t.counters, tag::COUNTERS, rules, full, &mut buf, &mut out);
-        collect(&mut t.seen, tag::SEEN, rules, full, &mut buf, &mut out);
-        collect(&mut t.replay, tag::REPLAY, rules, full, &mut buf, &mut out);
-        collect(&mut t.history, tag::HISTORY, rules, full, &mut buf, &mut out);
-        collect(&mut t.distinct, tag::DISTINCT, rules, full, &mut buf, &mut out);
-        collect(&mut t.budgets, tag::BUDGETS, rules, full, &mut buf, &mut out);
-        collect(&mut self.decide.in_force, tag::IN_FORCE, rules, full, &mut buf, &mut out);
-        collect(&mut self.decide.alerts, tag::ALERTS, rules, full, &mut buf, &mut out);
-        let mut meta = Vec::new();
-        encode_clock(&self.clock, self.decide.next_close, &mut meta);
-        out.push((tag::META, META_CLOCK.to_vec(), Some(meta)));
+        collect(&mut t.windows, tag::WINDOWS, rules, full, &mut out);
+        collect(&mut t.counters, tag::COUNTERS, rules, full, &mut out);
+        collect(&mut t.seen, tag::SEEN, rules, full, &mut out);
+        collect(&mut t.replay, tag::REPLAY, rules, full, &mut out);
+        collect(&mut t.history, tag::HISTORY, rules, full, &mut out);
+        collect(&mut t.distinct, tag::DISTINCT, rules, full, &mut out);
+        collect(&mut t.budgets, tag::BUDGETS, rules, full, &mut out);
+        collect(&mut self.decide.in_force, tag::IN_FORCE, rules, full, &mut out);
+        collect(&mut self.decide.alerts, tag::ALERTS, rules, full, &mut out);
+        let (clock, next_close) = (&self.clock, self.decide.next_close);
+        out.put(tag::META, |k| k.extend_from_slice(META_CLOCK), |v| encode_clock(clock, next_close, v));
         out
     }
 
@@ -119,8 +115,9 @@ impl PartitionState {
     /// config would restore them. Takes this state's pending changes: the caller
     /// writes a full checkpoint next.
     pub fn migrated(&mut self, old: &Rules, new: &Rules) -> Result<PartitionState, CodecError> {
+        let changes = self.take_changes(old, true);
         let entries: Vec<StoredEntry> =
-            self.take_changes(old, true).into_iter().filter_map(|(tag, key, value)| Some((tag, key, value?))).collect();
+            changes.iter().filter_map(|c| Some((c.tag, c.key.to_vec(), c.value?.to_vec()))).collect();
         let mut fresh = PartitionState::default();
         fresh.decide = crate::decide::DecideState::new();
         fresh.visitors = std::mem::take(&mut self.visitors);
@@ -143,24 +140,42 @@ impl PartitionState {
     }
 }
 
-fn collect<V: Encode + Decode>(
-    table: &mut Table<V>,
-    tag: u8,
-    rules: &Rules,
-    full: bool,
-    buf: &mut Vec<Change>,
-    out: &mut Vec<StateChange>,
-) {
-    buf.clear();
+fn collect<V: Encode + Decode>(table: &mut Table<V>, tag: u8, rules: &Rules, full: bool, out: &mut ChangeSet) {
+    let mut sink = StoredKeys { out, tag, rules };
     if full {
-        table.snapshot(buf);
+        table.snapshot(&mut sink);
         table.drain_changes(&mut Vec::new());
     } else {
-        table.drain_changes(buf);
+        table.drain_changes(&mut sink);
     }
-    for (key, value) in buf.drain(..) {
-        if let Some(stored) = to_stored_key(&key, tag, rules) {
-            out.push((tag, stored, value));
+}
+
+/// A table's changes into a [`ChangeSet`] under the table's tag, each key in its
+/// stored form; a key whose rule or signal is unknown is left out.
+struct StoredKeys<'a> {
+    out: &'a mut ChangeSet,
+    tag: u8,
+    rules: &'a Rules,
+}
+
+impl<'a> StoredKeys<'a> {
+    /// The name a memory key's leading id stands for, and the rest of the key.
+    fn split<'k>(&self, key: &'k [u8]) -> Option<(&'a str, &'k [u8])> {
+        let (id, rest) = key.split_at_checked(2)?;
+        Some((id_name(self.tag, u16::from_be_bytes([id[0], id[1]]), self.rules)?, rest))
+    }
+}
+
+impl ChangeSink for StoredKeys<'_> {
+    fn put(&mut self, key: &[u8], encode: impl FnOnce(&mut Vec<u8>)) {
+        if let Some((name, rest)) = self.split(key) {
+            self.out.put(self.tag, |k| to_stored_key(name, rest, k), encode);
+        }
+    }
+
+    fn delete(&mut self, key: &[u8]) {
+        if let Some((name, rest)) = self.split(key) {
+            self.out.delete(self.tag, |k| to_stored_key(name, rest, k));
         }
     }
 }
@@ -174,13 +189,10 @@ fn id_name(tag: u8, id: u16, rules: &Rules) -> Option<&str> {
     }
 }
 
-fn to_stored_key(key: &[u8], tag: u8, rules: &Rules) -> Option<Vec<u8>> {
-    let (id, rest) = key.split_at_checked(2)?;
-    let name = id_name(tag, u16::from_be_bytes([id[0], id[1]]), rules)?;
-    let mut out = Vec::with_capacity(key.len() + name.len());
-    put_bytes(&mut out, name.as_bytes());
+/// A key in the store: its rule's (or signal's) name in place of the id.
+fn to_stored_key(name: &str, rest: &[u8], out: &mut Vec<u8>) {
+    put_bytes(out, name.as_bytes());
     out.extend_from_slice(rest);
-    Some(out)
 }
 
 fn to_memory_key(stored: &[u8], tag: u8, rules: &Rules) -> Result<Option<Vec<u8>>, CodecError> {

@@ -20,10 +20,10 @@ impl StateStore for MemStore {
     fn write_checkpoint(&self, partition: &str, cp: &Checkpoint) -> Result<(), Infallible> {
         let mut all = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
         let (position, entries) = all.entry(partition.to_string()).or_default();
-        for (tag, key, value) in &cp.changes {
-            match value {
-                Some(v) => entries.insert((*tag, key.clone()), v.clone()),
-                None => entries.remove(&(*tag, key.clone())),
+        for c in cp.changes.iter() {
+            match c.value {
+                Some(v) => entries.insert((c.tag, c.key.to_vec()), v.to_vec()),
+                None => entries.remove(&(c.tag, c.key.to_vec())),
             };
         }
         *position = cp.position.clone();

@@ -11,6 +11,7 @@
 //!   [`rocks::RocksStore`] (feature `rocksdb`) for `warden run` and `scan --state`.
 //!   This module never imports `rocksdb`; CI builds it with the feature off.
 
+pub mod changes;
 pub mod checkpoint;
 pub mod codec;
 pub mod keys;
@@ -24,7 +25,8 @@ pub mod values;
 
 use std::hash::BuildHasher;
 
-pub use checkpoint::{Checkpoint, StateChange, StoredEntry, StoredPartition};
+pub use changes::{ChangeRef, ChangeSet};
+pub use checkpoint::{Checkpoint, StoredEntry, StoredPartition};
 
 /// A fixed-seed hasher for state maps. Deterministic per design §6 (no per-process
 /// random seeds); iteration order never decides an output, callers sort first.

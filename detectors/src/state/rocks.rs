@@ -121,25 +121,21 @@ impl StateStore for RocksStore {
     fn write_checkpoint(&self, partition: &str, cp: &Checkpoint) -> Result<(), RocksError> {
         let (state, offsets) = (self.cf(CF_STATE)?, self.cf(CF_OFFSETS)?);
         let prefix = partition_prefix(partition);
-        let mut batch = WriteBatch::default();
+        // Sized up front: growing a batch of hundreds of megabytes copies it each
+        // time its buffer doubles.
+        let framing = cp.changes.len() * (prefix.len() + 12);
+        let mut batch = WriteBatch::with_capacity_bytes(cp.changes.byte_len() + framing + 64);
         let mut key = Vec::new();
-        // Changes come in hash-map order. The memtable is a skip list, where an
-        // insert next to the previous one is cheap and one at a random place walks
-        // every level. Written in key order, skip-list inserts fell from a quarter of
-        // `scan --state`'s CPU to 2% (bench/RESULTS.md). The sort is stable: a key
-        // listed twice keeps its last value.
-        let mut order: Vec<usize> = (0..cp.changes.len()).collect();
-        order.sort_by(|&a, &b| {
-            let (ta, ka, _) = &cp.changes[a];
-            let (tb, kb, _) = &cp.changes[b];
-            (ta, ka).cmp(&(tb, kb))
-        });
-        for (tag, k, value) in order.into_iter().map(|i| &cp.changes[i]) {
+        // The memtable is a skip list, where an insert next to the previous one is
+        // cheap and one at a random place walks every level: written in key order,
+        // skip-list inserts fell from a quarter of `scan --state`'s CPU to 2%
+        // (bench/RESULTS.md). A key listed twice keeps its last change.
+        for c in cp.changes.in_key_order() {
             key.clear();
             key.extend_from_slice(&prefix);
-            key.push(*tag);
-            key.extend_from_slice(k);
-            match value {
+            key.push(c.tag);
+            key.extend_from_slice(c.key);
+            match c.value {
                 Some(v) => batch.put_cf(state, &key, v),
                 None => batch.delete_cf(state, &key),
             }
@@ -298,16 +294,17 @@ mod tests {
             let store = RocksStore::open(dir.path()).unwrap();
             let cp = Checkpoint {
                 position: b"p1".to_vec(),
-                changes: vec![(1, b"a".to_vec(), Some(b"x".to_vec())), (1, b"b".to_vec(), Some(b"y".to_vec()))],
+                changes: [(1, b"a", Some(b"x")), (1, b"b", Some(b"y"))].into_iter().collect(),
             };
             store.write_checkpoint("events.webhook/0", &cp).unwrap();
             store
                 .write_checkpoint(
                     "events.webhook/1",
-                    &Checkpoint { position: b"q".to_vec(), changes: vec![(1, b"a".to_vec(), Some(b"z".to_vec()))] },
+                    &Checkpoint { position: b"q".to_vec(), changes: [(1, b"a", Some(b"z"))].into_iter().collect() },
                 )
                 .unwrap();
-            let cp2 = Checkpoint { position: b"p2".to_vec(), changes: vec![(1, b"a".to_vec(), None)] };
+            let cp2 =
+                Checkpoint { position: b"p2".to_vec(), changes: [(1, b"a", None::<&[u8]>)].into_iter().collect() };
             store.write_checkpoint("events.webhook/0", &cp2).unwrap();
         }
         let store = RocksStore::open(dir.path()).unwrap();
@@ -325,14 +322,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = RocksStore::open(dir.path()).unwrap();
         let put = |k: &[u8], v: &[u8]| (1, k.to_vec(), Some(v.to_vec()));
-        let changes = vec![
+        let changes = [
             put(b"z", b"1"),
             put(b"a", b"old"),
             put(b"m", b"gone"),
             put(b"a", b"new"),
             (1, b"m".to_vec(), None),
             (0, b"meta".to_vec(), Some(b"clock".to_vec())),
-        ];
+        ]
+        .into_iter()
+        .collect();
         store.write_checkpoint("p/0", &Checkpoint { position: b"p".to_vec(), changes }).unwrap();
         let stored = store.read_checkpoint("p/0").unwrap().unwrap();
         let got: Vec<(u8, &[u8], &[u8])> = stored.entries.iter().map(|(t, k, v)| (*t, &k[..], &v[..])).collect();

@@ -17,6 +17,7 @@
 //! memory and may run as rarely as that allows.
 
 mod cold;
+mod key_list;
 
 use hashbrown::HashMap;
 
@@ -26,6 +27,7 @@ use crate::EventTime;
 
 use cold::Cold;
 pub use cold::ColdStats;
+use key_list::KeyList;
 
 /// One kind of per-key state.
 #[derive(Debug)]
@@ -33,7 +35,7 @@ pub struct Table<V> {
     map: HashMap<Box<[u8]>, Slot<V>, FixedState>,
     /// Keys written or removed since the last [`Table::drain_changes`], each once
     /// (a key spilled and read back may appear twice; it is written twice).
-    changed: Vec<Box<[u8]>>,
+    changed: KeyList,
     track_changes: bool,
     counts: Counts,
     /// No entry's `evict_at`, in memory or spilled, is below this (`EventTime::MAX`
@@ -121,11 +123,31 @@ struct Slot<V> {
 /// `None` for a deletion.
 pub type Change = (Box<[u8]>, Option<Vec<u8>>);
 
+/// Where [`Table::drain_changes`] and [`Table::snapshot`] put each entry, so the
+/// checkpoint can encode it straight into its own buffer.
+pub trait ChangeSink {
+    /// `key` holds the entry that `encode` writes (`evict_at`, then the value).
+    fn put(&mut self, key: &[u8], encode: impl FnOnce(&mut Vec<u8>));
+    /// `key` holds nothing any more.
+    fn delete(&mut self, key: &[u8]);
+}
+
+impl ChangeSink for Vec<Change> {
+    fn put(&mut self, key: &[u8], encode: impl FnOnce(&mut Vec<u8>)) {
+        let mut buf = Vec::with_capacity(32);
+        encode(&mut buf);
+        self.push((key.into(), Some(buf)));
+    }
+    fn delete(&mut self, key: &[u8]) {
+        self.push((key.into(), None));
+    }
+}
+
 impl<V> Default for Table<V> {
     fn default() -> Self {
         Table {
             map: HashMap::with_hasher(FixedState),
-            changed: Vec::new(),
+            changed: KeyList::default(),
             track_changes: false,
             counts: Counts::default(),
             floor: EventTime::MAX,
@@ -171,7 +193,7 @@ impl<V> Table<V> {
         self.map.capacity() * per_slot
             + self.map.len() * heap_per_value
             + self.counts.key_bytes
-            + self.changed.len() * 24
+            + self.changed.heap_bytes()
             + tenants
             + self.cold.as_ref().map_or(0, |c| c.approx_bytes())
     }
@@ -232,7 +254,7 @@ impl<V: Encode + Decode> Table<V> {
         slot.touched = *tick;
         if *track_changes && !slot.changed {
             slot.changed = true;
-            changed.push(key.into());
+            changed.push(key);
         }
         EntryMut { slot, floor, fresh }
     }
@@ -243,7 +265,7 @@ impl<V: Encode + Decode> Table<V> {
         let slot = self.map.remove(key)?;
         self.counts.sub(key);
         if self.track_changes && !slot.changed {
-            self.changed.push(key.into());
+            self.changed.push(key);
         }
         Some(slot.value)
     }
@@ -265,7 +287,7 @@ impl<V: Encode + Decode> Table<V> {
             } else {
                 counts.sub(k);
                 if track && !slot.changed {
-                    changed.push(k.clone());
+                    changed.push(k);
                 }
             }
             keep
@@ -277,34 +299,29 @@ impl<V: Encode + Decode> Table<V> {
 
     /// Takes the changes since the last call, encoded as `evict_at` then the value.
     /// A changed key that has since spilled is read from the spill store.
-    pub fn drain_changes(&mut self, out: &mut Vec<Change>) {
+    pub fn drain_changes(&mut self, out: &mut impl ChangeSink) {
         let Table { map, changed, cold, .. } = self;
-        for key in changed.drain(..) {
-            if let Some(slot) = map.get_mut(&key[..]) {
+        for key in changed.iter() {
+            if let Some(slot) = map.get_mut(key) {
                 slot.changed = false;
-                let mut buf = Vec::with_capacity(32);
-                put_i64(&mut buf, slot.evict_at);
-                slot.value.encode(&mut buf);
-                out.push((key, Some(buf)));
+                out.put(key, |buf| encode_slot(slot, buf));
                 continue;
             }
-            match cold.as_deref_mut().map(|c| c.read_encoded(&key)) {
+            match cold.as_deref_mut().map(|c| c.read_encoded(key)) {
                 // A store that cannot answer: leave the checkpoint's old entry be
                 // rather than delete a live key.
                 Some(Err(())) => {}
-                Some(Ok(Some(bytes))) => out.push((key, Some(bytes))),
-                Some(Ok(None)) | None => out.push((key, None)),
+                Some(Ok(Some(bytes))) => out.put(key, |buf| buf.extend_from_slice(&bytes)),
+                Some(Ok(None)) | None => out.delete(key),
             }
         }
+        changed.clear();
     }
 
     /// Encodes every entry, spilled ones included (a full snapshot).
-    pub fn snapshot(&mut self, out: &mut Vec<Change>) {
+    pub fn snapshot(&mut self, out: &mut impl ChangeSink) {
         for (k, slot) in &self.map {
-            let mut buf = Vec::with_capacity(32);
-            put_i64(&mut buf, slot.evict_at);
-            slot.value.encode(&mut buf);
-            out.push((k.clone(), Some(buf)));
+            out.put(k, |buf| encode_slot(slot, buf));
         }
         if let Some(cold) = self.cold.as_deref_mut() {
             cold.snapshot(out);
@@ -318,6 +335,11 @@ impl<V: Encode + Decode> Table<V> {
         self.restore(key, value, evict_at);
         Ok(())
     }
+}
+
+fn encode_slot<V: Encode>(slot: &Slot<V>, buf: &mut Vec<u8>) {
+    put_i64(buf, slot.evict_at);
+    slot.value.encode(buf);
 }
 
 /// A table seen without its value type: what the engine does to every detector

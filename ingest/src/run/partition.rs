@@ -30,7 +30,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use warden_detectors::rules::DetectorKind;
-use warden_detectors::state::{Checkpoint, StateChange, StateStore};
+use warden_detectors::state::{ChangeSet, Checkpoint, StateStore};
 use warden_detectors::{decide, Engine, Outcome, PartitionState, Tally, Usage};
 use warden_schemas::{Provenance, Record};
 use warden_sinks::kafka::{DeadLetterSource, KafkaOutputs};
@@ -134,7 +134,7 @@ type Ack = (u64, Instant, bool);
 
 /// A checkpoint taken in memory, waiting for its outputs to be acknowledged.
 struct Sealed {
-    changes: Vec<StateChange>,
+    changes: ChangeSet,
     next: i64,
     /// Every output with a sequence number below this must be acknowledged first.
     upto: u64,
@@ -554,7 +554,7 @@ impl Task {
     async fn write_now(&mut self, next: i64) -> bool {
         // A sealed checkpoint's changes precede the current ones: write both.
         let mut changes = self.sealed.take().map(|s| s.changes).unwrap_or_default();
-        changes.extend(self.state.take_changes(self.engine.rules(), self.full_snapshot));
+        changes.append(&self.state.take_changes(self.engine.rules(), self.full_snapshot));
         let cp = Checkpoint { position: encode_position(next), changes };
         let (store, name, started) = (self.shared.store.clone(), self.name.clone(), Instant::now());
         match tokio::task::spawn_blocking(move || store.write_checkpoint(&name, &cp)).await {

@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashMap;
 
-use super::{tenant_scope, Change, Slot, Table};
+use super::{tenant_scope, ChangeSink, KeyList, Slot, Table};
 use crate::state::codec::{get_bytes, get_i64, put_bytes, put_i64, Decode, Encode};
 use crate::state::spill::{key_hash, SharedSpill, Spill, SpillKey};
 use crate::state::FixedState;
@@ -85,7 +85,7 @@ impl Cold {
     pub(super) fn evict(
         &mut self,
         watermark: EventTime,
-        changed: Option<&mut Vec<Box<[u8]>>>,
+        changed: Option<&mut KeyList>,
         lowest: &mut EventTime,
     ) -> usize {
         let before = self.index.len();
@@ -107,7 +107,7 @@ impl Cold {
             Some(changed) => {
                 let mut list = |record: &[u8]| {
                     if let Some((key, _)) = split_record(record) {
-                        changed.push(key.into());
+                        changed.push(key);
                     }
                 };
                 lock(&self.store).remove_through(self.tag, watermark, Some(&mut list))
@@ -121,13 +121,13 @@ impl Cold {
     }
 
     /// Appends every spilled entry's checkpoint encoding.
-    pub(super) fn snapshot(&mut self, out: &mut Vec<Change>) {
+    pub(super) fn snapshot(&mut self, out: &mut impl ChangeSink) {
         let mut store = lock(&self.store);
         for (&hash, &evict_at) in &self.index {
             match store.get(self.tag, SpillKey { evict_at, hash }) {
                 Ok(Some(record)) => {
                     if let Some((key, body)) = split_record(&record) {
-                        out.push((key.into(), Some(body.to_vec())));
+                        out.put(key, |buf| buf.extend_from_slice(body));
                     }
                 }
                 Ok(None) => {}
@@ -262,7 +262,7 @@ impl<V: Encode + Decode> Table<V> {
         // which is harmless, and a later change needs no second listing.
         let changed = self.track_changes;
         if changed {
-            self.changed.push(key.into());
+            self.changed.push(key);
         }
         self.counts.add(key);
         self.map.insert(key.into(), Slot { value, evict_at, touched: self.tick, changed });
