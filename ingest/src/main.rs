@@ -150,8 +150,10 @@ fn build_engine(config: &Config, secrets: &Secrets) -> Result<Engine, Failure> {
         Failure::Usage(anyhow::anyhow!(errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")))
     })?;
     let hmac = secrets.hmac_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
-    if hmac.is_none() {
-        tracing::warn!("WARDEN_HMAC_KEY is not set: PII findings carry no fingerprint (an unkeyed hash of an SSN or card number is reversible)");
+    match &hmac {
+        // Before any state exists: every state map is seeded from the secret.
+        Some(key) => _ = warden_detectors::state::seed_state_hashes(key),
+        None => tracing::warn!("WARDEN_HMAC_KEY is not set: PII findings carry no fingerprint (an unkeyed hash of an SSN or card number is reversible), and state maps hash with the public default seeds"),
     }
     Ok(Engine::new(rules, hmac))
 }

@@ -24,27 +24,55 @@ pub mod table;
 pub mod values;
 
 use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 pub use changes::{ChangeRef, ChangeSet};
 pub use checkpoint::{Checkpoint, StoredEntry, StoredPartition};
 
-/// A fixed-seed hasher for state maps. Deterministic per design §6 (no per-process
-/// random seeds); iteration order never decides an output, callers sort first.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct FixedState;
+/// Seeds of [`FixedState`] once [`seed_state_hashes`] has run.
+static SEEDS: OnceLock<[u64; 4]> = OnceLock::new();
+
+/// Seeds of [`FixedState`] in a deployment without a secret.
+const DEFAULT_SEEDS: [u64; 4] =
+    [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89];
+
+/// The hasher of state maps. Its seeds are fixed for a deployment, never drawn per
+/// process (design §6), and secret once [`seed_state_hashes`] has run: state keys
+/// come from the input, and against seeds an attacker knows (these defaults are in
+/// the source) keys built to collide would turn each lookup into a scan. Iteration
+/// order never decides an output; callers sort first.
+#[derive(Clone, Debug)]
+pub struct FixedState(ahash::RandomState);
+
+impl Default for FixedState {
+    /// The deployment's seeds as they are now: call [`seed_state_hashes`] before
+    /// any state exists.
+    fn default() -> Self {
+        let [a, b, c, d] = *SEEDS.get().unwrap_or(&DEFAULT_SEEDS);
+        FixedState(ahash::RandomState::with_seeds(a, b, c, d))
+    }
+}
 
 impl BuildHasher for FixedState {
     type Hasher = ahash::AHasher;
 
     fn build_hasher(&self) -> ahash::AHasher {
-        ahash::RandomState::with_seeds(
-            0x243f_6a88_85a3_08d3,
-            0x1319_8a2e_0370_7344,
-            0xa409_3822_299f_31d0,
-            0x082e_fa98_ec4e_6c89,
-        )
-        .build_hasher()
+        self.0.build_hasher()
     }
+}
+
+/// Derives the seeds of every state map built from now on from `secret` (the
+/// binary passes `WARDEN_HMAC_KEY`). Call once at startup, before any state exists;
+/// a later call changes nothing and returns false.
+pub fn seed_state_hashes(secret: &[u8]) -> bool {
+    use hmac::{Hmac, Mac};
+    // A PRF of the secret under its own label: the seeds tell nothing of the key,
+    // and the key's PII fingerprints nothing of the seeds.
+    let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret) else { return false };
+    mac.update(b"warden state map seeds");
+    let out = mac.finalize().into_bytes();
+    let word = |i: usize| out.get(i * 8..i * 8 + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
+    SEEDS.set([word(0), word(1), word(2), word(3)]).is_ok()
 }
 
 /// Durable home of per-partition state and the input position it reflects.

@@ -71,7 +71,7 @@ pub fn shared(store: impl Spill + 'static) -> SharedSpill {
 /// The hash a spilled key is filed under (fixed seed: the same key always maps to
 /// the same record, so runs replay identically).
 pub fn key_hash(key: &[u8]) -> u64 {
-    FixedState.hash_one(key)
+    FixedState::default().hash_one(key)
 }
 
 /// Spilled records in a map: for tests, and for keeping the trait honest.

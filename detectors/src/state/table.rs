@@ -62,8 +62,8 @@ struct Counts {
 }
 
 /// The leading id of a key (its rule or signal).
-fn key_id(key: &[u8]) -> usize {
-    key.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]) as usize)
+fn key_id(key: &[u8]) -> u16 {
+    key.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// The tenant part of a key built by [`super::keys::KeyBuf`]: its tag byte and, for
@@ -81,7 +81,7 @@ pub fn tenant_scope(key: &[u8]) -> &[u8] {
 
 impl Counts {
     fn add(&mut self, key: &[u8]) {
-        let id = key_id(key);
+        let id = usize::from(key_id(key));
         if self.by_id.len() <= id {
             self.by_id.resize(id + 1, 0);
         }
@@ -93,7 +93,13 @@ impl Counts {
     }
 
     fn sub(&mut self, key: &[u8]) {
-        let id = key_id(key);
+        self.sub_with_id(usize::from(key_id(key)), key);
+    }
+
+    /// [`Counts::sub`] for a key whose id is known: the key's bytes are read only
+    /// for per-tenant counts, so a sweep does not touch the key of every entry it
+    /// drops (a cache miss each).
+    fn sub_with_id(&mut self, id: usize, key: &[u8]) {
         if let Some(n) = self.by_id.get_mut(id) {
             *n = n.saturating_sub(1);
         }
@@ -117,6 +123,8 @@ struct Slot<V> {
     /// [`Table::tick`] at the last lookup.
     touched: u32,
     changed: bool,
+    /// The key's leading id (fits the slot's padding).
+    id: u16,
 }
 
 /// A change to write at the next checkpoint: the key, and the encoded entry or
@@ -146,7 +154,7 @@ impl ChangeSink for Vec<Change> {
 impl<V> Default for Table<V> {
     fn default() -> Self {
         Table {
-            map: HashMap::with_hasher(FixedState),
+            map: HashMap::with_hasher(FixedState::default()),
             changed: KeyList::default(),
             track_changes: false,
             counts: Counts::default(),
@@ -206,7 +214,7 @@ impl<V> Table<V> {
 
     /// Inserts a restored entry without marking it changed.
     pub fn restore(&mut self, key: &[u8], value: V, evict_at: EventTime) {
-        let slot = Slot { value, evict_at, touched: self.tick, changed: false };
+        let slot = Slot { value, evict_at, touched: self.tick, changed: false, id: key_id(key) };
         self.floor = self.floor.min(evict_at);
         if self.map.insert(key.into(), slot).is_none() {
             self.counts.add(key);
@@ -248,7 +256,9 @@ impl<V: Encode + Decode> Table<V> {
             }
             EntryRef::Vacant(v) => {
                 counts.add(key);
-                (v.insert(Slot { value: init(), evict_at: EventTime::MIN, touched: 0, changed: false }), true)
+                let slot =
+                    Slot { value: init(), evict_at: EventTime::MIN, touched: 0, changed: false, id: key_id(key) };
+                (v.insert(slot), true)
             }
         };
         slot.touched = *tick;
@@ -285,7 +295,7 @@ impl<V: Encode + Decode> Table<V> {
             if keep {
                 lowest = lowest.min(slot.evict_at);
             } else {
-                counts.sub(k);
+                counts.sub_with_id(usize::from(slot.id), k);
                 if track && !slot.changed {
                     changed.push(k);
                 }

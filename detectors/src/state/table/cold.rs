@@ -141,13 +141,17 @@ impl<V> Table<V> {
     /// Attaches a spill store, under table tag `tag`, and starts counting keys per
     /// tenant for quotas.
     pub fn attach_spill(&mut self, tag: u8, store: SharedSpill) {
-        let mut by_tenant: HashMap<Box<[u8]>, usize, FixedState> = HashMap::with_hasher(FixedState);
+        let mut by_tenant: HashMap<Box<[u8]>, usize, FixedState> = HashMap::with_hasher(FixedState::default());
         for key in self.map.keys() {
             *by_tenant.entry_ref(tenant_scope(key)).or_insert(0) += 1;
         }
         self.counts.by_tenant = Some(by_tenant);
-        self.cold =
-            Some(Box::new(Cold { tag, store, index: HashMap::with_hasher(FixedState), stats: ColdStats::default() }));
+        self.cold = Some(Box::new(Cold {
+            tag,
+            store,
+            index: HashMap::with_hasher(FixedState::default()),
+            stats: ColdStats::default(),
+        }));
     }
 
     /// Keys spilled out of memory now.
@@ -265,7 +269,8 @@ impl<V: Encode + Decode> Table<V> {
             self.changed.push(key);
         }
         self.counts.add(key);
-        self.map.insert(key.into(), Slot { value, evict_at, touched: self.tick, changed });
+        let id = super::key_id(key);
+        self.map.insert(key.into(), Slot { value, evict_at, touched: self.tick, changed, id });
     }
 }
 

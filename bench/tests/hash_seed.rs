@@ -1,0 +1,60 @@
+//! State maps seeded from a deployment's secret give exactly the outputs and the
+//! checkpoint of maps with the default seeds: iteration order never decides
+//! anything. Its own test binary, because the seeds are set once per process.
+//!
+//! Lives in warden-bench because it needs the seeded generator.
+
+use std::hash::BuildHasher;
+
+use warden_bench::gen::{Generator, Profile};
+use warden_detectors::rules::Rules;
+use warden_detectors::state::{seed_state_hashes, FixedState};
+use warden_detectors::{Engine, PartitionState, Tally};
+use warden_schemas::Provenance;
+
+/// Runs a stream with attacks mixed in, checkpointing as the pipeline does;
+/// returns every record as JSON and the final full snapshot, sorted.
+fn run(engine: &Engine, state: &mut PartitionState) -> (Vec<String>, Vec<(u8, Vec<u8>, Option<Vec<u8>>)>) {
+    let profile = Profile { events: 30_000, span_ms: 30 * 60_000, tenants: 3, subjects: 2_000, attack_share: 0.1 };
+    let mut g = Generator::new(profile, 5);
+    let (mut line, mut records, mut out, mut tally) = (String::new(), Vec::new(), Vec::new(), Tally::default());
+    state.set_track_changes(true);
+    let mut n = 0u64;
+    while g.next_into(&mut line) {
+        n += 1;
+        let source = Provenance::File { file: "gen".into(), line: n };
+        engine.handle_bytes(line.as_bytes(), &source, state, &mut out, &mut tally);
+        records.extend(out.drain(..).map(|r| r.to_json()));
+        if n.is_multiple_of(4_000) {
+            state.take_changes(engine.rules(), false);
+        }
+    }
+    engine.finish(state, &mut out, &mut tally);
+    records.extend(out.drain(..).map(|r| r.to_json()));
+    let snapshot = state.take_changes(engine.rules(), true);
+    let mut entries: Vec<_> =
+        snapshot.in_key_order().map(|c| (c.tag, c.key.to_vec(), c.value.map(<[u8]>::to_vec))).collect();
+    entries.sort();
+    (records, entries)
+}
+
+#[test]
+fn outputs_and_checkpoints_do_not_depend_on_the_state_map_seeds() {
+    let engine = Engine::new(Rules::defaults(), Some(b"seed-test".to_vec()));
+    let mut defaults = engine.new_state();
+    let (want_records, want_snapshot) = run(&engine, &mut defaults);
+    assert!(want_records.len() > 50, "the stream must make the detectors fire ({})", want_records.len());
+
+    let before = FixedState::default().hash_one(b"user-1");
+    assert!(seed_state_hashes(b"a deployment's secret"));
+    assert_ne!(FixedState::default().hash_one(b"user-1"), before, "seeded maps hash differently");
+    assert!(!seed_state_hashes(b"another secret"), "seeds are set once");
+
+    let mut seeded = engine.new_state();
+    let (records, snapshot) = run(&engine, &mut seeded);
+    assert_eq!(records.len(), want_records.len());
+    for (i, (got, want)) in records.iter().zip(&want_records).enumerate() {
+        assert_eq!(got, want, "record {i} differs");
+    }
+    assert!(snapshot == want_snapshot, "checkpoints differ");
+}
