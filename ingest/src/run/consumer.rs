@@ -6,9 +6,10 @@
 //! each partition's start offset (design §6), on revocation it waits for the
 //! partition's task to drain, checkpoint and hand back the offset to commit.
 //!
-//! Backpressure is per partition: when a task's channel is full the partition is
-//! paused and its messages wait in a small backlog, so a slow partition never
-//! stalls the others and nothing queues without bound.
+//! Backpressure is per partition: when a task's feed holds its bytes (see
+//! [`super::feed`]) the partition is paused and its messages wait in a small
+//! backlog, so a slow partition never stalls the others and nothing queues without
+//! bound.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,7 @@ use rdkafka::ClientContext;
 use tokio::sync::mpsc;
 use warden_sinks::metrics::PartitionLabels;
 
+use super::feed::{feed, FeedSender, Refused};
 use super::partition::{self, Control, Input, Plan};
 use super::Shared;
 use warden_detectors::state::StateStore;
@@ -64,11 +66,11 @@ const MAX_BATCH: usize = 512;
 
 /// A running partition task, as the consumer thread sees it.
 struct Handle {
-    tx: mpsc::Sender<Vec<Input>>,
+    tx: FeedSender,
     control: mpsc::UnboundedSender<Control>,
     /// Messages of the current poll burst.
     batch: Vec<Input>,
-    /// Batches the task's channel had no room for (the partition is paused).
+    /// Batches the task's feed had no room for (the partition is paused).
     backlog: VecDeque<Vec<Input>>,
     paused: bool,
 }
@@ -211,7 +213,7 @@ impl WardenContext {
                 tracing::error!(topic, partition, error = %e, "cannot set the start offset");
             }
             tracing::info!(topic, partition, start = ?plan.start, warm_until = ?plan.warm_until, restore = plan.restore, "partition assigned");
-            let (tx, rx) = mpsc::channel(self.shared.settings.channel_capacity);
+            let (tx, rx) = feed(self.shared.settings.feed_bytes);
             let (ctl_tx, ctl_rx) = mpsc::unbounded_channel();
             self.shared.partition_started();
             let shared = self.shared.clone();
@@ -326,7 +328,7 @@ impl WardenContext {
     }
 
     /// Hands each partition's batch (after its older backlog) to its task; pauses a
-    /// partition whose task is full and resumes it once its backlog is gone.
+    /// partition whose feed is full and resumes it once its backlog is gone.
     fn flush(&self, consumer: &BaseConsumer<Self>, map: &mut HashMap<String, HashMap<i32, Handle>>) {
         for (topic, parts) in map.iter_mut() {
             for (partition, h) in parts.iter_mut() {
@@ -336,11 +338,11 @@ impl WardenContext {
                 while let Some(batch) = h.backlog.pop_front() {
                     match h.tx.try_send(batch) {
                         Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(batch)) => {
+                        Err(Refused::Full(batch)) => {
                             h.backlog.push_front(batch);
                             break;
                         }
-                        Err(mpsc::error::TrySendError::Closed(_)) => h.backlog.clear(),
+                        Err(Refused::Closed) => h.backlog.clear(),
                     }
                 }
                 let mut tpl = TopicPartitionList::new();

@@ -14,6 +14,7 @@
 pub mod client;
 pub mod consumer;
 pub mod embedded;
+pub mod feed;
 pub mod partition;
 pub mod reload;
 pub mod telemetry;
@@ -73,9 +74,9 @@ pub struct Settings {
     pub checkpoint_events: u64,
     /// Revocation waits this long for a partition to drain (below the session timeout).
     pub drain_timeout: Duration,
-    /// Batches (of up to 512 messages) buffered per partition between the consumer
-    /// thread and its task.
-    pub channel_capacity: usize,
+    /// Bytes of messages buffered per partition between the consumer thread and its
+    /// task (see [`feed`]).
+    pub feed_bytes: usize,
     /// Label `distinct_visitors` by tenant (`metrics.tenant_labels`).
     pub tenant_labels: bool,
     /// `processing.guarantee = "exactly_once"`: per-partition Kafka transactions.
@@ -248,7 +249,7 @@ async fn run_async(
         checkpoint_interval: Duration::from_millis(config.processing.checkpoint_interval_ms),
         checkpoint_events: config.processing.checkpoint_events,
         drain_timeout: Duration::from_secs(5),
-        channel_capacity: 16,
+        feed_bytes: feed::FEED_BYTES,
         tenant_labels: config.metrics.tenant_labels,
         exactly_once: config.processing.guarantee == "exactly_once",
         group: group.clone(),

@@ -38,6 +38,7 @@ use warden_sinks::metrics::{DetectorLabel, TenantLabel};
 use warden_sinks::registry::{ActiveEntry, SubjectKey};
 
 use super::consumer::ConsumerCmd;
+use super::feed::FeedReceiver;
 use super::telemetry;
 use super::Shared;
 
@@ -197,7 +198,7 @@ pub async fn run(
     partition: i32,
     plan: Plan,
     transactional: bool,
-    mut rx: mpsc::Receiver<Vec<Input>>,
+    mut rx: FeedReceiver,
     mut control: mpsc::UnboundedReceiver<Control>,
 ) {
     let name = format!("{topic}/{partition}");
