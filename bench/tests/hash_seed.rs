@@ -12,9 +12,12 @@ use warden_detectors::state::{seed_state_hashes, FixedState};
 use warden_detectors::{Engine, PartitionState, Tally};
 use warden_schemas::Provenance;
 
+/// A checkpoint's entries: table tag, stored key, value (`None` deletes).
+type Entries = Vec<(u8, Vec<u8>, Option<Vec<u8>>)>;
+
 /// Runs a stream with attacks mixed in, checkpointing as the pipeline does;
 /// returns every record as JSON and the final full snapshot, sorted.
-fn run(engine: &Engine, state: &mut PartitionState) -> (Vec<String>, Vec<(u8, Vec<u8>, Option<Vec<u8>>)>) {
+fn run(engine: &Engine, state: &mut PartitionState) -> (Vec<String>, Entries) {
     let profile = Profile { events: 30_000, span_ms: 30 * 60_000, tenants: 3, subjects: 2_000, attack_share: 0.1 };
     let mut g = Generator::new(profile, 5);
     let (mut line, mut records, mut out, mut tally) = (String::new(), Vec::new(), Vec::new(), Tally::default());
