@@ -6,11 +6,13 @@
 
 use std::hash::BuildHasher;
 
-use warden_bench::gen::{Generator, Profile};
+mod common;
+
+use common::run_stream;
+use warden_bench::gen::Profile;
 use warden_detectors::rules::Rules;
 use warden_detectors::state::{seed_state_hashes, FixedState};
-use warden_detectors::{Engine, PartitionState, Tally};
-use warden_schemas::Provenance;
+use warden_detectors::{Engine, PartitionState};
 
 /// A checkpoint's entries: table tag, stored key, value (`None` deletes).
 type Entries = Vec<(u8, Vec<u8>, Option<Vec<u8>>)>;
@@ -19,21 +21,8 @@ type Entries = Vec<(u8, Vec<u8>, Option<Vec<u8>>)>;
 /// returns every record as JSON and the final full snapshot, sorted.
 fn run(engine: &Engine, state: &mut PartitionState) -> (Vec<String>, Entries) {
     let profile = Profile { events: 30_000, span_ms: 30 * 60_000, tenants: 3, subjects: 2_000, attack_share: 0.1 };
-    let mut g = Generator::new(profile, 5);
-    let (mut line, mut records, mut out, mut tally) = (String::new(), Vec::new(), Vec::new(), Tally::default());
     state.set_track_changes(true);
-    let mut n = 0u64;
-    while g.next_into(&mut line) {
-        n += 1;
-        let source = Provenance::File { file: "gen".into(), line: n };
-        engine.handle_bytes(line.as_bytes(), &source, state, &mut out, &mut tally);
-        records.extend(out.drain(..).map(|r| r.to_json()));
-        if n.is_multiple_of(4_000) {
-            state.take_changes(engine.rules(), false);
-        }
-    }
-    engine.finish(state, &mut out, &mut tally);
-    records.extend(out.drain(..).map(|r| r.to_json()));
+    let (records, _) = run_stream(engine, state, profile, 5, 4_000, |_, _| {});
     let snapshot = state.take_changes(engine.rules(), true);
     let mut entries: Vec<_> =
         snapshot.in_key_order().map(|c| (c.tag, c.key.to_vec(), c.value.map(<[u8]>::to_vec))).collect();

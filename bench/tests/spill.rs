@@ -7,12 +7,14 @@
 
 use std::sync::{Arc, Mutex};
 
-use warden_bench::gen::{Generator, Profile};
+mod common;
+
+use common::run_stream;
+use warden_bench::gen::Profile;
 use warden_detectors::rules::Rules;
 use warden_detectors::state::limits::Limits;
 use warden_detectors::state::spill::MemSpill;
 use warden_detectors::{Engine, PartitionState, Tally};
-use warden_schemas::Provenance;
 
 /// Many subjects over a short span, so the stream holds far more keys than the
 /// budget below allows, with 5% attack events so the detectors fire.
@@ -20,28 +22,15 @@ fn profile() -> Profile {
     Profile { events: 40_000, span_ms: 20 * 60_000, tenants: 3, subjects: 30_000, attack_share: 0.05 }
 }
 
-/// Runs the stream; returns every record as JSON, the tally, and the largest
-/// state size seen at a limit check.
+/// Runs the stream, as checkpoints every 5,000 events would; returns every record
+/// as JSON, the tally, and the largest state size seen at a limit check.
 fn run(engine: &Engine, state: &mut PartitionState) -> (Vec<String>, Tally, usize) {
-    let mut g = Generator::new(profile(), 11);
-    let (mut line, mut records, mut out, mut tally) = (String::new(), Vec::new(), Vec::new(), Tally::default());
     let mut peak = 0;
-    let mut n = 0u64;
-    while g.next_into(&mut line) {
-        n += 1;
-        let source = Provenance::File { file: "gen".into(), line: n };
-        engine.handle_bytes(line.as_bytes(), &source, state, &mut out, &mut tally);
-        records.extend(out.drain(..).map(|r| r.to_json()));
-        if n.is_multiple_of(5_000) {
-            // As a checkpoint would; spilled changes are read from the store.
-            state.take_changes(engine.rules(), false);
-        }
+    let (records, tally) = run_stream(engine, state, profile(), 11, 5_000, |n, state| {
         if n.is_multiple_of(u64::from(Limits::CHECK_EVERY)) {
             peak = peak.max(state.approx_bytes());
         }
-    }
-    engine.finish(state, &mut out, &mut tally);
-    records.extend(out.drain(..).map(|r| r.to_json()));
+    });
     (records, tally, peak)
 }
 

@@ -144,7 +144,8 @@ fn collect<V: Encode + Decode>(table: &mut Table<V>, tag: u8, rules: &Rules, ful
     let mut sink = StoredKeys { out, tag, rules };
     if full {
         table.snapshot(&mut sink);
-        table.drain_changes(&mut Vec::new());
+        // The snapshot holds every entry: the pending list is only cleared.
+        table.drain_changes(&mut ());
     } else {
         table.drain_changes(&mut sink);
     }

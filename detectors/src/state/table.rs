@@ -140,6 +140,12 @@ pub trait ChangeSink {
     fn delete(&mut self, key: &[u8]);
 }
 
+/// Drops every change: [`Table::drain_changes`] into `()` only clears the list.
+impl ChangeSink for () {
+    fn put(&mut self, _key: &[u8], _encode: impl FnOnce(&mut Vec<u8>)) {}
+    fn delete(&mut self, _key: &[u8]) {}
+}
+
 impl ChangeSink for Vec<Change> {
     fn put(&mut self, key: &[u8], encode: impl FnOnce(&mut Vec<u8>)) {
         let mut buf = Vec::with_capacity(32);
