@@ -91,8 +91,8 @@ fn main() {
 
     // 1. Calibrate. (a) Pre-load flat out for CALIBRATE_SECS, then time warden
     //    draining that backlog alone: its catch-up rate. (b) Live steps: produce at
-    //    rising fractions of it for STEP_SECS each (default: a 30th of the soak,
-    //    6 to 20 s, since a broker that slows as it fills shows only over longer
+    //    rising fractions of it for STEP_SECS each (default: a 10th of the soak,
+    //    6 to 60 s, since a broker that slows as it fills shows only over longer
     //    steps; a soak of 5 minutes or more warms up for one state horizon
     //    first); the highest at which the lag stays under a sixth of the
     //    step's input (at most 3 s of it) is the maximum warden sustains while sharing the
@@ -118,7 +118,10 @@ fn main() {
     }
     let catch_up = (sent as f64 - drain_from.1) / drain_from.0.elapsed().as_secs_f64().max(1e-3);
     let mut max_rate = 0.0;
-    let step_secs = env_num("STEP_SECS", (secs / 30.0).clamp(6.0, 20.0));
+    // A long soak's steps last up to a minute: 20 s steps held rates that lost
+    // ground over ten minutes (2026-12-02: a step held 45k events/s, the soak at
+    // 36k fell 4M events behind), because tansu slows as it fills.
+    let step_secs = env_num("STEP_SECS", (secs / 10.0).clamp(6.0, 60.0));
     // A long soak first runs one state horizon at a low rate, so the steps see
     // warden with its steady-state memory and checkpoint volume, not a young one.
     let long = secs >= 300.0;
