@@ -28,9 +28,17 @@ pub fn warden_bin() -> PathBuf {
     bin
 }
 
+/// This crate's folder. Read at run time first (cargo sets it for the tests it
+/// runs): a build cache shared by two checkouts can hold a test binary compiled
+/// in the other one.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// The shared folder beside the repository (`../shared`), which holds the scenarios.
 pub fn shared_dir() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("repo root");
+    let manifest = manifest_dir();
+    let root = manifest.parent().expect("repo root");
     let shared = root.join("..").join("shared");
     assert!(shared.join("scenarios").join("gen.py").exists(), "{} has no scenarios/gen.py", shared.display());
     shared

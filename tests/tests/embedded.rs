@@ -5,7 +5,6 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -21,7 +20,7 @@ const SEED: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const PLANTED: &str = "sk_live_51HqLyjWDarjtT1zdp7dcXyZ0123456789";
 
 fn example() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/events.jsonl").to_string_lossy().into_owned()
+    warden_tests::manifest_dir().join("../examples/events.jsonl").to_string_lossy().into_owned()
 }
 
 fn processed(w: &Warden) -> f64 {

@@ -4,13 +4,11 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-
 use jsonschema::{Resource, Validator};
 use warden_tests::{generate_scenarios, json_lines, read_json_lines, run_warden};
 
 fn schema_dir() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/json")
+    warden_tests::manifest_dir().join("../schemas/json")
 }
 
 fn load(name: &str) -> serde_json::Value {
