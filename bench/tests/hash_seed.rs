@@ -1,6 +1,8 @@
-//! State maps seeded from a deployment's secret give exactly the outputs and the
-//! checkpoint of maps with the default seeds: iteration order never decides
-//! anything. Its own test binary, because the seeds are set once per process.
+//! State maps seeded from a deployment's secret give exactly the outputs of maps
+//! with the default seeds (iteration order never decides anything) and the same
+//! checkpoint values; the checkpoint's keys, digests under the secret, differ, and
+//! a checkpoint restores only under the secret that wrote it. Its own test binary,
+//! because the seeds are set once per process.
 //!
 //! Lives in warden-bench because it needs the seeded generator.
 
@@ -11,7 +13,8 @@ mod common;
 use common::run_stream;
 use warden_bench::gen::Profile;
 use warden_detectors::rules::Rules;
-use warden_detectors::state::{seed_state_hashes, FixedState};
+use warden_detectors::state::checkpoint::tag;
+use warden_detectors::state::{seed_state_hashes, FixedState, StoredPartition};
 use warden_detectors::{Engine, PartitionState};
 
 /// A checkpoint's entries: table tag, stored key, value (`None` deletes).
@@ -30,8 +33,20 @@ fn run(engine: &Engine, state: &mut PartitionState) -> (Vec<String>, Entries) {
     (records, entries)
 }
 
+/// The values of a snapshot's entries, sorted, bookkeeping left out.
+fn values(entries: &Entries) -> Vec<&[u8]> {
+    let mut v: Vec<&[u8]> = entries.iter().filter(|e| e.0 != tag::META).filter_map(|e| e.2.as_deref()).collect();
+    v.sort();
+    v
+}
+
+fn stored(entries: &Entries) -> StoredPartition {
+    let entries = entries.iter().filter_map(|(t, k, v)| Some((*t, k.clone(), v.clone()?))).collect();
+    StoredPartition { position: Vec::new(), entries }
+}
+
 #[test]
-fn outputs_and_checkpoints_do_not_depend_on_the_state_map_seeds() {
+fn outputs_do_not_depend_on_the_state_secrets_and_checkpoints_need_theirs() {
     let engine = Engine::new(Rules::defaults(), Some(b"seed-test".to_vec()));
     let mut defaults = engine.new_state();
     let (want_records, want_snapshot) = run(&engine, &mut defaults);
@@ -48,5 +63,11 @@ fn outputs_and_checkpoints_do_not_depend_on_the_state_map_seeds() {
     for (i, (got, want)) in records.iter().zip(&want_records).enumerate() {
         assert_eq!(got, want, "record {i} differs");
     }
-    assert!(snapshot == want_snapshot, "checkpoints differ");
+    assert!(snapshot != want_snapshot, "state keys are digests under the secret");
+    assert!(values(&snapshot) == values(&want_snapshot), "the checkpoints hold the same values");
+
+    let mut restored = engine.new_state();
+    restored.restore(engine.rules(), &stored(&snapshot)).expect("a checkpoint restores under its own secret");
+    let err = engine.new_state().restore(engine.rules(), &stored(&want_snapshot)).unwrap_err();
+    assert!(err.to_string().contains("another WARDEN_HMAC_KEY"), "{err}");
 }

@@ -22,7 +22,7 @@ use warden_schemas::{Action, Alert, Decision, KillSwitch, Mode, Provenance, Reco
 use crate::pii::{redact, PiiScanner, Scope};
 use crate::rules::{Rule, RuleId, Rules};
 use crate::state::codec::CodecError;
-use crate::state::keys::{KeyBuf, KeyReader};
+use crate::state::keys::{KeyBuf, KeyReader, StateKey};
 use crate::state::table::Table;
 use crate::state::values::{AlertBucket, InForce};
 use crate::tally::Tally;
@@ -137,7 +137,8 @@ impl Decider<'_> {
         let emitted = if shadow { Action::Flag } else { action };
         if rule.ttl_ms > 0 {
             key.start(rule.id, event.tenant).part(v.subject.kind).part(&v.subject.id);
-            if state.in_force.get(key.as_slice()).is_some_and(|f| f.expires_at > event.ts) {
+            let state_key = key.state_key();
+            if state.in_force.get(&state_key).is_some_and(|f| f.expires_at > event.ts) {
                 tally.suppressed_in_force += 1;
                 return;
             }
@@ -145,13 +146,15 @@ impl Decider<'_> {
             let mut sha = [0u8; 32];
             let _ = hex::decode_to_slice(hash.get(), &mut sha);
             let code = Action::ALL.iter().position(|a| *a == emitted).unwrap_or(0) as u8;
-            let mut entry = state.in_force.entry(key.as_slice(), || InForce {
+            let mut entry = state.in_force.entry(&state_key, || InForce {
                 event_ts: 0,
                 expires_at: 0,
                 action: 0,
                 event_sha256: [0; 32],
+                key: key.after_rule().into(),
             });
-            *entry.value() = InForce { event_ts: event.ts, expires_at, action: code, event_sha256: sha };
+            let f = entry.value();
+            (f.event_ts, f.expires_at, f.action, f.event_sha256) = (event.ts, expires_at, code, sha);
             entry.set_evict_at(expires_at);
         }
         let subject = Subject { kind: v.subject.kind.to_string(), id: v.subject.id.to_string() };
@@ -242,10 +245,11 @@ impl Decider<'_> {
             return;
         }
         alert_key(key, trigger.signal, event.tenant, trigger.subject.kind, &trigger.subject.id, bucket_start);
-        let mut entry = state.alerts.entry(key.as_slice(), || AlertBucket {
+        let mut entry = state.alerts.entry(&key.state_key(), || AlertBucket {
             first_seen: event.ts,
             last_seen: event.ts,
             rule: rule.name.clone(),
+            key: key.after_rule().into(),
             ..AlertBucket::default()
         });
         let fresh = entry.is_fresh();
@@ -302,17 +306,17 @@ impl Decider<'_> {
         if !all && watermark < state.next_close {
             return;
         }
-        let mut due: Vec<(Box<[u8]>, ParsedAlertKey)> = Vec::new();
+        let mut due: Vec<(StateKey, ParsedAlertKey)> = Vec::new();
         let mut next = EventTime::MAX;
         for (k, b) in state.alerts.iter() {
             if b.closed {
                 continue;
             }
-            let Ok(parsed) = parse_alert_key(k) else {
+            let Ok(parsed) = parse_alert_key(k.id(), &b.key) else {
                 continue;
             };
             if all || watermark >= parsed.bucket_start + BUCKET_MS {
-                due.push((k.into(), parsed));
+                due.push((*k, parsed));
             } else {
                 next = next.min(parsed.bucket_start + BUCKET_MS);
             }
@@ -356,8 +360,9 @@ struct ParsedAlertKey {
     subject: Subject,
 }
 
-fn parse_alert_key(key: &[u8]) -> Result<ParsedAlertKey, CodecError> {
-    let mut r = KeyReader::new(key)?;
+/// Reads an alert key back: `signal` is its leading id, `rest` the bytes after it.
+fn parse_alert_key(signal: u16, rest: &[u8]) -> Result<ParsedAlertKey, CodecError> {
+    let mut r = KeyReader::with_rule(RuleId(signal), rest)?;
     let signal = *Signal::ALL.get(r.rule.0 as usize).ok_or(CodecError("bad signal"))?;
     let tenant = r.tenant.map(str::to_string);
     let kind = r.part()?.to_string();
@@ -428,7 +433,7 @@ pub fn active_records(
         if f.expires_at <= now {
             continue;
         }
-        let Ok(mut r) = KeyReader::new(k) else {
+        let Ok(mut r) = KeyReader::with_rule(RuleId(k.id()), &f.key) else {
             continue;
         };
         if r.tenant != tenant || r.part().ok() != Some(kind) || r.part().ok() != Some(id) {
@@ -458,7 +463,7 @@ pub fn all_active(rules: &Rules, state: &DecideState, now: EventTime) -> Vec<Act
         if f.expires_at <= now {
             continue;
         }
-        let Ok(mut r) = KeyReader::new(k) else {
+        let Ok(mut r) = KeyReader::with_rule(RuleId(k.id()), &f.key) else {
             continue;
         };
         let (Ok(kind), Ok(id)) = (r.part(), r.part()) else {
@@ -502,7 +507,7 @@ pub fn lift(
             continue;
         };
         key.start(rule.id, tenant).part(kind).part(id);
-        state.in_force.remove(key.as_slice());
+        state.in_force.remove(&key.state_key());
         let decision_id = output::decision_id(
             output::DECISION_SCHEMA,
             &rule.name,

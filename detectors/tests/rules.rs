@@ -411,3 +411,46 @@ fn a_rule_reload_keeps_the_windows_of_rules_that_keep_their_name() {
     assert_eq!(fired[0]["evidence"]["count"], 31);
     assert_eq!(fired[0]["evidence"]["would"], "block");
 }
+
+#[test]
+fn a_checkpoint_restores_its_blocks_and_refuses_keys_it_cannot_read() {
+    use warden_detectors::decide::all_active;
+    use warden_detectors::state::checkpoint::tag;
+    use warden_detectors::state::{RestoreError, StoredEntry, StoredPartition};
+
+    let old = Engine::new(Rules::defaults(), None);
+    let mut state = old.new_state();
+    state.set_track_changes(true);
+    let (mut out, mut tally) = (Vec::new(), Tally::default());
+    for i in 0..31 {
+        let e = webhook(T0 + i * 100, "t", "v", json!({}));
+        let source = Provenance::File { file: "t".into(), line: i as u64 + 1 };
+        old.handle_bytes(e.to_string().as_bytes(), &source, &mut state, &mut out, &mut tally);
+    }
+    assert_eq!(out.len(), 1, "the 31st event blocks the visitor");
+    let entries: Vec<StoredEntry> = state
+        .take_changes(old.rules(), true)
+        .iter()
+        .filter_map(|c| Some((c.tag, c.key.to_vec(), c.value?.to_vec())))
+        .collect();
+
+    // Under rules whose ids shift, the block comes back with its subject: a
+    // table holds digests, so the subject comes from the entry's value.
+    let new = Engine::new(
+        config("[rules.aaa_first]\ntype = \"rate\"\nevents = \"log\"\nkey = \"service\"\nlimit = 1000\nwindow_secs = 1\naction = \"flag\"\n"),
+        None,
+    );
+    let mut restored = new.new_state();
+    restored.restore(new.rules(), &StoredPartition { position: Vec::new(), entries: entries.clone() }).unwrap();
+    let active = all_active(new.rules(), &restored.decide, T0 + 3_100);
+    assert_eq!(active.len(), 1, "{active:?}");
+    assert_eq!((active[0].rule.as_str(), active[0].tenant.as_deref()), ("visitor_rate", Some("t")));
+    assert_eq!((active[0].subject.kind.as_str(), active[0].subject.id.as_str()), ("visitor", "v"));
+
+    // A checkpoint without the key-format mark (an older warden's) is refused,
+    // not restored into entries that no lookup would find.
+    let unmarked: Vec<StoredEntry> =
+        entries.into_iter().filter(|(t, k, _)| !(*t == tag::META && k.as_slice() == b"key-format")).collect();
+    let err = new.new_state().restore(new.rules(), &StoredPartition { position: Vec::new(), entries: unmarked });
+    assert!(matches!(err, Err(RestoreError::ForeignKeys(_))), "{err:?}");
+}

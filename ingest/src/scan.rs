@@ -89,7 +89,7 @@ pub fn run(engine: &Engine, signer: Option<&Signer>, args: ScanArgs) -> Result<(
         state.set_track_changes(true);
         if let Some(stored) = store.read_checkpoint(SCAN_PARTITION).context("cannot read the scan checkpoint")? {
             spilled_on_restore =
-                state.restore(engine.rules(), &stored).context("the scan checkpoint is corrupt")? as u64;
+                state.restore(engine.rules(), &stored).context("cannot restore the scan checkpoint")? as u64;
             position = serde_json::from_slice(&stored.position).unwrap_or_default();
         }
     }

@@ -45,7 +45,7 @@ impl DupFlood {
                 continue;
             }
             cx.scratch.key.start(id, event.tenant).part(w.visitor).bytes(&hash);
-            let mut entry = cx.tables.windows.entry(cx.scratch.key.as_slice(), Default::default);
+            let mut entry = cx.tables.windows.entry(&cx.scratch.key.state_key(), Default::default);
             let count = entry.value().observe(event.ts, limit, window_ms);
             let newest = entry.value().newest().unwrap_or(event.ts);
             entry.keep_until(newest + window_ms + cx.lateness_ms);

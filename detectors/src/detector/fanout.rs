@@ -69,7 +69,7 @@ impl Fanout {
                 FanoutPer::Session => ("session", tc.session),
             };
             cx.scratch.key.start(r.id, event.tenant).part(scope);
-            let mut entry = cx.tables.distinct.entry(cx.scratch.key.as_slice(), Default::default);
+            let mut entry = cx.tables.distinct.entry(&cx.scratch.key.state_key(), Default::default);
             let count = entry.value().observe(xxh3_64(value.as_bytes()), event.ts, r.limit, r.window_ms);
             let newest = entry.value().newest().unwrap_or(event.ts);
             entry.keep_until(match r.window_ms {

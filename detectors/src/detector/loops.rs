@@ -90,7 +90,7 @@ impl Loops {
                     }
                     let hash = *call_hash.get_or_insert_with(|| call_fingerprint(event, tc, &mut cx.scratch.canon));
                     cx.scratch.key.start(id, event.tenant).part(tc.session);
-                    let mut entry = cx.tables.history.entry(cx.scratch.key.as_slice(), Default::default);
+                    let mut entry = cx.tables.history.entry(&cx.scratch.key.state_key(), Default::default);
                     let repeats = entry.value().repeats_of(hash);
                     entry.value().push(hash, *history);
                     entry.keep_until(horizon);
@@ -142,7 +142,7 @@ impl Loops {
                         continue;
                     };
                     cx.scratch.key.start(id, event.tenant).part(run);
-                    let mut seen = cx.tables.seen.entry(cx.scratch.key.as_slice(), || Seen);
+                    let mut seen = cx.tables.seen.entry(&cx.scratch.key.state_key(), || Seen);
                     let starts_run = seen.is_fresh();
                     seen.set_evict_at(horizon);
                     if !starts_run {
@@ -151,7 +151,7 @@ impl Loops {
                     let owner = tc.user.as_deref().unwrap_or(tc.session);
                     // A separate key space from the seen marks: tag 1 after the rule.
                     cx.scratch.key.start(id, event.tenant).num(1).part(owner);
-                    let mut entry = cx.tables.windows.entry(cx.scratch.key.as_slice(), Default::default);
+                    let mut entry = cx.tables.windows.entry(&cx.scratch.key.state_key(), Default::default);
                     let count = entry.value().observe(event.ts, *limit, *window_ms);
                     let newest = entry.value().newest().unwrap_or(event.ts);
                     entry.keep_until(newest + window_ms + cx.lateness_ms);
@@ -170,7 +170,7 @@ impl Loops {
 
 /// Increments the counter at the key in `cx.scratch.key`; returns the new count.
 fn bump(cx: &mut Cx<'_>, horizon: i64) -> u64 {
-    let mut entry = cx.tables.counters.entry(cx.scratch.key.as_slice(), Counter::default);
+    let mut entry = cx.tables.counters.entry(&cx.scratch.key.state_key(), Counter::default);
     entry.value().count += 1;
     entry.keep_until(horizon);
     entry.value().count

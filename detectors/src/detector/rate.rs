@@ -74,7 +74,7 @@ impl Rate {
                 continue;
             }
             cx.scratch.key.start(r.id, event.tenant).part(&id);
-            let mut entry = cx.tables.windows.entry(cx.scratch.key.as_slice(), Default::default);
+            let mut entry = cx.tables.windows.entry(&cx.scratch.key.state_key(), Default::default);
             let count = entry.value().observe(event.ts, r.limit, r.window_ms);
             let newest = entry.value().newest().unwrap_or(event.ts);
             entry.keep_until(newest + r.window_ms + cx.lateness_ms);

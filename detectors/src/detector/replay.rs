@@ -51,7 +51,7 @@ impl Replay {
             }
             cx.scratch.key.start(id, event.tenant).bytes(&message);
             // One probe: the entry tells whether this is the first sighting.
-            let mut entry = cx.tables.replay.entry(cx.scratch.key.as_slice(), || event.ts);
+            let mut entry = cx.tables.replay.entry(&cx.scratch.key.state_key(), || event.ts);
             let first = *entry.value();
             if !entry.is_fresh() && (event.ts - first).abs() < window_ms {
                 out.push(Verdict {

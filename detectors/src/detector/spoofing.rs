@@ -42,7 +42,7 @@ impl Spoofing {
                 continue;
             }
             cx.scratch.key.start(id, event.tenant).part(w.source);
-            let mut entry = cx.tables.windows.entry(cx.scratch.key.as_slice(), Default::default);
+            let mut entry = cx.tables.windows.entry(&cx.scratch.key.state_key(), Default::default);
             let count = entry.value().observe(event.ts, limit, window_ms);
             let newest = entry.value().newest().unwrap_or(event.ts);
             entry.keep_until(newest + window_ms + cx.lateness_ms);

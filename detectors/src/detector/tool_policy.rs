@@ -82,7 +82,7 @@ impl ToolPolicy {
                         continue;
                     }
                     cx.scratch.key.start(id, event.tenant).part(tc.run_id());
-                    let mut entry = cx.tables.budgets.entry(cx.scratch.key.as_slice(), Default::default);
+                    let mut entry = cx.tables.budgets.entry(&cx.scratch.key.state_key(), Default::default);
                     let b = entry.value();
                     b.cost_nanos = b.cost_nanos.saturating_add(tc.cost_usd.map_or(0, usd_to_nanos));
                     // Negative or fractional token counts are producer errors; count none.

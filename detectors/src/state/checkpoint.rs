@@ -9,6 +9,7 @@ use super::changes::ChangeSet;
 use super::codec::{get_i64, get_str, get_varint, put_bytes, put_i64, put_varint, CodecError};
 use super::codec::{Decode, Encode};
 use super::table::{ChangeSink, Table};
+use super::StateStore;
 use crate::engine::Clock;
 use crate::rules::Rules;
 use crate::verdict::Signal;
@@ -38,6 +39,17 @@ pub mod tag {
     pub const ALERTS: u8 = 9;
 }
 
+/// Why a stored partition does not restore.
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    /// An entry does not decode.
+    #[error(transparent)]
+    Corrupt(#[from] CodecError),
+    /// The entries decode, but their keys are not this deployment's.
+    #[error("the checkpoint is not this deployment's: {0}")]
+    ForeignKeys(&'static str),
+}
+
 /// One stored entry: table tag, key, value.
 pub type StoredEntry = (u8, Vec<u8>, Vec<u8>);
 
@@ -60,6 +72,51 @@ pub struct StoredPartition {
 }
 
 const META_CLOCK: &[u8] = b"clock";
+/// The format of the checkpoint's state keys: [`KEY_FORMAT`], then
+/// [`super::key_fingerprint`].
+const META_KEY_FORMAT: &[u8] = b"key-format";
+/// State keys as [`super::keys::StateKey`] digests (format 1 held the key bytes).
+const KEY_FORMAT: u8 = 2;
+
+fn key_format() -> [u8; 9] {
+    let mut v = [KEY_FORMAT; 9];
+    v[1..].copy_from_slice(&super::key_fingerprint());
+    v
+}
+
+/// Why `partition`'s checkpoint in `store` holds state keys this deployment would
+/// never look up (`None`: it has none, or they are its own). Cheap: one point
+/// read. A pipeline drops such a checkpoint before assigning the partition, so
+/// the partition rebuilds its state by replay instead.
+pub fn foreign_keys<S: StateStore>(store: &S, partition: &str) -> Result<Option<&'static str>, S::Error> {
+    if store.read_position(partition)?.is_none() {
+        return Ok(None);
+    }
+    let stored = store.read_entry(partition, tag::META, META_KEY_FORMAT)?;
+    Ok(key_format_error(stored.as_deref()))
+}
+
+fn key_format_error(stored: Option<&[u8]>) -> Option<&'static str> {
+    match stored {
+        Some(v) if v == key_format() => None,
+        Some([KEY_FORMAT, ..]) => Some("its state keys were digested under another WARDEN_HMAC_KEY"),
+        _ => Some("an older warden wrote its state keys, as key bytes rather than digests"),
+    }
+}
+
+/// Refuses a checkpoint whose state keys this build would never look up: one
+/// written before keys were digests, or under another secret. Restored, its
+/// entries would match nothing and its blocks would be lifted early.
+fn check_key_format(stored: &StoredPartition) -> Result<(), RestoreError> {
+    if stored.entries.iter().all(|(tag, ..)| *tag == tag::META) {
+        return Ok(());
+    }
+    let format = stored.entries.iter().find(|(tag, k, _)| *tag == tag::META && k == META_KEY_FORMAT);
+    match key_format_error(format.map(|(_, _, v)| v.as_slice())) {
+        None => Ok(()),
+        Some(why) => Err(RestoreError::ForeignKeys(why)),
+    }
+}
 
 impl PartitionState {
     /// The changes since the last call (or everything, with `full`), ready for
@@ -78,6 +135,7 @@ impl PartitionState {
         collect(&mut self.decide.alerts, tag::ALERTS, rules, full, &mut out);
         let (clock, next_close) = (&self.clock, self.decide.next_close);
         out.put(tag::META, |k| k.extend_from_slice(META_CLOCK), |v| encode_clock(clock, next_close, v));
+        out.put(tag::META, |k| k.extend_from_slice(META_KEY_FORMAT), |v| v.extend_from_slice(&key_format()));
         out
     }
 
@@ -114,7 +172,7 @@ impl PartitionState {
     /// and those of removed rules are dropped, exactly as a restart with the new
     /// config would restore them. Takes this state's pending changes: the caller
     /// writes a full checkpoint next.
-    pub fn migrated(&mut self, old: &Rules, new: &Rules) -> Result<PartitionState, CodecError> {
+    pub fn migrated(&mut self, old: &Rules, new: &Rules) -> Result<PartitionState, RestoreError> {
         let changes = self.take_changes(old, true);
         let entries: Vec<StoredEntry> =
             changes.iter().filter_map(|c| Some((c.tag, c.key.to_vec(), c.value?.to_vec()))).collect();
@@ -128,7 +186,8 @@ impl PartitionState {
     /// Rebuilds a state from a stored partition.
     /// With a spill store attached, the state is held to its limits as it fills
     /// (a checkpoint may hold more than the budget); returns how many keys spilled.
-    pub fn restore(&mut self, rules: &Rules, stored: &StoredPartition) -> Result<usize, CodecError> {
+    pub fn restore(&mut self, rules: &Rules, stored: &StoredPartition) -> Result<usize, RestoreError> {
+        check_key_format(stored)?;
         let mut spilled = 0;
         for (i, (tag, key, value)) in stored.entries.iter().enumerate() {
             self.restore_entry(rules, *tag, key, value)?;
@@ -234,4 +293,40 @@ fn decode_clock(mut input: &[u8]) -> Result<(Clock, i64), CodecError> {
         next_sweep: get_i64(input)?,
     };
     Ok((clock, get_i64(input)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::mem::MemStore;
+    use crate::state::StateStore;
+
+    fn checkpoint(changes: ChangeSet) -> Checkpoint {
+        Checkpoint { position: b"7".to_vec(), changes }
+    }
+
+    #[test]
+    fn a_store_tells_checkpoints_whose_keys_this_deployment_cannot_read() {
+        let rules = Rules::defaults();
+        let store = MemStore::default();
+        assert_eq!(foreign_keys(&store, "p").unwrap(), None, "no checkpoint, nothing foreign");
+
+        let mut state = PartitionState::default();
+        state.set_track_changes(true);
+        store.write_checkpoint("ours", &checkpoint(state.take_changes(&rules, true))).unwrap();
+        assert_eq!(foreign_keys(&store, "ours").unwrap(), None);
+
+        // An older warden's checkpoint: key bytes, no key-format mark.
+        let mut old = ChangeSet::new();
+        old.put(tag::META, |k| k.extend_from_slice(META_CLOCK), |v| encode_clock(&Clock::default(), 0, v));
+        old.put(tag::WINDOWS, |k| to_stored_key("visitor_rate", b"\x01\x01t\x01v", k), |v| v.push(0));
+        store.write_checkpoint("old", &checkpoint(old)).unwrap();
+        assert!(foreign_keys(&store, "old").unwrap().is_some_and(|why| why.contains("older warden")));
+
+        // Another deployment's: the mark names another digest secret.
+        let mut other = ChangeSet::new();
+        other.put(tag::META, |k| k.extend_from_slice(META_KEY_FORMAT), |v| v.extend_from_slice(&[KEY_FORMAT; 9]));
+        store.write_checkpoint("other", &checkpoint(other)).unwrap();
+        assert!(foreign_keys(&store, "other").unwrap().is_some_and(|why| why.contains("WARDEN_HMAC_KEY")));
+    }
 }

@@ -34,6 +34,11 @@ impl StateStore for MemStore {
         Ok(self.partitions.lock().unwrap_or_else(|e| e.into_inner()).get(partition).map(|(p, _)| p.clone()))
     }
 
+    fn read_entry(&self, partition: &str, tag: u8, key: &[u8]) -> Result<Option<Vec<u8>>, Infallible> {
+        let all = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(all.get(partition).and_then(|(_, entries)| entries.get(&(tag, key.to_vec())).cloned()))
+    }
+
     fn read_checkpoint(&self, partition: &str) -> Result<Option<StoredPartition>, Infallible> {
         let all = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
         Ok(all.get(partition).map(|(position, entries)| StoredPartition {

@@ -27,18 +27,77 @@ use std::hash::BuildHasher;
 use std::sync::OnceLock;
 
 pub use changes::{ChangeRef, ChangeSet};
-pub use checkpoint::{Checkpoint, StoredEntry, StoredPartition};
+pub use checkpoint::{Checkpoint, RestoreError, StoredEntry, StoredPartition};
 
-/// Seeds of [`FixedState`] once [`seed_state_hashes`] has run.
-static SEEDS: OnceLock<[u64; 4]> = OnceLock::new();
+/// The secrets of state hashing, fixed for a deployment (design §6): never drawn
+/// per process, since checkpoints hold keys digested with them.
+#[derive(Debug)]
+struct Secrets {
+    /// Seeds of [`FixedState`].
+    seeds: [u64; 4],
+    /// Secret of [`keys::StateKey`] digests (xxh3 takes 136 bytes or more).
+    digest: [u8; 192],
+    /// Names `digest` in checkpoints without revealing it.
+    fingerprint: [u8; 8],
+}
 
-/// Seeds of [`FixedState`] in a deployment without a secret.
-const DEFAULT_SEEDS: [u64; 4] =
-    [0x243f_6a88_85a3_08d3, 0x1319_8a2e_0370_7344, 0xa409_3822_299f_31d0, 0x082e_fa98_ec4e_6c89];
+/// The secrets once [`seed_state_hashes`] has run.
+static SECRETS: OnceLock<Secrets> = OnceLock::new();
+/// The secrets of a deployment without one, derived on first use.
+static DEFAULTS: OnceLock<Secrets> = OnceLock::new();
+
+/// What a deployment without a secret derives its secrets from. Known to anyone
+/// with the source: a deployment facing hostile input sets `WARDEN_HMAC_KEY`.
+const DEFAULT_SECRET: &[u8] = b"warden default state secret";
+
+impl Secrets {
+    /// PRF outputs of `secret` under their own labels: they tell nothing of the
+    /// secret, and the secret's PII fingerprints nothing of them.
+    fn derive(secret: &[u8]) -> Option<Secrets> {
+        use hmac::{Hmac, Mac};
+        let prf = |label: &[u8], i: u8| -> Option<[u8; 32]> {
+            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret).ok()?;
+            mac.update(label);
+            mac.update(&[i]);
+            Some(mac.finalize().into_bytes().into())
+        };
+        let words = prf(b"warden state map seeds", 0)?;
+        let word = |i: usize| u64::from_le_bytes(words[i * 8..i * 8 + 8].try_into().unwrap_or_default());
+        let mut digest = [0u8; 192];
+        for (i, chunk) in digest.chunks_mut(32).enumerate() {
+            chunk.copy_from_slice(&prf(b"warden state key digests", i as u8)?);
+        }
+        let mut fingerprint = [0u8; 8];
+        fingerprint.copy_from_slice(&prf(b"warden state key fingerprint", 0)?[..8]);
+        Some(Secrets { seeds: [word(0), word(1), word(2), word(3)], digest, fingerprint })
+    }
+
+    /// The deployment's secrets as they are now: reading them does not fix them,
+    /// so [`seed_state_hashes`] still works after a read.
+    fn get() -> &'static Secrets {
+        SECRETS.get().unwrap_or_else(|| {
+            DEFAULTS.get_or_init(|| {
+                let fallback = Secrets { seeds: [1, 2, 3, 4], digest: [0x5a; 192], fingerprint: [0; 8] };
+                Secrets::derive(DEFAULT_SECRET).unwrap_or(fallback)
+            })
+        })
+    }
+}
+
+/// The secret of [`keys::StateKey`] digests.
+fn digest_secret() -> &'static [u8] {
+    &Secrets::get().digest
+}
+
+/// Names the deployment's state key digests: a checkpoint written under another
+/// secret holds keys that match nothing here.
+pub fn key_fingerprint() -> [u8; 8] {
+    Secrets::get().fingerprint
+}
 
 /// The hasher of state maps. Its seeds are fixed for a deployment, never drawn per
 /// process (design §6), and secret once [`seed_state_hashes`] has run: state keys
-/// come from the input, and against seeds an attacker knows (these defaults are in
+/// come from the input, and against seeds an attacker knows (the defaults are in
 /// the source) keys built to collide would turn each lookup into a scan. Iteration
 /// order never decides an output; callers sort first.
 #[derive(Clone, Debug)]
@@ -48,7 +107,7 @@ impl Default for FixedState {
     /// The deployment's seeds as they are now: call [`seed_state_hashes`] before
     /// any state exists.
     fn default() -> Self {
-        let [a, b, c, d] = *SEEDS.get().unwrap_or(&DEFAULT_SEEDS);
+        let [a, b, c, d] = Secrets::get().seeds;
         FixedState(ahash::RandomState::with_seeds(a, b, c, d))
     }
 }
@@ -61,18 +120,12 @@ impl BuildHasher for FixedState {
     }
 }
 
-/// Derives the seeds of every state map built from now on from `secret` (the
-/// binary passes `WARDEN_HMAC_KEY`). Call once at startup, before any state exists;
-/// a later call changes nothing and returns false.
+/// Derives the seeds of every state map and the secret of every state key digest
+/// from `secret` (the binary passes `WARDEN_HMAC_KEY`). Call once at startup,
+/// before any state exists; a later call changes nothing and returns false.
 pub fn seed_state_hashes(secret: &[u8]) -> bool {
-    use hmac::{Hmac, Mac};
-    // A PRF of the secret under its own label: the seeds tell nothing of the key,
-    // and the key's PII fingerprints nothing of the seeds.
-    let Ok(mut mac) = <Hmac<sha2::Sha256> as Mac>::new_from_slice(secret) else { return false };
-    mac.update(b"warden state map seeds");
-    let out = mac.finalize().into_bytes();
-    let word = |i: usize| out.get(i * 8..i * 8 + 8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes);
-    SEEDS.set([word(0), word(1), word(2), word(3)]).is_ok()
+    let Some(secrets) = Secrets::derive(secret) else { return false };
+    SECRETS.set(secrets).is_ok()
 }
 
 /// Durable home of per-partition state and the input position it reflects.
@@ -85,6 +138,8 @@ pub trait StateStore {
     fn write_checkpoint(&self, partition: &str, cp: &Checkpoint) -> Result<(), Self::Error>;
     /// Just the position of `partition`'s checkpoint, if it has one (cheap).
     fn read_position(&self, partition: &str) -> Result<Option<Vec<u8>>, Self::Error>;
+    /// One stored entry of `partition`'s checkpoint (cheap).
+    fn read_entry(&self, partition: &str, tag: u8, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error>;
     /// Everything stored for `partition`, or `None` if it has no checkpoint.
     fn read_checkpoint(&self, partition: &str) -> Result<Option<StoredPartition>, Self::Error>;
     /// Forgets `partition` (a checkpoint that must not be used).

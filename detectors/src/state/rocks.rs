@@ -149,6 +149,13 @@ impl StateStore for RocksStore {
         Ok(self.db.get_cf(self.cf(CF_OFFSETS)?, partition_prefix(partition))?)
     }
 
+    fn read_entry(&self, partition: &str, tag: u8, key: &[u8]) -> Result<Option<Vec<u8>>, RocksError> {
+        let mut full = partition_prefix(partition);
+        full.push(tag);
+        full.extend_from_slice(key);
+        Ok(self.db.get_cf(self.cf(CF_STATE)?, full)?)
+    }
+
     fn read_checkpoint(&self, partition: &str) -> Result<Option<StoredPartition>, RocksError> {
         let (state, offsets) = (self.cf(CF_STATE)?, self.cf(CF_OFFSETS)?);
         let prefix = partition_prefix(partition);

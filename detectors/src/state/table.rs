@@ -1,8 +1,8 @@
 //! [`Table`]: one kind of per-key state, with event-time eviction, change tracking
 //! and, once a spill store is attached, spilling of cold keys.
 //!
-//! Keys are byte strings built by [`super::keys::KeyBuf`] into a reused buffer, so a
-//! lookup of an existing key allocates nothing. Every entry carries the event time at
+//! Keys are [`StateKey`]s, fixed-size digests held inline in the slots, so a lookup
+//! compares no key bytes out of line and a new key allocates nothing. Every entry carries the event time at
 //! which no rule can look at it any more (`evict_at`); [`Table::evict`] drops those
 //! once the watermark passes it. When change tracking is on (the pipeline
 //! checkpoints), each key touched since the last checkpoint is listed once, so a
@@ -17,25 +17,24 @@
 //! memory and may run as rarely as that allows.
 
 mod cold;
-mod key_list;
 
 use hashbrown::HashMap;
 
-use super::codec::{get_bytes, get_i64, put_i64, CodecError, Decode, Encode};
+use super::codec::{get_i64, put_i64, CodecError, Decode, Encode};
+use super::keys::{StateKey, TenantScope};
 use super::FixedState;
 use crate::EventTime;
 
 use cold::Cold;
 pub use cold::ColdStats;
-use key_list::KeyList;
 
 /// One kind of per-key state.
 #[derive(Debug)]
 pub struct Table<V> {
-    map: HashMap<Box<[u8]>, Slot<V>, FixedState>,
+    map: HashMap<StateKey, Slot<V>, FixedState>,
     /// Keys written or removed since the last [`Table::drain_changes`], each once
     /// (a key spilled and read back may appear twice; it is written twice).
-    changed: KeyList,
+    changed: Vec<StateKey>,
     track_changes: bool,
     counts: Counts,
     /// No entry's `evict_at`, in memory or spilled, is below this (`EventTime::MAX`
@@ -55,61 +54,32 @@ pub struct Table<V> {
 struct Counts {
     /// Per leading 2-byte id (rule or signal).
     by_id: Vec<usize>,
-    /// Bytes of all keys.
-    key_bytes: usize,
-    /// Per tenant scope (see [`tenant_scope`]); kept only with a spill store attached.
-    by_tenant: Option<HashMap<Box<[u8]>, usize, FixedState>>,
-}
-
-/// The leading id of a key (its rule or signal).
-fn key_id(key: &[u8]) -> u16 {
-    key.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]))
-}
-
-/// The tenant part of a key built by [`super::keys::KeyBuf`]: its tag byte and, for
-/// a tenant, the length-prefixed name. Every key of one tenant shares it.
-pub fn tenant_scope(key: &[u8]) -> &[u8] {
-    let Some(rest) = key.get(2..) else { return &[] };
-    if rest.first() == Some(&1) {
-        let mut tail = &rest[1..];
-        if get_bytes(&mut tail).is_ok() {
-            return &rest[..rest.len() - tail.len()];
-        }
-    }
-    rest.get(..1).unwrap_or(&[])
+    /// Per tenant scope ([`StateKey::scope`]); kept only with a spill store attached.
+    by_tenant: Option<HashMap<TenantScope, usize, FixedState>>,
 }
 
 impl Counts {
-    fn add(&mut self, key: &[u8]) {
-        let id = usize::from(key_id(key));
+    fn add(&mut self, key: &StateKey) {
+        let id = usize::from(key.id());
         if self.by_id.len() <= id {
             self.by_id.resize(id + 1, 0);
         }
         self.by_id[id] += 1;
-        self.key_bytes += key.len();
         if let Some(by_tenant) = &mut self.by_tenant {
-            *by_tenant.entry_ref(tenant_scope(key)).or_insert(0) += 1;
+            *by_tenant.entry(key.scope()).or_insert(0) += 1;
         }
     }
 
-    fn sub(&mut self, key: &[u8]) {
-        self.sub_with_id(usize::from(key_id(key)), key);
-    }
-
-    /// [`Counts::sub`] for a key whose id is known: the key's bytes are read only
-    /// for per-tenant counts, so a sweep does not touch the key of every entry it
-    /// drops (a cache miss each).
-    fn sub_with_id(&mut self, id: usize, key: &[u8]) {
-        if let Some(n) = self.by_id.get_mut(id) {
+    fn sub(&mut self, key: &StateKey) {
+        if let Some(n) = self.by_id.get_mut(usize::from(key.id())) {
             *n = n.saturating_sub(1);
         }
-        self.key_bytes = self.key_bytes.saturating_sub(key.len());
         if let Some(by_tenant) = &mut self.by_tenant {
-            let scope = tenant_scope(key);
-            if let Some(n) = by_tenant.get_mut(scope) {
+            let scope = key.scope();
+            if let Some(n) = by_tenant.get_mut(&scope) {
                 *n -= 1;
                 if *n == 0 {
-                    by_tenant.remove(scope);
+                    by_tenant.remove(&scope);
                 }
             }
         }
@@ -123,8 +93,6 @@ struct Slot<V> {
     /// [`Table::tick`] at the last lookup.
     touched: u32,
     changed: bool,
-    /// The key's leading id (fits the slot's padding).
-    id: u16,
 }
 
 /// A change to write at the next checkpoint: the key, and the encoded entry or
@@ -161,7 +129,7 @@ impl<V> Default for Table<V> {
     fn default() -> Self {
         Table {
             map: HashMap::with_hasher(FixedState::default()),
-            changed: KeyList::default(),
+            changed: Vec::new(),
             track_changes: false,
             counts: Counts::default(),
             floor: EventTime::MAX,
@@ -198,39 +166,38 @@ impl<V> Table<V> {
         self.counts.by_id.get(id).copied().unwrap_or(0)
     }
 
-    /// Approximate bytes held: the slot array as allocated, keys, pending change
-    /// records, the marks of spilled keys, and `heap_per_value` per entry (the
-    /// caller's estimate of a value's heap).
+    /// Approximate bytes held: the slot array as allocated (keys included), the
+    /// pending change list, the marks of spilled keys, and `heap_per_value` per
+    /// entry (the caller's estimate of a value's heap).
     pub fn approx_bytes(&self, heap_per_value: usize) -> usize {
-        let per_slot = std::mem::size_of::<(Box<[u8]>, Slot<V>)>() + 1;
-        let tenants = self.counts.by_tenant.as_ref().map_or(0, |t| t.capacity() * 48);
+        let per_slot = std::mem::size_of::<(StateKey, Slot<V>)>() + 1;
+        let tenants = self.counts.by_tenant.as_ref().map_or(0, |t| t.capacity() * 24);
         self.map.capacity() * per_slot
             + self.map.len() * heap_per_value
-            + self.counts.key_bytes
-            + self.changed.heap_bytes()
+            + self.changed.capacity() * StateKey::LEN
             + tenants
             + self.cold.as_ref().map_or(0, |c| c.approx_bytes())
     }
 
     /// In-memory entries, in unspecified order (callers that emit must sort). A
     /// table with a spill store attached is never iterated for decisions.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &V)> {
-        self.map.iter().map(|(k, s)| (&k[..], &s.value))
+    pub fn iter(&self) -> impl Iterator<Item = (&StateKey, &V)> {
+        self.map.iter().map(|(k, s)| (k, &s.value))
     }
 
     /// Inserts a restored entry without marking it changed.
-    pub fn restore(&mut self, key: &[u8], value: V, evict_at: EventTime) {
-        let slot = Slot { value, evict_at, touched: self.tick, changed: false, id: key_id(key) };
+    pub fn restore(&mut self, key: StateKey, value: V, evict_at: EventTime) {
+        let slot = Slot { value, evict_at, touched: self.tick, changed: false };
         self.floor = self.floor.min(evict_at);
-        if self.map.insert(key.into(), slot).is_none() {
-            self.counts.add(key);
+        if self.map.insert(key, slot).is_none() {
+            self.counts.add(&key);
         }
     }
 }
 
 impl<V: Encode + Decode> Table<V> {
     /// The entry for `key`, if any and not expired; reads it back if it was spilled.
-    pub fn get(&mut self, key: &[u8]) -> Option<&V> {
+    pub fn get(&mut self, key: &StateKey) -> Option<&V> {
         self.tick = self.tick.wrapping_add(1);
         self.read_back_if_spilled(key);
         let expired_through = self.expired_through;
@@ -244,14 +211,13 @@ impl<V: Encode + Decode> Table<V> {
 
     /// The entry for `key`, created with `init` if absent or expired; marks it
     /// changed. The caller sets the new eviction time with the returned handle.
-    pub fn entry(&mut self, key: &[u8], init: impl FnOnce() -> V) -> EntryMut<'_, V> {
-        use hashbrown::hash_map::EntryRef;
+    pub fn entry(&mut self, key: &StateKey, init: impl FnOnce() -> V) -> EntryMut<'_, V> {
+        use hashbrown::hash_map::Entry;
         self.tick = self.tick.wrapping_add(1);
         self.read_back_if_spilled(key);
         let Table { map, changed, track_changes, counts, floor, tick, expired_through, .. } = self;
-        // One hash and probe; the key is copied only when it is new.
-        let (slot, fresh) = match map.entry_ref(key) {
-            EntryRef::Occupied(o) => {
+        let (slot, fresh) = match map.entry(*key) {
+            Entry::Occupied(o) => {
                 let slot = o.into_mut();
                 let expired = expired_through.is_some_and(|w| slot.evict_at <= w);
                 if expired {
@@ -260,28 +226,27 @@ impl<V: Encode + Decode> Table<V> {
                 }
                 (slot, expired)
             }
-            EntryRef::Vacant(v) => {
+            Entry::Vacant(v) => {
                 counts.add(key);
-                let slot =
-                    Slot { value: init(), evict_at: EventTime::MIN, touched: 0, changed: false, id: key_id(key) };
+                let slot = Slot { value: init(), evict_at: EventTime::MIN, touched: 0, changed: false };
                 (v.insert(slot), true)
             }
         };
         slot.touched = *tick;
         if *track_changes && !slot.changed {
             slot.changed = true;
-            changed.push(key);
+            changed.push(*key);
         }
         EntryMut { slot, floor, fresh }
     }
 
     /// Removes `key`, spilled or not.
-    pub fn remove(&mut self, key: &[u8]) -> Option<V> {
+    pub fn remove(&mut self, key: &StateKey) -> Option<V> {
         self.read_back_if_spilled(key);
         let slot = self.map.remove(key)?;
         self.counts.sub(key);
         if self.track_changes && !slot.changed {
-            self.changed.push(key);
+            self.changed.push(*key);
         }
         Some(slot.value)
     }
@@ -301,9 +266,9 @@ impl<V: Encode + Decode> Table<V> {
             if keep {
                 lowest = lowest.min(slot.evict_at);
             } else {
-                counts.sub_with_id(usize::from(slot.id), k);
+                counts.sub(k);
                 if track && !slot.changed {
-                    changed.push(k);
+                    changed.push(*k);
                 }
             }
             keep
@@ -320,15 +285,15 @@ impl<V: Encode + Decode> Table<V> {
         for key in changed.iter() {
             if let Some(slot) = map.get_mut(key) {
                 slot.changed = false;
-                out.put(key, |buf| encode_slot(slot, buf));
+                out.put(key.as_bytes(), |buf| encode_slot(slot, buf));
                 continue;
             }
             match cold.as_deref_mut().map(|c| c.read_encoded(key)) {
                 // A store that cannot answer: leave the checkpoint's old entry be
                 // rather than delete a live key.
                 Some(Err(())) => {}
-                Some(Ok(Some(bytes))) => out.put(key, |buf| buf.extend_from_slice(&bytes)),
-                Some(Ok(None)) | None => out.delete(key),
+                Some(Ok(Some(bytes))) => out.put(key.as_bytes(), |buf| buf.extend_from_slice(&bytes)),
+                Some(Ok(None)) | None => out.delete(key.as_bytes()),
             }
         }
         changed.clear();
@@ -337,7 +302,7 @@ impl<V: Encode + Decode> Table<V> {
     /// Encodes every entry, spilled ones included (a full snapshot).
     pub fn snapshot(&mut self, out: &mut impl ChangeSink) {
         for (k, slot) in &self.map {
-            out.put(k, |buf| encode_slot(slot, buf));
+            out.put(k.as_bytes(), |buf| encode_slot(slot, buf));
         }
         if let Some(cold) = self.cold.as_deref_mut() {
             cold.snapshot(out);
@@ -346,6 +311,7 @@ impl<V: Encode + Decode> Table<V> {
 
     /// Restores one encoded entry written by [`Table::drain_changes`].
     pub fn restore_encoded(&mut self, key: &[u8], mut bytes: &[u8]) -> Result<(), CodecError> {
+        let key = StateKey::from_bytes(key)?;
         let evict_at = get_i64(&mut bytes)?;
         let value = V::decode(&mut bytes)?;
         self.restore(key, value, evict_at);
@@ -374,9 +340,9 @@ pub trait AnyTable {
     /// [`Table::spilled_len`].
     fn spilled_len(&self) -> usize;
     /// In-memory keys per tenant scope, appended to `into`.
-    fn tenant_counts(&self, into: &mut Vec<(Vec<u8>, usize)>);
+    fn tenant_counts(&self, into: &mut Vec<(TenantScope, usize)>);
     /// [`Table::tenant_count`].
-    fn tenant_count(&self, scope: &[u8]) -> usize;
+    fn tenant_count(&self, scope: &TenantScope) -> usize;
     /// [`Table::set_track_changes`].
     fn set_track_changes(&mut self, on: bool);
     /// [`Table::set_watermark`].
@@ -386,7 +352,7 @@ pub trait AnyTable {
     /// [`Table::attach_spill`].
     fn attach_spill(&mut self, tag: u8, store: super::spill::SharedSpill);
     /// [`Table::spill_coldest`].
-    fn spill_coldest(&mut self, n: usize, tenant: Option<&[u8]>) -> usize;
+    fn spill_coldest(&mut self, n: usize, tenant: Option<&TenantScope>) -> usize;
 }
 
 impl<V: Encode + Decode> AnyTable for Table<V> {
@@ -402,10 +368,10 @@ impl<V: Encode + Decode> AnyTable for Table<V> {
     fn spilled_len(&self) -> usize {
         Table::spilled_len(self)
     }
-    fn tenant_counts(&self, into: &mut Vec<(Vec<u8>, usize)>) {
-        into.extend(Table::tenant_counts(self).map(|(k, n)| (k.to_vec(), n)));
+    fn tenant_counts(&self, into: &mut Vec<(TenantScope, usize)>) {
+        into.extend(Table::tenant_counts(self));
     }
-    fn tenant_count(&self, scope: &[u8]) -> usize {
+    fn tenant_count(&self, scope: &TenantScope) -> usize {
         Table::tenant_count(self, scope)
     }
     fn set_track_changes(&mut self, on: bool) {
@@ -420,7 +386,7 @@ impl<V: Encode + Decode> AnyTable for Table<V> {
     fn attach_spill(&mut self, tag: u8, store: super::spill::SharedSpill) {
         Table::attach_spill(self, tag, store)
     }
-    fn spill_coldest(&mut self, n: usize, tenant: Option<&[u8]>) -> usize {
+    fn spill_coldest(&mut self, n: usize, tenant: Option<&TenantScope>) -> usize {
         Table::spill_coldest(self, n, tenant)
     }
 }
@@ -462,13 +428,17 @@ impl<V> EntryMut<'_, V> {
 mod tests {
     use super::*;
 
+    fn k(key: &[u8]) -> StateKey {
+        StateKey::of(key)
+    }
+
     #[test]
     fn tracks_each_changed_key_once_and_deletions() {
         let mut t: Table<i64> = Table::default();
         t.set_track_changes(true);
-        *t.entry(b"a", || 0).value() += 1;
-        *t.entry(b"a", || 0).value() += 1;
-        t.entry(b"b", || 7).keep_until(100);
+        *t.entry(&k(b"a"), || 0).value() += 1;
+        *t.entry(&k(b"a"), || 0).value() += 1;
+        t.entry(&k(b"b"), || 7).keep_until(100);
         let mut changes = Vec::new();
         t.drain_changes(&mut changes);
         assert_eq!(changes.len(), 2);
@@ -482,27 +452,26 @@ mod tests {
     #[test]
     fn counts_keys_per_rule_as_they_come_and_go() {
         let mut t: Table<i64> = Table::default();
-        t.entry(&[0, 3, b'a'], || 0).keep_until(10);
-        t.entry(&[0, 3, b'b'], || 0).keep_until(20);
-        t.entry(&[0, 3, b'b'], || 0);
-        t.entry(&[0, 1, b'c'], || 0).keep_until(20);
+        t.entry(&k(&[0, 3, b'a']), || 0).keep_until(10);
+        t.entry(&k(&[0, 3, b'b']), || 0).keep_until(20);
+        t.entry(&k(&[0, 3, b'b']), || 0);
+        t.entry(&k(&[0, 1, b'c']), || 0).keep_until(20);
         assert_eq!((t.count_of(3), t.count_of(1), t.count_of(7)), (2, 1, 0));
         t.evict(10);
-        t.remove(&[0, 1, b'c']);
+        t.remove(&k(&[0, 1, b'c']));
         assert_eq!((t.count_of(3), t.count_of(1)), (1, 0));
-        assert_eq!(t.counts.key_bytes, 3);
     }
 
     #[test]
     fn a_sweep_skips_the_table_until_the_watermark_reaches_its_earliest_eviction() {
         let mut t: Table<i64> = Table::default();
-        t.entry(b"day", || 0).keep_until(86_400_000);
-        t.entry(b"minute", || 0).keep_until(60_000);
+        t.entry(&k(b"day"), || 0).keep_until(86_400_000);
+        t.entry(&k(b"minute"), || 0).keep_until(60_000);
         assert_eq!(t.evict(59_999), 0);
         assert_eq!(t.floor, 60_000);
         assert_eq!(t.evict(60_000), 1, "the minute key goes");
         assert_eq!(t.floor, 86_400_000, "the floor is exact after a pass");
-        t.entry(b"new", || 0).set_evict_at(70_000);
+        t.entry(&k(b"new"), || 0).set_evict_at(70_000);
         assert_eq!(t.floor, 70_000, "a new earlier entry lowers it");
         assert_eq!(t.evict(70_000), 1);
         assert_eq!(t.evict(86_400_000), 1);
@@ -513,13 +482,13 @@ mod tests {
     #[test]
     fn told_the_watermark_a_due_entry_is_absent_before_any_sweep() {
         let mut t: Table<i64> = Table::default();
-        t.entry(b"k", || 1).keep_until(100);
+        t.entry(&k(b"k"), || 1).keep_until(100);
         t.set_watermark(99);
-        assert_eq!(t.get(b"k"), Some(&1));
-        assert!(!t.entry(b"k", || 0).is_fresh(), "live: found, not created");
+        assert_eq!(t.get(&k(b"k")), Some(&1));
+        assert!(!t.entry(&k(b"k"), || 0).is_fresh(), "live: found, not created");
         t.set_watermark(100);
-        assert_eq!(t.get(b"k"), None, "due at 100: gone to lookups");
-        let mut e = t.entry(b"k", || 7);
+        assert_eq!(t.get(&k(b"k")), None, "due at 100: gone to lookups");
+        let mut e = t.entry(&k(b"k"), || 7);
         assert!(e.is_fresh());
         assert_eq!(*e.value(), 7, "and created afresh");
         assert_eq!(t.len(), 1, "no sweep ran; the slot was reused");
@@ -529,7 +498,7 @@ mod tests {
     fn restores_what_it_encoded() {
         let mut t: Table<i64> = Table::default();
         t.set_track_changes(true);
-        let mut e = t.entry(b"k", || 42);
+        let mut e = t.entry(&k(b"k"), || 42);
         e.keep_until(9);
         let mut changes = Vec::new();
         t.drain_changes(&mut changes);
@@ -537,7 +506,7 @@ mod tests {
         for (k, v) in &changes {
             r.restore_encoded(k, v.as_deref().unwrap()).unwrap();
         }
-        assert_eq!(r.get(b"k"), Some(&42));
+        assert_eq!(r.get(&k(b"k")), Some(&42));
         assert_eq!(r.evict(8), 0);
         assert_eq!(r.evict(9), 1);
     }

@@ -1,6 +1,8 @@
 //! The small per-key values detectors and the decide step keep, with their codecs.
 
-use super::codec::{get_i64, get_str, get_varint, put_bytes, put_i64, put_varint, CodecError, Decode, Encode};
+use super::codec::{
+    get_bytes, get_i64, get_str, get_varint, put_bytes, put_i64, put_varint, CodecError, Decode, Encode,
+};
 use crate::EventTime;
 
 /// A call counter (per turn, run, or run and tool).
@@ -25,7 +27,7 @@ pub struct Budget {
 
 /// A record in force on a (rule, tenant, subject): the decide step's TTL gate, and
 /// what an operator's lift needs to name the record it lifts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InForce {
     /// The record's `event_ts`.
     pub event_ts: EventTime,
@@ -35,6 +37,9 @@ pub struct InForce {
     pub action: u8,
     /// SHA-256 of the triggering event's canonical JSON.
     pub event_sha256: [u8; 32],
+    /// The entry's key after its rule id (tenant, subject kind and id): a table
+    /// holds keys as digests, and a lift or a restore needs the subject back.
+    pub key: Box<[u8]>,
 }
 
 /// An alert bucket: one (signal, tenant, subject, 5-minute bucket).
@@ -54,6 +59,9 @@ pub struct AlertBucket {
     pub rule: String,
     /// Up to three redacted samples.
     pub samples: Vec<String>,
+    /// The entry's key after its signal (tenant, subject, bucket start): a table
+    /// holds keys as digests, and closing a bucket needs them back.
+    pub key: Box<[u8]>,
 }
 
 impl Encode for Counter {
@@ -97,6 +105,7 @@ impl Encode for InForce {
         put_i64(out, self.expires_at);
         out.push(self.action);
         out.extend_from_slice(&self.event_sha256);
+        put_bytes(out, &self.key);
     }
 }
 
@@ -108,7 +117,8 @@ impl Decode for InForce {
         let mut event_sha256 = [0u8; 32];
         event_sha256.copy_from_slice(&head[1..]);
         *input = rest;
-        Ok(InForce { event_ts, expires_at, action: head[0], event_sha256 })
+        let key = get_bytes(input)?.into();
+        Ok(InForce { event_ts, expires_at, action: head[0], event_sha256, key })
     }
 }
 
@@ -124,6 +134,7 @@ impl Encode for AlertBucket {
         for s in &self.samples {
             put_bytes(out, s.as_bytes());
         }
+        put_bytes(out, &self.key);
     }
 }
 
@@ -140,7 +151,8 @@ impl Decode for AlertBucket {
         for _ in 0..n {
             samples.push(get_str(input)?.to_string());
         }
-        Ok(AlertBucket { count, emitted, first_seen, last_seen, closed, rule, samples })
+        let key = get_bytes(input)?.into();
+        Ok(AlertBucket { count, emitted, first_seen, last_seen, closed, rule, samples, key })
     }
 }
 
@@ -164,11 +176,12 @@ mod tests {
             closed: true,
             rule: "injection_phrase".into(),
             samples: vec!["a".into(), "b".into()],
+            key: b"\x01\x01t".to_vec().into(),
         };
         let mut buf = Vec::new();
         b.encode(&mut buf);
         assert_eq!(AlertBucket::decode(&mut &buf[..]).unwrap(), b);
-        let f = InForce { event_ts: 1, expires_at: 2, action: 3, event_sha256: [7; 32] };
+        let f = InForce { event_ts: 1, expires_at: 2, action: 3, event_sha256: [7; 32], key: b"\x00".to_vec().into() };
         buf.clear();
         f.encode(&mut buf);
         assert_eq!(InForce::decode(&mut &buf[..]).unwrap(), f);

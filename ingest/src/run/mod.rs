@@ -31,6 +31,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::mpsc;
 use warden_detectors::state::rocks::RocksStore;
+use warden_detectors::state::StateStore;
 use warden_detectors::Engine;
 use warden_schemas::Record;
 use warden_sinks::http::{self, HttpState, LiftRequest};
@@ -227,6 +228,7 @@ async fn run_async(
     let store = Arc::new(
         RocksStore::open(&state_dir).with_context(|| format!("cannot open the state store {}", state_dir.display()))?,
     );
+    drop_foreign_checkpoints(&store)?;
 
     let base = client::base(kafka, &brokers, &secrets);
     let topics = OutputTopics {
@@ -407,4 +409,25 @@ async fn serve_lifts(mut requests: mpsc::Receiver<LiftRequest>, registry: Arc<Bl
         }
         let _ = req.reply.send(lifted);
     }
+}
+
+/// Drops every checkpoint whose state keys this deployment would never look up
+/// (an older warden's, or one written under another `WARDEN_HMAC_KEY`), so its
+/// partition is assigned as one without local state: it rebuilds its state by
+/// replaying up to 24 h of input below the committed offset.
+fn drop_foreign_checkpoints(store: &RocksStore) -> Result<()> {
+    for partition in store.partitions().context("cannot list the stored partitions")? {
+        let Some(why) = warden_detectors::state::checkpoint::foreign_keys(store, &partition)
+            .with_context(|| format!("cannot read the checkpoint of {partition}"))?
+        else {
+            continue;
+        };
+        tracing::warn!(
+            partition,
+            reason = why,
+            "dropping a checkpoint this deployment cannot use; the partition rebuilds its state by replay"
+        );
+        store.drop_partition(&partition).with_context(|| format!("cannot drop the checkpoint of {partition}"))?;
+    }
+    Ok(())
 }

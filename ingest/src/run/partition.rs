@@ -352,7 +352,7 @@ impl Task {
             Ok(Ok(Some(stored))) => match self.state.restore(engine.rules(), &stored) {
                 Ok(spilled) => self.tally.quota_exceeded += spilled as u64,
                 Err(e) => {
-                    tracing::error!(partition = self.name, error = %e, "checkpoint is corrupt; continuing without its state");
+                    tracing::error!(partition = self.name, error = %e, "cannot restore the checkpoint; continuing without its state");
                     self.state = engine.new_state();
                     prepare_state(&self.shared, &self.name, &mut self.state);
                     self.full_snapshot = true;

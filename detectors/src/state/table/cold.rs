@@ -11,8 +11,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use hashbrown::HashMap;
 
-use super::{tenant_scope, ChangeSink, KeyList, Slot, Table};
+use super::{ChangeSink, Slot, Table};
 use crate::state::codec::{get_bytes, get_i64, put_bytes, put_i64, Decode, Encode};
+use crate::state::keys::{StateKey, TenantScope};
 use crate::state::spill::{key_hash, SharedSpill, Spill, SpillKey};
 use crate::state::FixedState;
 use crate::EventTime;
@@ -61,12 +62,12 @@ impl Cold {
 
     /// The record of `key` (whose [`key_hash`] is `hash`), if it is spilled
     /// (`Err` when the store failed).
-    fn record_of(&mut self, key: &[u8], hash: u64) -> Result<Option<Vec<u8>>, ()> {
+    fn record_of(&mut self, key: &StateKey, hash: u64) -> Result<Option<Vec<u8>>, ()> {
         let Some(&evict_at) = self.index.get(&hash) else {
             return Ok(None);
         };
         match lock(&self.store).get(self.tag, SpillKey { evict_at, hash }) {
-            Ok(Some(record)) if split_record(&record).is_some_and(|(k, _)| k == key) => Ok(Some(record)),
+            Ok(Some(record)) if split_record(&record).is_some_and(|(k, _)| k == key.as_bytes()) => Ok(Some(record)),
             Ok(_) => Ok(None),
             Err(_) => {
                 self.stats.errors += 1;
@@ -76,8 +77,8 @@ impl Cold {
     }
 
     /// The checkpoint encoding of spilled `key`: `Ok(None)` when it is not spilled.
-    pub(super) fn read_encoded(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, ()> {
-        Ok(self.record_of(key, key_hash(key))?.and_then(|r| split_record(&r).map(|(_, body)| body.to_vec())))
+    pub(super) fn read_encoded(&mut self, key: &StateKey) -> Result<Option<Vec<u8>>, ()> {
+        Ok(self.record_of(key, key_hash(key.as_bytes()))?.and_then(|r| split_record(&r).map(|(_, body)| body.to_vec())))
     }
 
     /// Drops spilled entries due at `watermark`; lists their keys as deleted when
@@ -85,7 +86,7 @@ impl Cold {
     pub(super) fn evict(
         &mut self,
         watermark: EventTime,
-        changed: Option<&mut KeyList>,
+        changed: Option<&mut Vec<StateKey>>,
         lowest: &mut EventTime,
     ) -> usize {
         let before = self.index.len();
@@ -106,7 +107,7 @@ impl Cold {
         let result = match changed {
             Some(changed) => {
                 let mut list = |record: &[u8]| {
-                    if let Some((key, _)) = split_record(record) {
+                    if let Some(key) = split_record(record).and_then(|(k, _)| StateKey::from_bytes(k).ok()) {
                         changed.push(key);
                     }
                 };
@@ -141,9 +142,9 @@ impl<V> Table<V> {
     /// Attaches a spill store, under table tag `tag`, and starts counting keys per
     /// tenant for quotas.
     pub fn attach_spill(&mut self, tag: u8, store: SharedSpill) {
-        let mut by_tenant: HashMap<Box<[u8]>, usize, FixedState> = HashMap::with_hasher(FixedState::default());
+        let mut by_tenant: HashMap<TenantScope, usize, FixedState> = HashMap::with_hasher(FixedState::default());
         for key in self.map.keys() {
-            *by_tenant.entry_ref(tenant_scope(key)).or_insert(0) += 1;
+            *by_tenant.entry(key.scope()).or_insert(0) += 1;
         }
         self.counts.by_tenant = Some(by_tenant);
         self.cold = Some(Box::new(Cold {
@@ -165,12 +166,12 @@ impl<V> Table<V> {
     }
 
     /// In-memory keys per tenant scope (empty without a spill store).
-    pub fn tenant_counts(&self) -> impl Iterator<Item = (&[u8], usize)> {
-        self.counts.by_tenant.iter().flat_map(|m| m.iter().map(|(k, n)| (&k[..], *n)))
+    pub fn tenant_counts(&self) -> impl Iterator<Item = (TenantScope, usize)> + '_ {
+        self.counts.by_tenant.iter().flat_map(|m| m.iter().map(|(k, n)| (*k, *n)))
     }
 
     /// In-memory keys of one tenant scope.
-    pub fn tenant_count(&self, scope: &[u8]) -> usize {
+    pub fn tenant_count(&self, scope: &TenantScope) -> usize {
         self.counts.by_tenant.as_ref().and_then(|m| m.get(scope)).copied().unwrap_or(0)
     }
 }
@@ -179,10 +180,10 @@ impl<V: Encode + Decode> Table<V> {
     /// Moves up to `n` of the least recently used in-memory entries (only those of
     /// tenant scope `tenant`, if given) to the spill store. Returns how many moved;
     /// none without a spill store, or when the store fails (then all stay).
-    pub fn spill_coldest(&mut self, n: usize, tenant: Option<&[u8]>) -> usize {
+    pub fn spill_coldest(&mut self, n: usize, tenant: Option<&TenantScope>) -> usize {
         let Table { map, counts, cold, tick, .. } = self;
         let Some(cold) = cold.as_deref_mut() else { return 0 };
-        let wanted = |k: &[u8]| tenant.is_none_or(|t| tenant_scope(k) == t);
+        let wanted = |k: &StateKey| tenant.is_none_or(|t| k.scope() == *t);
         let mut ages: Vec<u32> =
             map.iter().filter(|(k, _)| wanted(k)).map(|(_, s)| tick.wrapping_sub(s.touched)).collect();
         let n = n.min(ages.len());
@@ -205,13 +206,13 @@ impl<V: Encode + Decode> Table<V> {
             if age == threshold {
                 at_threshold -= 1;
             }
-            let hash = key_hash(key);
+            let hash = key_hash(key.as_bytes());
             // Another key with this hash is out: this one stays in memory.
             if cold.index.try_insert(hash, slot.evict_at).is_err() {
                 continue;
             }
-            let mut record = Vec::with_capacity(key.len() + 40);
-            put_bytes(&mut record, key);
+            let mut record = Vec::with_capacity(StateKey::LEN + 40);
+            put_bytes(&mut record, key.as_bytes());
             put_i64(&mut record, slot.evict_at);
             slot.value.encode(&mut record);
             records.push((SpillKey { evict_at: slot.evict_at, hash }, record));
@@ -224,10 +225,10 @@ impl<V: Encode + Decode> Table<V> {
             return 0;
         }
         for (_, record) in &records {
-            if let Some((key, _)) = split_record(record) {
+            if let Some(key) = split_record(record).and_then(|(k, _)| StateKey::from_bytes(k).ok()) {
                 // A changed entry stays listed: the checkpoint reads it from the store.
-                map.remove(key);
-                counts.sub(key);
+                map.remove(&key);
+                counts.sub(&key);
             }
         }
         // A map keeps its capacity as keys leave; the budget counts capacity.
@@ -239,13 +240,13 @@ impl<V: Encode + Decode> Table<V> {
     }
 
     /// Brings `key` back into memory if it is spilled.
-    pub(super) fn read_back_if_spilled(&mut self, key: &[u8]) {
+    pub(super) fn read_back_if_spilled(&mut self, key: &StateKey) {
         let Some(cold) = self.cold.as_deref_mut() else { return };
         if cold.index.is_empty() || self.map.contains_key(key) {
             return;
         }
         // Past its time, a spilled entry is as good as gone: no read.
-        let hash = key_hash(key);
+        let hash = key_hash(key.as_bytes());
         if cold.index.get(&hash).is_some_and(|&at| self.expired_through.is_some_and(|w| at <= w)) {
             cold.index.remove(&hash);
             return;
@@ -266,11 +267,10 @@ impl<V: Encode + Decode> Table<V> {
         // which is harmless, and a later change needs no second listing.
         let changed = self.track_changes;
         if changed {
-            self.changed.push(key);
+            self.changed.push(*key);
         }
         self.counts.add(key);
-        let id = super::key_id(key);
-        self.map.insert(key.into(), Slot { value, evict_at, touched: self.tick, changed, id });
+        self.map.insert(*key, Slot { value, evict_at, touched: self.tick, changed });
     }
 }
 
@@ -288,10 +288,10 @@ mod tests {
         (t, store)
     }
 
-    fn key(tenant: &str, n: u32) -> Vec<u8> {
+    fn key(tenant: &str, n: u32) -> StateKey {
         let mut k = crate::state::keys::KeyBuf::default();
         k.start(crate::rules::RuleId(0), Some(tenant)).num(u64::from(n));
-        k.as_slice().to_vec()
+        k.state_key()
     }
 
     #[test]
@@ -305,7 +305,7 @@ mod tests {
         }
         assert_eq!(t.spill_coldest(5, None), 5);
         assert_eq!((t.len(), t.spilled_len(), store.lock().unwrap().records.len()), (5, 5, 5));
-        assert!((0..5).all(|i| !t.map.contains_key(&key("a", i)[..])), "the five untouched keys went");
+        assert!((0..5).all(|i| !t.map.contains_key(&key("a", i))), "the five untouched keys went");
         assert_eq!(t.get(&key("a", 3)), Some(&30));
         assert_eq!((t.len(), t.spilled_len()), (6, 4));
         assert_eq!(t.cold_stats(), ColdStats { spilled: 5, read_back: 1, errors: 0 });
@@ -322,10 +322,10 @@ mod tests {
             t.entry(&key("noisy", i), || 0).keep_until(10);
             t.entry(&key("quiet", i), || 0).keep_until(10);
         }
-        let noisy = tenant_scope(&key("noisy", 0)).to_vec();
+        let noisy = key("noisy", 0).scope();
         assert_eq!(t.tenant_count(&noisy), 6);
         assert_eq!(t.spill_coldest(100, Some(&noisy)), 6);
-        assert_eq!((t.tenant_count(&noisy), t.tenant_count(tenant_scope(&key("quiet", 0)))), (0, 6));
+        assert_eq!((t.tenant_count(&noisy), t.tenant_count(&key("quiet", 0).scope())), (0, 6));
         *t.entry(&key("noisy", 2), || 0).value() += 1;
         assert_eq!(t.tenant_count(&noisy), 1);
     }
@@ -345,13 +345,14 @@ mod tests {
             let mut b = Vec::new();
             put_i64(&mut b, at);
             v.encode(&mut b);
-            want.push((k.into_boxed_slice(), Some(b)));
+            want.push((k.as_bytes()[..].into(), Some(b)));
         }
+        want.sort();
         assert_eq!(changes, want, "changed entries spilled before the checkpoint are written from the store");
         changes.clear();
         assert_eq!(t.evict(100), 1);
         t.drain_changes(&mut changes);
-        assert_eq!(changes, vec![(key("a", 1).into_boxed_slice(), None)], "a spilled entry's expiry deletes it");
+        assert_eq!(changes, vec![(key("a", 1).as_bytes()[..].into(), None)], "a spilled entry's expiry deletes it");
         let mut full = Vec::new();
         t.snapshot(&mut full);
         assert_eq!(full.len(), 1, "a full snapshot includes spilled entries");
