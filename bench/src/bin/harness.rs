@@ -6,12 +6,15 @@
 //! 2. Ceiling: a plain rdkafka consumer that only counts reads all N.
 //! 3. Throughput: `warden run` (a fresh group) processes all N; rate from the first
 //!    to the last event counted in `warden_events_total`.
-//! 4. Latency: events produced at RATE_FRACTION (default 0.5) of warden's measured rate, each
-//!    stamped with the wall clock as its `ts`; every output record's arrival minus
-//!    its `event_ts` is one end-to-end sample (produce → broker → warden → broker →
-//!    this consumer). Also reports warden's own `process_latency_seconds`.
+//! 4. Latency: events produced at each RATE_FRACTION (default 0.5; a comma list
+//!    runs several phases) of warden's measured rate, each stamped with the wall
+//!    clock as its `ts`; every output record's arrival minus its `event_ts` is one
+//!    end-to-end sample (produce → broker → warden → broker → this consumer). Each
+//!    phase also reports warden's own share (`process_latency_seconds` over the
+//!    phase: arrival in warden to the output's acknowledgement) and the broker's
+//!    single-hop latency at the same rate.
 //!
-//! `cargo run --release -p warden-bench --bin warden-harness -- [EVENTS] [LATENCY_SECS] [RATE_FRACTION]`
+//! `cargo run --release -p warden-bench --bin warden-harness -- [EVENTS] [LATENCY_SECS] [RATE_FRACTION,...]`
 //!
 //! Scale-out (docs/scaling.md): `HARNESS_INSTANCES=N` runs N wardens in one consumer
 //! group (own state directory and HTTP port each; throughput is the sum of their
@@ -197,6 +200,7 @@ fn main() {
         let mut sent = 0u64;
         let mut samples: Vec<f64> = Vec::new();
         let begin_ms = now_ms();
+        let before = latency_buckets(&http_get(&http, "/metrics"));
         while start.elapsed() < Duration::from_secs(latency_secs) {
             let due = (start.elapsed().as_secs_f64() * target) as u64;
             while sent < due && g.next_into(&mut line) {
@@ -215,18 +219,24 @@ fn main() {
             }
         }
         samples.sort_by(f64::total_cmp);
+        // Warden's own share over this phase: arrival to acknowledged output.
+        let within = latency_buckets(&http_get(&http, "/metrics"))
+            .into_iter()
+            .map(|(le, n)| (le, n - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1)))
+            .collect();
         let hop = broker_hop(&bootstrap, &p, target, latency_secs);
         println!(
-            "latency fraction={fraction} eps={target:.0} sent={sent} outputs={} e2e_p50_ms={:.1} e2e_p95_ms={:.1} e2e_p99_ms={:.1} | broker_hop_p50_ms={:.1} broker_hop_p99_ms={:.1}",
+            "latency fraction={fraction} eps={target:.0} sent={sent} outputs={} e2e_p50_ms={:.1} e2e_p95_ms={:.1} e2e_p99_ms={:.1} | warden {} | broker_hop_p50_ms={:.1} broker_hop_p99_ms={:.1}",
             samples.len(),
             percentile(&samples, 0.50),
             percentile(&samples, 0.95),
             percentile(&samples, 0.99),
+            quantiles(within),
             percentile(&hop, 0.50),
             percentile(&hop, 0.99)
         );
     }
-    println!("warden_process_latency (all phases): {}", histogram_quantiles(&http_get(&http, "/metrics")));
+    println!("warden_process_latency (all phases): {}", quantiles(latency_buckets(&http_get(&http, "/metrics"))));
     drop(wardens);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -347,8 +357,8 @@ fn record_sample(m: &rdkafka::message::BorrowedMessage<'_>, begin_ms: i64, sampl
     }
 }
 
-/// p50 / p99 from the `warden_process_latency_seconds` buckets (upper bounds).
-fn histogram_quantiles(text: &str) -> String {
+/// The `warden_process_latency_seconds` buckets: (upper bound, cumulative count).
+fn latency_buckets(text: &str) -> Vec<(f64, f64)> {
     let mut buckets: Vec<(f64, f64)> = text
         .lines()
         .filter(|l| l.starts_with("warden_process_latency_seconds_bucket"))
@@ -359,6 +369,11 @@ fn histogram_quantiles(text: &str) -> String {
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    buckets
+}
+
+/// p50 / p99 from latency buckets (their upper bounds).
+fn quantiles(buckets: Vec<(f64, f64)>) -> String {
     let total = buckets.last().map_or(0.0, |b| b.1);
     let q = |p: f64| buckets.iter().find(|b| b.1 >= total * p).map_or(f64::NAN, |b| b.0 * 1000.0);
     format!("count={total} p50<={:.2}ms p99<={:.2}ms", q(0.5), q(0.99))
