@@ -51,12 +51,19 @@ impl PhraseSet {
 
     /// Like [`find`](Self::find) over a slice of normalised text.
     pub fn find_in(&self, t: &str) -> Option<PhraseMatch> {
-        // Overlapping search: the leftmost candidate may fail the boundary test
-        // (`free` in `freedom`) while a later or shorter one passes.
-        self.automaton
-            .find_overlapping_iter(t)
-            .find(|m| word_start(t, m.start()) && word_end(t, m.end()))
-            .map(|m| PhraseMatch { index: m.pattern().as_usize(), start: m.start(), end: m.end() })
+        let on_words = |m: &aho_corasick::Match| word_start(t, m.start()) && word_end(t, m.end());
+        let to_match =
+            |m: aho_corasick::Match| PhraseMatch { index: m.pattern().as_usize(), start: m.start(), end: m.end() };
+        // The first match (the earliest to end, as an overlapping search reports
+        // first) by the plain search, which skips ahead with the automaton's
+        // prefilter: most texts hold no phrase, and most matches stand on words.
+        let first = self.automaton.find(t)?;
+        if on_words(&first) {
+            return Some(to_match(first));
+        }
+        // Overlapping search: the first candidate failed the boundary test (`free`
+        // in `freedom`) while a later or shorter one may pass.
+        self.automaton.find_overlapping_iter(t).find(on_words).map(to_match)
     }
 
     /// The normalised phrase at `index`, as matched; empty if out of range.

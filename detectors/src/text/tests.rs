@@ -106,3 +106,39 @@ fn urls_and_letter_runs() {
     assert_eq!(longest_letter_run(&norm("ééééééééé")), 9);
     assert_eq!(longest_letter_run(&norm("1111111111")), 10);
 }
+
+mod phrase_search {
+    use proptest::prelude::*;
+
+    use super::super::phrases::{word_end, word_start};
+    use super::*;
+
+    /// The search as it was before the plain first pass: every overlapping match
+    /// in order, the first on word boundaries.
+    fn overlapping_only(set: &PhraseSet, t: &str) -> Option<(usize, usize, usize)> {
+        let automaton = aho_corasick::AhoCorasick::new((0..set.len()).map(|i| set.phrase(i))).unwrap();
+        automaton
+            .find_overlapping_iter(t)
+            .find(|m| word_start(t, m.start()) && word_end(t, m.end()))
+            .map(|m| (m.pattern().as_usize(), m.start(), m.end()))
+    }
+
+    proptest! {
+        #[test]
+        fn the_plain_first_pass_finds_what_the_overlapping_search_finds(
+            words in proptest::collection::vec(prop::sample::select(vec![
+                "free", "freedom", "win", "winner", "free win", "a", "now", "é", "_x", "cash", "free cash",
+            ]), 0..12),
+            glue in proptest::collection::vec(prop::sample::select(vec![" ", "", "-", "_", "."]), 12),
+        ) {
+            let set = PhraseSet::new(["free", "win", "free cash", "winner", "cash now", "dom"]).unwrap();
+            let mut text = String::new();
+            for (w, g) in words.iter().zip(&glue) {
+                text.push_str(w);
+                text.push_str(g);
+            }
+            let got = set.find_in(&text).map(|m| (m.index, m.start, m.end));
+            prop_assert_eq!(got, overlapping_only(&set, &text), "text {:?}", text);
+        }
+    }
+}
