@@ -5,6 +5,7 @@
 //! - [`RecentCalls`]: the last few calls of a session.
 
 mod distinct;
+mod kept;
 mod recent;
 mod sliding;
 

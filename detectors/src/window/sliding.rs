@@ -7,15 +7,14 @@
 //! that could fall in a later event's window is among the N largest, because an
 //! in-order event only needs the N most recent to tell N from N + 1.
 
-use std::collections::VecDeque;
-
+use super::kept::KeptTimes;
 use crate::state::codec::{get_i64, get_varint, put_i64, put_varint, CodecError, Decode, Encode};
 use crate::EventTime;
 
 /// The kept timestamps of one key, ascending.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SlidingWindow {
-    kept: VecDeque<EventTime>,
+    kept: KeptTimes,
 }
 
 impl SlidingWindow {
@@ -33,7 +32,7 @@ impl SlidingWindow {
         }
         if self.kept.len() < limit {
             self.kept.insert(to, ts);
-        } else if self.kept.front().is_some_and(|&oldest| ts > oldest) {
+        } else if self.kept.front().is_some_and(|oldest| ts > oldest) {
             // Drop the smallest; the insertion point shifts left by one.
             self.kept.pop_front();
             self.kept.insert(to - 1, ts);
@@ -43,7 +42,7 @@ impl SlidingWindow {
 
     /// The newest kept timestamp (drives eviction).
     pub fn newest(&self) -> Option<EventTime> {
-        self.kept.back().copied()
+        self.kept.back()
     }
 
     /// Number of kept timestamps.
@@ -53,7 +52,7 @@ impl SlidingWindow {
 
     /// True when nothing is kept.
     pub fn is_empty(&self) -> bool {
-        self.kept.is_empty()
+        self.kept.len() == 0
     }
 }
 
@@ -62,7 +61,7 @@ impl Encode for SlidingWindow {
         put_varint(out, self.kept.len() as u64);
         // Delta-encode: ascending times compress to small varints.
         let mut prev = 0i64;
-        for (i, &t) in self.kept.iter().enumerate() {
+        for (i, t) in self.kept.iter().enumerate() {
             if i == 0 {
                 put_i64(out, t);
             } else {
@@ -76,11 +75,11 @@ impl Encode for SlidingWindow {
 impl Decode for SlidingWindow {
     fn decode(input: &mut &[u8]) -> Result<Self, CodecError> {
         let n = get_varint(input)? as usize;
-        let mut kept = VecDeque::with_capacity(n.min(1 << 16));
+        let mut kept = KeptTimes::with_capacity(n.min(1 << 16));
         let mut prev = 0i64;
         for i in 0..n {
             let t = if i == 0 { get_i64(input)? } else { prev.wrapping_add(get_varint(input)? as i64) };
-            kept.push_back(t);
+            kept.insert(i, t);
             prev = t;
         }
         Ok(SlidingWindow { kept })
@@ -122,7 +121,7 @@ mod tests {
         }
         // An event at 15 sees 10 but not 20 or 30.
         assert_eq!(w.observe(15, 5, 100), 2);
-        assert_eq!(w.kept, [10, 15, 20, 30]);
+        assert_eq!(w.kept.iter().collect::<Vec<_>>(), [10, 15, 20, 30]);
     }
 
     #[test]
