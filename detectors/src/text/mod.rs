@@ -60,10 +60,16 @@ pub enum TextError {
 
 /// Whether the text holds a URL: `http://`, `https://` or `www.` at the start of a word.
 pub fn has_url(text: &Normalized) -> bool {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Built once: `str::match_indices` builds a searcher per call and needle.
+    static HTTP: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("http"));
+    static WWW: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("www."));
     let t = text.as_str();
-    ["http://", "https://", "www."]
-        .iter()
-        .any(|needle| t.match_indices(needle).any(|(at, _)| phrases::word_start(t, at)))
+    let b = t.as_bytes();
+    let scheme = |at: usize| b[at + 4..].starts_with(b"://") || b[at + 4..].starts_with(b"s://");
+    HTTP.find_iter(b).any(|at| scheme(at) && phrases::word_start(t, at))
+        || WWW.find_iter(b).any(|at| phrases::word_start(t, at))
 }
 
 /// The longest run of one Unicode letter or digit repeated, in characters.

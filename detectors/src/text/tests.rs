@@ -100,6 +100,10 @@ fn urls_and_letter_runs() {
     assert!(has_url(&norm("see HTTPS://win.example")));
     assert!(has_url(&norm("go to www.example.com")));
     assert!(!has_url(&norm("awww. cute")));
+    assert!(has_url(&norm("http://a.example")) && has_url(&norm("(https://a.example)")));
+    assert!(!has_url(&norm("xhttp://a.example")), "not at the start of a word");
+    assert!(!has_url(&norm("http, https:/ and httpx://")), "no scheme separator");
+    assert!(has_url(&norm("http then http://a.example")), "a later occurrence counts");
     assert_eq!(longest_letter_run(&norm(&"a".repeat(25))), 25);
     assert_eq!(longest_letter_run(&norm("aaaaAAAAaa")), 10, "case folded");
     assert_eq!(longest_letter_run(&norm("----------")), 0);
