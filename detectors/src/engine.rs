@@ -103,7 +103,9 @@ pub struct Usage {
 
 /// Estimates of a value's heap, per table kind, for [`Usage::bytes`].
 pub(crate) mod heap {
-    /// A window's timestamps.
+    /// A window's timestamps: none for the up to three held inline, 8 bytes
+    /// each in a ring beyond that. An upper-side average: a budget that
+    /// over-counts spills early, never late.
     pub const WINDOW: usize = 16 * 8;
     /// A session's recent calls.
     pub const HISTORY: usize = 40;

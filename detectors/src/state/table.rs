@@ -1,12 +1,13 @@
 //! [`Table`]: one kind of per-key state, with event-time eviction, change tracking
 //! and, once a spill store is attached, spilling of cold keys.
 //!
-//! Keys are [`StateKey`]s, fixed-size digests held inline in the slots, so a lookup
-//! compares no key bytes out of line and a new key allocates nothing. Every entry carries the event time at
-//! which no rule can look at it any more (`evict_at`); [`Table::evict`] drops those
-//! once the watermark passes it. When change tracking is on (the pipeline
-//! checkpoints), each key touched since the last checkpoint is listed once, so a
-//! checkpoint writes only what changed. With a spill store attached
+//! Keys are [`StateKey`]s, fixed-size digests held inline in the slots, so a
+//! lookup compares no key bytes out of line and a new key allocates nothing.
+//! Every entry carries the event time at which no rule can look at it any more
+//! (`evict_at`); [`Table::evict`] drops those once the watermark passes it. When
+//! change tracking is on (the pipeline checkpoints), each key touched since the
+//! last checkpoint is listed once, so a checkpoint writes only what changed.
+//! With a spill store attached
 //! ([`Table::attach_spill`]), [`Table::spill_coldest`] moves the least recently used
 //! entries out of memory and every lookup reads a spilled key back first (see
 //! [`cold`]), so a spilled table answers exactly as an unspilled one.
