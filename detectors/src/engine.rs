@@ -111,8 +111,10 @@ pub(crate) mod heap {
     pub const HISTORY: usize = 40;
     /// A fan-out set.
     pub const DISTINCT: usize = 16 * 16;
-    /// An alert bucket's examples.
-    pub const ALERT: usize = 256;
+    /// A record in force: its key's bytes (tenant and subject; see `InForce::key`).
+    pub const IN_FORCE: usize = 48;
+    /// An alert bucket's examples and key bytes.
+    pub const ALERT: usize = 256 + 48;
 }
 
 /// Everything one partition remembers between events. Created by
@@ -217,7 +219,7 @@ impl PartitionState {
     /// Approximate bytes of in-memory state; value heaps are estimated ([`heap`]).
     pub fn approx_bytes(&self) -> usize {
         let detector: usize = self.tables.each().iter().zip(LAYOUT).map(|(t, (_, heap))| t.approx_bytes(heap)).sum();
-        detector + self.decide.in_force.approx_bytes(0) + self.decide.alerts.approx_bytes(heap::ALERT)
+        detector + self.decide.in_force.approx_bytes(heap::IN_FORCE) + self.decide.alerts.approx_bytes(heap::ALERT)
     }
 
     /// Drops all state whose horizon the watermark has passed.

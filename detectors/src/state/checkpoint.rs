@@ -71,10 +71,13 @@ pub struct StoredPartition {
     pub entries: Vec<StoredEntry>,
 }
 
+/// The clock and decide bookkeeping, then the key-format mark ([`key_format`]).
+/// The mark rides on the one entry every checkpoint of every build rewrites: a
+/// build from before the mark reads the clock and ignores what follows, and its
+/// own checkpoints write the clock without it. So a store that an older build
+/// wrote to after this one (a rollback) loses the mark, and is not mistaken for
+/// one whose every key is a digest.
 const META_CLOCK: &[u8] = b"clock";
-/// The format of the checkpoint's state keys: [`KEY_FORMAT`], then
-/// [`super::key_fingerprint`].
-const META_KEY_FORMAT: &[u8] = b"key-format";
 /// State keys as [`super::keys::StateKey`] digests (format 1 held the key bytes).
 const KEY_FORMAT: u8 = 2;
 
@@ -92,15 +95,17 @@ pub fn foreign_keys<S: StateStore>(store: &S, partition: &str) -> Result<Option<
     if store.read_position(partition)?.is_none() {
         return Ok(None);
     }
-    let stored = store.read_entry(partition, tag::META, META_KEY_FORMAT)?;
-    Ok(key_format_error(stored.as_deref()))
+    let clock = store.read_entry(partition, tag::META, META_CLOCK)?;
+    Ok(key_format_error(clock.as_deref()))
 }
 
-fn key_format_error(stored: Option<&[u8]>) -> Option<&'static str> {
-    match stored {
-        Some(v) if v == key_format() => None,
+/// Why a checkpoint whose clock entry is `clock` holds keys this deployment cannot
+/// read, if it does.
+fn key_format_error(clock: Option<&[u8]>) -> Option<&'static str> {
+    match clock.and_then(|c| decode_clock(c).ok()).map(|(_, _, mark)| mark) {
+        Some(mark) if mark == key_format() => None,
         Some([KEY_FORMAT, ..]) => Some("its state keys were digested under another WARDEN_HMAC_KEY"),
-        _ => Some("an older warden wrote its state keys, as key bytes rather than digests"),
+        _ => Some("an older warden wrote (some of) its state keys, as key bytes rather than digests"),
     }
 }
 
@@ -111,8 +116,8 @@ fn check_key_format(stored: &StoredPartition) -> Result<(), RestoreError> {
     if stored.entries.iter().all(|(tag, ..)| *tag == tag::META) {
         return Ok(());
     }
-    let format = stored.entries.iter().find(|(tag, k, _)| *tag == tag::META && k == META_KEY_FORMAT);
-    match key_format_error(format.map(|(_, _, v)| v.as_slice())) {
+    let clock = stored.entries.iter().find(|(tag, k, _)| *tag == tag::META && k == META_CLOCK);
+    match key_format_error(clock.map(|(_, _, v)| v.as_slice())) {
         None => Ok(()),
         Some(why) => Err(RestoreError::ForeignKeys(why)),
     }
@@ -135,7 +140,6 @@ impl PartitionState {
         collect(&mut self.decide.alerts, tag::ALERTS, rules, full, &mut out);
         let (clock, next_close) = (&self.clock, self.decide.next_close);
         out.put(tag::META, |k| k.extend_from_slice(META_CLOCK), |v| encode_clock(clock, next_close, v));
-        out.put(tag::META, |k| k.extend_from_slice(META_KEY_FORMAT), |v| v.extend_from_slice(&key_format()));
         out
     }
 
@@ -143,7 +147,7 @@ impl PartitionState {
     pub fn restore_entry(&mut self, rules: &Rules, tag: u8, key: &[u8], value: &[u8]) -> Result<(), CodecError> {
         if tag == tag::META {
             if key == META_CLOCK {
-                let (clock, next_close) = decode_clock(value)?;
+                let (clock, next_close, _) = decode_clock(value)?;
                 self.clock = clock;
                 self.decide.next_close = next_close;
             }
@@ -278,9 +282,12 @@ fn encode_clock(c: &Clock, next_close: i64, out: &mut Vec<u8>) {
     put_i64(out, c.future_min);
     put_i64(out, c.next_sweep);
     put_i64(out, next_close);
+    out.extend_from_slice(&key_format());
 }
 
-fn decode_clock(mut input: &[u8]) -> Result<(Clock, i64), CodecError> {
+/// The clock, the next bucket close, and what follows them: the key-format mark,
+/// or nothing in a checkpoint from before it.
+fn decode_clock(mut input: &[u8]) -> Result<(Clock, i64, &[u8]), CodecError> {
     let input = &mut input;
     let (&has, rest) = input.split_first().ok_or(CodecError("truncated clock"))?;
     *input = rest;
@@ -292,7 +299,8 @@ fn decode_clock(mut input: &[u8]) -> Result<(Clock, i64), CodecError> {
         future_min: get_i64(input)?,
         next_sweep: get_i64(input)?,
     };
-    Ok((clock, get_i64(input)?))
+    let next_close = get_i64(input)?;
+    Ok((clock, next_close, input))
 }
 
 #[cfg(test)]
@@ -316,16 +324,32 @@ mod tests {
         store.write_checkpoint("ours", &checkpoint(state.take_changes(&rules, true))).unwrap();
         assert_eq!(foreign_keys(&store, "ours").unwrap(), None);
 
-        // An older warden's checkpoint: key bytes, no key-format mark.
+        // An older warden's checkpoint: key bytes, a clock without the mark.
+        let old_clock = |v: &mut Vec<u8>| {
+            encode_clock(&Clock::default(), 0, v);
+            v.truncate(v.len() - key_format().len());
+        };
         let mut old = ChangeSet::new();
-        old.put(tag::META, |k| k.extend_from_slice(META_CLOCK), |v| encode_clock(&Clock::default(), 0, v));
+        old.put(tag::META, |k| k.extend_from_slice(META_CLOCK), old_clock);
         old.put(tag::WINDOWS, |k| to_stored_key("visitor_rate", b"\x01\x01t\x01v", k), |v| v.push(0));
         store.write_checkpoint("old", &checkpoint(old)).unwrap();
         assert!(foreign_keys(&store, "old").unwrap().is_some_and(|why| why.contains("older warden")));
 
+        // A rollback: an older warden checkpointed on top of ours, rewriting the
+        // clock, so the mark is gone with it.
+        let mut rolled_back = ChangeSet::new();
+        rolled_back.put(tag::META, |k| k.extend_from_slice(META_CLOCK), old_clock);
+        store.write_checkpoint("ours", &checkpoint(rolled_back)).unwrap();
+        assert!(foreign_keys(&store, "ours").unwrap().is_some_and(|why| why.contains("older warden")));
+
         // Another deployment's: the mark names another digest secret.
+        let other_clock = |v: &mut Vec<u8>| {
+            encode_clock(&Clock::default(), 0, v);
+            let at = v.len() - key_format().len() + 1;
+            v[at..].fill(0xee);
+        };
         let mut other = ChangeSet::new();
-        other.put(tag::META, |k| k.extend_from_slice(META_KEY_FORMAT), |v| v.extend_from_slice(&[KEY_FORMAT; 9]));
+        other.put(tag::META, |k| k.extend_from_slice(META_CLOCK), other_clock);
         store.write_checkpoint("other", &checkpoint(other)).unwrap();
         assert!(foreign_keys(&store, "other").unwrap().is_some_and(|why| why.contains("WARDEN_HMAC_KEY")));
     }

@@ -23,7 +23,8 @@ use crate::rules::RuleId;
 /// the 128-bit digest of everything after the rule id tells keys apart. Both
 /// digests are keyed by the deployment's secret ([`super::seed_state_hashes`]):
 /// keys come from the input, and with a public function colliding keys could be
-/// built to merge one subject's state into another's.
+/// computed offline to merge one subject's state into another's. (xxh3 under a
+/// secret is not a MAC; docs/choices.md weighs what that leaves.)
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StateKey([u8; StateKey::LEN]);
 
