@@ -18,7 +18,7 @@ use std::collections::HashSet;
 
 use warden_schemas::event::{Body, Event, ToolCall};
 use warden_schemas::jcs;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::{Cx, Out, RUN_HORIZON_MS};
 use crate::rules::{Params, RuleId, Rules};
@@ -183,15 +183,15 @@ fn run_verdict<'a>(run: &'a str, count: u64, limit: u32, scope: &str) -> (Subjec
 /// A 64-bit fingerprint of (tool, canonical arguments). Uses the raw `args` value
 /// when it is not an object, so odd arguments still compare equal to themselves.
 fn call_fingerprint(event: &Event<'_>, tc: &ToolCall<'_>, canon: &mut String) -> u64 {
+    // One buffer, one-shot hash: a streaming hasher's setup costs more than
+    // these few dozen bytes.
     canon.clear();
+    canon.push_str(tc.tool);
+    canon.push('\0');
     match (&tc.args, event.raw_args) {
         (Some(args), _) => jcs::write_object(args.object(), canon),
         (None, Some(raw)) => jcs::write_value(raw, canon),
         (None, None) => {}
     }
-    let mut h = Xxh3::new();
-    h.update(tc.tool.as_bytes());
-    h.update(&[0]);
-    h.update(canon.as_bytes());
-    h.digest()
+    xxh3_64(canon.as_bytes())
 }
