@@ -2,11 +2,12 @@
 //!
 //! Texts are compared after normalisation (NFKC, case folding, format characters
 //! removed, whitespace collapsed), so `FREE  iPhone` and `free iphone` are one text.
-//! Each (tenant, visitor, text) is a sliding window keyed by a 128-bit hash of the
-//! normalised text; the default fires on the third identical text within 10 s.
+//! Each (tenant, visitor, text) is a sliding window; like every table key, the
+//! text is held as part of a 128-bit digest under the deployment's secret (see
+//! [`crate::state::keys::StateKey`]), never in full. The default fires on the
+//! third identical text within 10 s.
 
 use warden_schemas::event::{Body, Event};
-use xxhash_rust::xxh3::xxh3_128;
 
 use super::{Cx, Out};
 use crate::rules::{Params, RuleId, Rules};
@@ -39,12 +40,13 @@ impl DupFlood {
         if !cx.scratch.has_norm || cx.scratch.norm.as_str().is_empty() {
             return;
         }
-        let hash = xxh3_128(cx.scratch.norm.as_str().as_bytes()).to_be_bytes();
         for &(id, limit, window_ms) in &self.rules {
             if cx.is_exempt(rules.get(id), event) {
                 continue;
             }
-            cx.scratch.key.start(id, event.tenant).part(w.visitor).bytes(&hash);
+            // The text goes into the key's digest directly: a separate unkeyed
+            // hash of it would let texts be made to collide offline.
+            cx.scratch.key.start(id, event.tenant).part(w.visitor).part(cx.scratch.norm.as_str());
             let mut entry = cx.tables.windows.entry(&cx.scratch.key.state_key(), Default::default);
             let count = entry.value().observe(event.ts, limit, window_ms);
             let newest = entry.value().newest().unwrap_or(event.ts);
