@@ -1,8 +1,10 @@
 //! [`Table`]: one kind of per-key state, with event-time eviction, change tracking
 //! and, once a spill store is attached, spilling of cold keys.
 //!
-//! Keys are [`StateKey`]s, fixed-size digests held inline in the slots, so a
-//! lookup compares no key bytes out of line and a new key allocates nothing.
+//! Keys are [`StateKey`]s, fixed-size digests held inline in the slots of a
+//! [`DigestMap`], which places them by their own (secret-keyed) digest bits: a
+//! lookup hashes nothing, compares no key bytes out of line, and usually costs one
+//! cache miss; a new key allocates nothing.
 //! Every entry carries the event time at which no rule can look at it any more
 //! (`evict_at`); [`Table::evict`] drops those once the watermark passes it. When
 //! change tracking is on (the pipeline checkpoints), each key touched since the
@@ -18,6 +20,7 @@
 //! memory and may run as rarely as that allows.
 
 mod cold;
+mod digest_map;
 
 use hashbrown::HashMap;
 
@@ -28,11 +31,12 @@ use crate::EventTime;
 
 use cold::Cold;
 pub use cold::ColdStats;
+use digest_map::{DigestMap, Entry};
 
 /// One kind of per-key state.
 #[derive(Debug)]
 pub struct Table<V> {
-    map: HashMap<StateKey, Slot<V>, FixedState>,
+    map: DigestMap<Slot<V>>,
     /// Keys written or removed since the last [`Table::drain_changes`], each once
     /// (a key spilled and read back may appear twice; it is written twice).
     changed: Vec<StateKey>,
@@ -129,7 +133,7 @@ impl ChangeSink for Vec<Change> {
 impl<V> Default for Table<V> {
     fn default() -> Self {
         Table {
-            map: HashMap::with_hasher(FixedState::default()),
+            map: DigestMap::default(),
             changed: Vec::new(),
             track_changes: false,
             counts: Counts::default(),
@@ -171,9 +175,9 @@ impl<V> Table<V> {
     /// pending change list, the marks of spilled keys, and `heap_per_value` per
     /// entry (the caller's estimate of a value's heap).
     pub fn approx_bytes(&self, heap_per_value: usize) -> usize {
-        let per_slot = std::mem::size_of::<(StateKey, Slot<V>)>() + 1;
+        let per_slot = std::mem::size_of::<Option<(StateKey, Slot<V>)>>();
         let tenants = self.counts.by_tenant.as_ref().map_or(0, |t| t.capacity() * 24);
-        self.map.capacity() * per_slot
+        self.map.slot_count() * per_slot
             + self.map.len() * heap_per_value
             + self.changed.capacity() * StateKey::LEN
             + tenants
@@ -213,13 +217,11 @@ impl<V: Encode + Decode> Table<V> {
     /// The entry for `key`, created with `init` if absent or expired; marks it
     /// changed. The caller sets the new eviction time with the returned handle.
     pub fn entry(&mut self, key: &StateKey, init: impl FnOnce() -> V) -> EntryMut<'_, V> {
-        use hashbrown::hash_map::Entry;
         self.tick = self.tick.wrapping_add(1);
         self.read_back_if_spilled(key);
         let Table { map, changed, track_changes, counts, floor, tick, expired_through, .. } = self;
         let (slot, fresh) = match map.entry(*key) {
-            Entry::Occupied(o) => {
-                let slot = o.into_mut();
+            Entry::Occupied(slot) => {
                 let expired = expired_through.is_some_and(|w| slot.evict_at <= w);
                 if expired {
                     slot.value = init();
@@ -302,7 +304,7 @@ impl<V: Encode + Decode> Table<V> {
 
     /// Encodes every entry, spilled ones included (a full snapshot).
     pub fn snapshot(&mut self, out: &mut impl ChangeSink) {
-        for (k, slot) in &self.map {
+        for (k, slot) in self.map.iter() {
             out.put(k.as_bytes(), |buf| encode_slot(slot, buf));
         }
         if let Some(cold) = self.cold.as_deref_mut() {

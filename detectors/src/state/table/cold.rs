@@ -233,7 +233,7 @@ impl<V: Encode + Decode> Table<V> {
         }
         // A map keeps its capacity as keys leave; the budget counts capacity.
         if map.len() < map.capacity() / 2 {
-            map.shrink_to(0);
+            map.shrink_to_fit();
         }
         cold.stats.spilled += records.len() as u64;
         records.len()
