@@ -254,12 +254,14 @@ impl<'a> Parser<'a> {
         self.enter(depth)?;
         let start = self.pos;
         self.pos += 1;
-        let mut entries: Vec<(Cow<'a, str>, Value<'a>)> = Vec::new();
         self.skip_ws()?;
         if self.bytes.get(self.pos) == Some(&b'}') {
             self.pos += 1;
-            return Ok(Value::Object(Object { entries }));
+            return Ok(Value::Object(Object::default()));
         }
+        // Room for an event's top level at once, instead of growing by 4, 8, 16:
+        // each growth copies every member parsed so far.
+        let mut entries: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(if depth == 1 { 12 } else { 4 });
         loop {
             self.skip_ws()?;
             if self.bytes.get(self.pos) != Some(&b'"') {
