@@ -92,6 +92,8 @@ impl<T> DigestMap<T> {
     }
 
     /// The slot holding `key`, or `Err` with the free slot that ends its run.
+    /// Call only with slots allocated; the probe ends because the map is never
+    /// more than three quarters full.
     fn find(&self, key: &StateKey) -> Result<usize, usize> {
         let mask = self.mask();
         let mut i = self.home(key);
