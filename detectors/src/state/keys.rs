@@ -108,12 +108,6 @@ impl KeyBuf {
         self
     }
 
-    /// Appends raw bytes as a part.
-    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
-        put_bytes(&mut self.buf, b);
-        self
-    }
-
     /// Appends a number part.
     pub fn num(&mut self, n: u64) -> &mut Self {
         put_varint(&mut self.buf, n);
