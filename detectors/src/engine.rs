@@ -314,6 +314,25 @@ impl Engine {
             }
         }
         let mut cx = Cx { tables: &mut state.tables, scratch, lateness_ms: rules.lateness_ms, exempt: &rules.exempt };
+        // Most lookups miss the cache (state is far larger than it): gather the
+        // event's keys first and touch them all at once, so the misses overlap.
+        cx.scratch.plan.clear();
+        match &event.body {
+            Body::Webhook(_) => {
+                self.rate.plan(rules, event, &mut cx);
+                self.spoofing.plan(rules, event, &mut cx);
+                self.dup_flood.plan(rules, event, &mut cx);
+                self.replay.plan(rules, event, &mut cx);
+            }
+            Body::ToolCall(_) => {
+                self.rate.plan(rules, event, &mut cx);
+                self.loops.plan(rules, event, &mut cx);
+                self.fanout.plan(rules, event, &mut cx);
+                self.policy.plan(rules, event, &mut cx);
+            }
+            Body::Log(_) => {}
+        }
+        cx.tables.warm(&cx.scratch.plan);
         match &event.body {
             Body::Webhook(_) => {
                 self.rate.observe(rules, event, &mut cx, out);
@@ -432,7 +451,52 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+    use crate::detector::Which;
+
+    /// Every key in every detector table, tagged with its table.
+    fn table_keys(t: &Tables) -> BTreeSet<(Which, Vec<u8>)> {
+        let mut all = BTreeSet::new();
+        let mut add = |which, key: &crate::state::keys::StateKey| all.insert((which, key.as_bytes().to_vec()));
+        t.windows.iter().for_each(|(k, _)| _ = add(Which::Windows, k));
+        t.counters.iter().for_each(|(k, _)| _ = add(Which::Counters, k));
+        t.seen.iter().for_each(|(k, _)| _ = add(Which::Seen, k));
+        t.replay.iter().for_each(|(k, _)| _ = add(Which::Replay, k));
+        t.history.iter().for_each(|(k, _)| _ = add(Which::History, k));
+        t.distinct.iter().for_each(|(k, _)| _ = add(Which::Distinct, k));
+        t.budgets.iter().for_each(|(k, _)| _ = add(Which::Budgets, k));
+        all
+    }
+
+    /// The plan is only a hint, so nothing else notices when it drifts from
+    /// what the detectors look up: on a fresh state, the keys an event leaves
+    /// in the tables must be exactly the keys planned for it.
+    #[test]
+    fn the_plan_names_every_key_an_event_creates() {
+        let engine = Engine::new(Rules::defaults(), None);
+        let events = [
+            r#"{"type":"webhook","ts":1767225600000,"tenant":"t","source":"s","visitor":"v","ip":"10.0.0.1",
+                "route":"/Chat/","text":"Hello there","provider_message_id":"m1"}"#,
+            r#"{"type":"webhook","ts":1767225600000,"tenant":"t","source":"s","visitor":"v",
+                "route":"/auth/login","ip":"10.0.0.2","signature_valid":false}"#,
+            r#"{"type":"tool_call","ts":1767225600000,"tenant":"t","session":"s1","run":"r1","turn":"2",
+                "tool":"send_outreach","args":{"vendor_phone":"+14155550100","b":1},"cost_usd":0.5}"#,
+            r#"{"type":"tool_call","ts":1767225600000,"tenant":"u","session":"s2","tool":"search","args":{}}"#,
+            r#"{"type":"log","ts":1767225600000,"tenant":"t","service":"api","level":"info","message":"ok"}"#,
+        ];
+        for text in events {
+            let value = decode::parse(text).expect("test event parses");
+            let event = Event::from_value(&value).expect("test event is valid");
+            let mut state = engine.new_state();
+            engine.process(&event, &mut state, &mut Vec::new());
+            let planned: BTreeSet<_> =
+                state.scratch.plan.keys().iter().map(|(w, k)| (*w, k.as_bytes().to_vec())).collect();
+            assert_eq!(planned, table_keys(&state.tables), "{text}");
+            assert_eq!(planned.len(), state.scratch.plan.keys().len(), "no key planned twice: {text}");
+        }
+    }
 
     #[test]
     fn watermark_trails_the_newest_event() {

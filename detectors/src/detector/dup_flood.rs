@@ -9,7 +9,7 @@
 
 use warden_schemas::event::{Body, Event};
 
-use super::{Cx, Out};
+use super::{Cx, Out, Which};
 use crate::rules::{Params, RuleId, Rules};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
@@ -30,6 +30,22 @@ impl DupFlood {
             })
             .collect();
         DupFlood { rules }
+    }
+
+    /// Adds the keys [`DupFlood::observe`] will look up to the event's [`Plan`](super::Plan).
+    pub fn plan(&self, rules: &Rules, event: &Event<'_>, cx: &mut Cx<'_>) {
+        let Body::Webhook(w) = &event.body else {
+            return;
+        };
+        if !cx.scratch.has_norm || cx.scratch.norm.as_str().is_empty() {
+            return;
+        }
+        for &(id, ..) in &self.rules {
+            if !cx.is_exempt(rules.get(id), event) {
+                cx.scratch.key.start(id, event.tenant).part(w.visitor).part(cx.scratch.norm.as_str());
+                cx.scratch.plan.push(Which::Windows, &cx.scratch.key);
+            }
+        }
     }
 
     /// Counts the event's normalised text; needs `cx.scratch.norm` filled.

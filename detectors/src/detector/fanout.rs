@@ -4,10 +4,10 @@
 //! (tenant, run) or (tenant, session), optionally within a window. Exact: a
 //! [`DistinctSet`](crate::window::DistinctSet) holds at most limit + 1 values.
 
-use warden_schemas::event::{Body, Event};
+use warden_schemas::event::{Body, Event, ToolCall};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{arg_text, Cx, Out, RUN_HORIZON_MS};
+use super::{arg_text, Cx, Out, Which, RUN_HORIZON_MS};
 use crate::rules::{FanoutPer, Params, RuleId, Rules};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
@@ -26,6 +26,16 @@ struct FanoutRule {
 #[derive(Debug, Default)]
 pub struct Fanout {
     rules: Vec<FanoutRule>,
+}
+
+impl FanoutRule {
+    /// What the rule counts per, and its id on this call.
+    fn scope<'a>(&self, tc: &'a ToolCall<'a>) -> (&'static str, &'a str) {
+        match self.per {
+            FanoutPer::Run => ("run", tc.run_id()),
+            FanoutPer::Session => ("session", tc.session),
+        }
+    }
 }
 
 impl Fanout {
@@ -49,6 +59,22 @@ impl Fanout {
         Fanout { rules }
     }
 
+    /// Adds the keys [`Fanout::observe`] will look up to the event's [`Plan`](super::Plan).
+    pub fn plan(&self, rules: &Rules, event: &Event<'_>, cx: &mut Cx<'_>) {
+        let Body::ToolCall(tc) = &event.body else {
+            return;
+        };
+        for r in &self.rules {
+            if r.tool.as_deref().is_some_and(|t| t != tc.tool) || cx.is_exempt(rules.get(r.id), event) {
+                continue;
+            }
+            if tc.args.as_ref().and_then(|a| a.object().get(&r.arg)).is_some() {
+                cx.scratch.key.start(r.id, event.tenant).part(r.scope(tc).1);
+                cx.scratch.plan.push(Which::Distinct, &cx.scratch.key);
+            }
+        }
+    }
+
     /// Adds the call's argument value to its run's or session's set.
     pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
         let Body::ToolCall(tc) = &event.body else {
@@ -64,10 +90,7 @@ impl Fanout {
             if cx.is_exempt(rules.get(r.id), event) {
                 continue;
             }
-            let (kind, scope) = match r.per {
-                FanoutPer::Run => ("run", tc.run_id()),
-                FanoutPer::Session => ("session", tc.session),
-            };
+            let (kind, scope) = r.scope(tc);
             cx.scratch.key.start(r.id, event.tenant).part(scope);
             let mut entry = cx.tables.distinct.entry(&cx.scratch.key.state_key(), Default::default);
             let count = entry.value().observe(xxh3_64(value.as_bytes()), event.ts, r.limit, r.window_ms);

@@ -20,8 +20,9 @@ use warden_schemas::event::{Body, Event, ToolCall};
 use warden_schemas::jcs;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Cx, Out, RUN_HORIZON_MS};
+use super::{Cx, Out, Which, RUN_HORIZON_MS};
 use crate::rules::{Params, RuleId, Rules};
+use crate::state::keys::KeyBuf;
 use crate::state::values::{Counter, Seen};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
@@ -70,6 +71,22 @@ impl Loops {
         Loops { rules }
     }
 
+    /// Adds the keys [`Loops::observe`] will look up to the event's [`Plan`](super::Plan)
+    /// (not a workflow's: those are looked up only once per run).
+    pub fn plan(&self, rules: &Rules, event: &Event<'_>, cx: &mut Cx<'_>) {
+        let Body::ToolCall(tc) = &event.body else {
+            return;
+        };
+        for (id, rule) in &self.rules {
+            if cx.is_exempt(rules.get(*id), event) {
+                continue;
+            }
+            if let Some(which) = call_key(rule, *id, event, tc, &mut cx.scratch.key) {
+                cx.scratch.plan.push(which, &cx.scratch.key);
+            }
+        }
+    }
+
     /// Runs every loop rule on a tool call.
     pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
         let Body::ToolCall(tc) = &event.body else {
@@ -89,7 +106,7 @@ impl Loops {
                         continue;
                     }
                     let hash = *call_hash.get_or_insert_with(|| call_fingerprint(event, tc, &mut cx.scratch.canon));
-                    cx.scratch.key.start(id, event.tenant).part(tc.session);
+                    call_key(rule, id, event, tc, &mut cx.scratch.key);
                     let mut entry = cx.tables.history.entry(&cx.scratch.key.state_key(), Default::default);
                     let repeats = entry.value().repeats_of(hash);
                     entry.value().push(hash, *history);
@@ -100,11 +117,7 @@ impl Loops {
                     })
                 }
                 LoopRule::Consecutive { limit } => {
-                    let key = cx.scratch.key.start(id, event.tenant).part(tc.session).part(run);
-                    match &tc.turn {
-                        Some(turn) => key.num(1).part(turn),
-                        None => key.num(0),
-                    };
+                    call_key(rule, id, event, tc, &mut cx.scratch.key);
                     let count = bump(cx, horizon);
                     (count > u64::from(*limit)).then(|| {
                         let scope = if tc.turn.is_some() { "turn" } else { "run" };
@@ -112,15 +125,14 @@ impl Loops {
                     })
                 }
                 LoopRule::PerRun { limit } => {
-                    cx.scratch.key.start(id, event.tenant).part(run);
+                    call_key(rule, id, event, tc, &mut cx.scratch.key);
                     let count = bump(cx, horizon);
                     (count > u64::from(*limit)).then(|| run_verdict(run, count, *limit, "run"))
                 }
                 LoopRule::Cap { tool, limit } => {
-                    if tc.tool != tool {
+                    if call_key(rule, id, event, tc, &mut cx.scratch.key).is_none() {
                         continue;
                     }
-                    cx.scratch.key.start(id, event.tenant).part(run);
                     let count = bump(cx, horizon);
                     (count > u64::from(*limit)).then(|| run_verdict(run, count, *limit, &format!("run's {tool} calls")))
                 }
@@ -165,6 +177,37 @@ impl Loops {
                 out.push(Verdict { rule: id, subject, evidence, alert: None });
             }
         }
+    }
+}
+
+/// Builds in `key` the key `rule` looks up on every call it sees, and says in
+/// which table; `None` (and `key` untouched) for a rule with no such key:
+/// `slow_job`, `workflow_runs` (once per run), a tool cap on another tool, and
+/// `repeat_call` on a polling tool.
+fn call_key(rule: &LoopRule, id: RuleId, event: &Event<'_>, tc: &ToolCall<'_>, key: &mut KeyBuf) -> Option<Which> {
+    let run = tc.run_id();
+    match rule {
+        LoopRule::Repeat { polling, .. } if !polling.contains(tc.tool) => {
+            key.start(id, event.tenant).part(tc.session);
+            Some(Which::History)
+        }
+        LoopRule::Consecutive { .. } => {
+            let key = key.start(id, event.tenant).part(tc.session).part(run);
+            match &tc.turn {
+                Some(turn) => key.num(1).part(turn),
+                None => key.num(0),
+            };
+            Some(Which::Counters)
+        }
+        LoopRule::PerRun { .. } => {
+            key.start(id, event.tenant).part(run);
+            Some(Which::Counters)
+        }
+        LoopRule::Cap { tool, .. } if tc.tool == tool => {
+            key.start(id, event.tenant).part(run);
+            Some(Which::Counters)
+        }
+        _ => None,
     }
 }
 

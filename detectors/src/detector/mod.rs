@@ -3,7 +3,9 @@
 //! Each detector is a struct compiled from the [`Rules`](crate::rules::Rules) it
 //! owns, with one method, `observe(event, cx, out)`: it reads the event, updates its
 //! tables in [`Tables`] and appends [`Verdict`]s. Time is the event's `ts`; there
-//! is no clock. Dispatch is static (the engine holds one of each), so there is no
+//! is no clock. Detectors that keep per-key state also have `plan(event, cx)`,
+//! which names the keys `observe` is about to look up, so the engine can fetch
+//! them into cache together first ([`Plan`]). Dispatch is static (the engine holds one of each), so there is no
 //! trait object on the hot path.
 
 pub mod dup_flood;
@@ -23,7 +25,7 @@ use warden_schemas::event::{Body, Event, ToolCall};
 use warden_schemas::json::Value;
 
 use crate::rules::{Exempt, KeyField, Rule};
-use crate::state::keys::KeyBuf;
+use crate::state::keys::{KeyBuf, StateKey};
 use crate::state::table::{AnyTable, Table};
 use crate::state::values::{Budget, Counter, Seen};
 use crate::text::Normalized;
@@ -108,9 +110,76 @@ impl Tables {
     }
 }
 
+/// A table of [`Tables`], named in a [`Plan`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Which {
+    /// [`Tables::windows`].
+    Windows,
+    /// [`Tables::counters`].
+    Counters,
+    /// [`Tables::seen`].
+    Seen,
+    /// [`Tables::replay`].
+    Replay,
+    /// [`Tables::history`].
+    History,
+    /// [`Tables::distinct`].
+    Distinct,
+    /// [`Tables::budgets`].
+    Budgets,
+}
+
+/// The state keys an event is about to look up, gathered before any detector
+/// runs so that their cache misses overlap instead of queueing one behind
+/// another ([`Tables::warm`]). Only a hint: a key missing from the plan costs
+/// time, never a different answer.
+#[derive(Debug, Default)]
+pub struct Plan {
+    keys: Vec<(Which, StateKey)>,
+}
+
+impl Plan {
+    /// Forgets the previous event's keys.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+    }
+
+    /// Adds the key built in `key`.
+    pub fn push(&mut self, which: Which, key: &KeyBuf) {
+        self.keys.push((which, key.state_key()));
+    }
+
+    /// The keys, in the order the detectors added them.
+    pub fn keys(&self) -> &[(Which, StateKey)] {
+        &self.keys
+    }
+}
+
+impl Tables {
+    /// Reads the first slot of every key in `plan`, all at once, so the
+    /// lookups that follow find them in cache.
+    pub fn warm(&self, plan: &Plan) {
+        let mut acc = 0u8;
+        for (which, key) in &plan.keys {
+            acc ^= match which {
+                Which::Windows => self.windows.warm(key),
+                Which::Counters => self.counters.warm(key),
+                Which::Seen => self.seen.warm(key),
+                Which::Replay => self.replay.warm(key),
+                Which::History => self.history.warm(key),
+                Which::Distinct => self.distinct.warm(key),
+                Which::Budgets => self.budgets.warm(key),
+            };
+        }
+        std::hint::black_box(acc);
+    }
+}
+
 /// Per-event scratch space, reused so the hot path does not allocate.
 #[derive(Debug, Default)]
 pub struct Scratch {
+    /// Keys the event will look up ([`Plan`]).
+    pub plan: Plan,
     /// State key under construction.
     pub key: KeyBuf,
     /// Canonical JSON under construction.
@@ -137,8 +206,13 @@ impl Cx<'_> {
     /// True when `rule` must not act on `event`: the event's tenant, visitor, IP or
     /// session is exempt globally or for the rule.
     pub fn is_exempt(&self, rule: &Rule, event: &Event<'_>) -> bool {
-        exempt_by(self.exempt, event) || (!rule.exempt.is_empty() && exempt_by(&rule.exempt, event))
+        is_exempt(self.exempt, rule, event)
     }
+}
+
+/// True when `rule` must not act on `event`, exempt globally (`global`) or by the rule.
+pub fn is_exempt(global: &Exempt, rule: &Rule, event: &Event<'_>) -> bool {
+    exempt_by(global, event) || (!rule.exempt.is_empty() && exempt_by(&rule.exempt, event))
 }
 
 fn exempt_by(ex: &Exempt, event: &Event<'_>) -> bool {

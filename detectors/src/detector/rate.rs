@@ -8,8 +8,10 @@
 use warden_schemas::event::{Body, Event};
 use warden_schemas::EventType;
 
-use super::{key_value, Cx, Out};
-use crate::rules::{normalize_route, KeyField, Params, RuleId, Rules};
+use std::borrow::Cow;
+
+use super::{is_exempt, key_value, Cx, Out, Which};
+use crate::rules::{normalize_route, Exempt, KeyField, Params, RuleId, Rules};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
 /// One compiled rate rule.
@@ -51,28 +53,43 @@ impl Rate {
         Rate { rules }
     }
 
-    /// Counts `event` under every matching rule; a rule fires while its count is over N.
-    pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
+    /// The rules that count `event`, each with the key value it counts under.
+    fn counting<'s, 'a, 'x>(
+        &'s self,
+        rules: &'x Rules,
+        event: &'a Event<'a>,
+        exempt: &'x Exempt,
+    ) -> impl Iterator<Item = (&'s RateRule, Cow<'a, str>)> + use<'s, 'a, 'x> {
         let ty = event.event_type();
         let route = match &event.body {
             Body::Webhook(w) => w.route.map(normalize_route),
             _ => None,
         };
-        for r in self.rules.iter().filter(|r| r.events == ty) {
-            if r.route.is_some() && r.route.as_deref() != route.as_deref() {
-                continue;
+        self.rules.iter().filter_map(move |r| {
+            if r.events != ty || r.route.is_some() && r.route.as_deref() != route.as_deref() {
+                return None;
             }
             if let (Some(tool), Body::ToolCall(tc)) = (&r.tool, &event.body) {
                 if tc.tool != tool {
-                    continue;
+                    return None;
                 }
             }
-            let Some(id) = key_value(event, &r.key) else {
-                continue;
-            };
-            if cx.is_exempt(rules.get(r.id), event) {
-                continue;
-            }
+            let id = key_value(event, &r.key)?;
+            (!is_exempt(exempt, rules.get(r.id), event)).then_some((r, id))
+        })
+    }
+
+    /// Adds the keys [`Rate::observe`] will look up to the event's [`Plan`](super::Plan).
+    pub fn plan(&self, rules: &Rules, event: &Event<'_>, cx: &mut Cx<'_>) {
+        for (r, id) in self.counting(rules, event, cx.exempt) {
+            cx.scratch.key.start(r.id, event.tenant).part(&id);
+            cx.scratch.plan.push(Which::Windows, &cx.scratch.key);
+        }
+    }
+
+    /// Counts `event` under every matching rule; a rule fires while its count is over N.
+    pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
+        for (r, id) in self.counting(rules, event, cx.exempt) {
             cx.scratch.key.start(r.id, event.tenant).part(&id);
             let mut entry = cx.tables.windows.entry(&cx.scratch.key.state_key(), Default::default);
             let count = entry.value().observe(event.ts, r.limit, r.window_ms);

@@ -12,7 +12,7 @@
 
 use warden_schemas::event::{Body, Event};
 
-use super::{Cx, Out};
+use super::{Cx, Out, Which};
 use crate::rules::{Params, RuleId, Rules};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
@@ -33,6 +33,22 @@ impl Replay {
             })
             .collect();
         Replay { rules }
+    }
+
+    /// Adds the keys [`Replay::observe`] will look up to the event's [`Plan`](super::Plan).
+    pub fn plan(&self, rules: &Rules, event: &Event<'_>, cx: &mut Cx<'_>) {
+        let Body::Webhook(w) = &event.body else {
+            return;
+        };
+        let Some(pmid) = &w.provider_message_id else {
+            return;
+        };
+        for &(id, _) in &self.rules {
+            if !cx.is_exempt(rules.get(id), event) {
+                cx.scratch.key.start(id, event.tenant).part(w.source).part(pmid);
+                cx.scratch.plan.push(Which::Replay, &cx.scratch.key);
+            }
+        }
     }
 
     /// Fires when the event's message id was first seen less than W away.

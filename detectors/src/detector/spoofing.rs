@@ -6,7 +6,7 @@
 
 use warden_schemas::event::{Body, Event};
 
-use super::{Cx, Out};
+use super::{Cx, Out, Which};
 use crate::rules::{Params, RuleId, Rules};
 use crate::verdict::{AlertTrigger, Evidence, Signal, SubjectRef, Verdict};
 
@@ -27,6 +27,22 @@ impl Spoofing {
             })
             .collect();
         Spoofing { rules }
+    }
+
+    /// Adds the keys [`Spoofing::observe`] will look up to the event's [`Plan`](super::Plan).
+    pub fn plan(&self, rules: &Rules, event: &Event<'_>, cx: &mut Cx<'_>) {
+        let Body::Webhook(w) = &event.body else {
+            return;
+        };
+        if w.signature_valid != Some(false) {
+            return;
+        }
+        for &(id, ..) in &self.rules {
+            if !cx.is_exempt(rules.get(id), event) {
+                cx.scratch.key.start(id, event.tenant).part(w.source);
+                cx.scratch.plan.push(Which::Windows, &cx.scratch.key);
+            }
+        }
     }
 
     /// Counts a failed signature; fires while the count is over N.

@@ -14,7 +14,7 @@
 use warden_schemas::event::{Body, Event, ToolCall};
 use warden_schemas::json::Value;
 
-use super::{Cx, Out, RUN_HORIZON_MS};
+use super::{Cx, Out, Which, RUN_HORIZON_MS};
 use crate::rules::{Params, RuleId, Rules};
 use crate::targets;
 use crate::verdict::{Evidence, SubjectRef, Verdict};
@@ -48,6 +48,24 @@ impl ToolPolicy {
             .map(|r| r.id)
             .collect();
         ToolPolicy { rules }
+    }
+
+    /// Adds the keys [`ToolPolicy::observe`] will look up (run budgets') to the
+    /// event's [`Plan`](super::Plan).
+    pub fn plan(&self, rules: &Rules, event: &Event<'_>, cx: &mut Cx<'_>) {
+        let Body::ToolCall(tc) = &event.body else {
+            return;
+        };
+        if tc.cost_usd.is_none() && tc.tokens_in.is_none() {
+            return;
+        }
+        for &id in &self.rules {
+            let rule = rules.get(id);
+            if matches!(rule.params, Params::RunBudget { .. }) && !cx.is_exempt(rule, event) {
+                cx.scratch.key.start(id, event.tenant).part(tc.run_id());
+                cx.scratch.plan.push(Which::Budgets, &cx.scratch.key);
+            }
+        }
     }
 
     /// Judges a tool call against every policy rule.

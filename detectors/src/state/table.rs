@@ -190,6 +190,11 @@ impl<V> Table<V> {
         self.map.iter().map(|(k, s)| (k, &s.value))
     }
 
+    /// Reads the memory a lookup of `key` will touch first (see [`DigestMap::warm`]).
+    pub fn warm(&self, key: &StateKey) -> u8 {
+        self.map.warm(key)
+    }
+
     /// Inserts a restored entry without marking it changed.
     pub fn restore(&mut self, key: StateKey, value: V, evict_at: EventTime) {
         let slot = Slot { value, evict_at, touched: self.tick, changed: false };

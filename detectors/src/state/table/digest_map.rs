@@ -106,6 +106,16 @@ impl<T> DigestMap<T> {
         }
     }
 
+    /// Reads the slot where a lookup of `key` starts, so that lookup, soon
+    /// after, finds it in cache. Returns a byte of it: fold it into a
+    /// `std::hint::black_box` so the read is not optimised away.
+    pub fn warm(&self, key: &StateKey) -> u8 {
+        match self.slots.get(self.home(key)) {
+            Some(Some((k, _))) => k.as_bytes()[0],
+            _ => 0,
+        }
+    }
+
     /// True when `key` is held.
     pub fn contains_key(&self, key: &StateKey) -> bool {
         !self.slots.is_empty() && self.find(key).is_ok()
