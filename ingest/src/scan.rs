@@ -162,11 +162,15 @@ impl Scan<'_> {
         let limit = self.engine.rules().max_event_bytes;
         let mut lines = LineReader::new(reader, limit);
         let mut buf = Vec::with_capacity(1024);
+        // One provenance per file, its line moved along: no copy of the name per event.
+        let mut source = Provenance::File { file: name.to_string(), line };
         while let Some(size) = lines.next_line(&mut buf).with_context(|| format!("cannot read {name}"))? {
             line += 1;
             offset += size.consumed;
             self.counts.lines += 1;
-            let source = Provenance::File { file: name.to_string(), line };
+            if let Provenance::File { line: at, .. } = &mut source {
+                *at = line;
+            }
             let bytes: &[u8] = if size.truncated { &[] } else { &buf };
             let outcome = if size.truncated {
                 let e = warden_schemas::DecodeError::TooLarge { len: size.len as usize, limit };
