@@ -22,9 +22,17 @@ impl SlidingWindow {
     /// `(ts − window, ts]`, at most `limit + 1`. Keeps at most `limit` timestamps.
     pub fn observe(&mut self, ts: EventTime, limit: u32, window_ms: i64) -> u64 {
         let lo = ts.saturating_sub(window_ms);
-        // Kept timestamps are sorted: two binary searches bound (lo, ts].
-        let from = self.kept.partition_point(|&t| t <= lo);
-        let to = self.kept.partition_point(|&t| t <= ts);
+        // Kept timestamps are sorted: two binary searches bound (lo, ts], each
+        // skipped in the usual case of an event newer than all kept and an
+        // oldest kept one still inside the window.
+        let from = match self.kept.front() {
+            Some(oldest) if oldest > lo => 0,
+            _ => self.kept.partition_point(|&t| t <= lo),
+        };
+        let to = match self.kept.back() {
+            Some(newest) if newest <= ts => self.kept.len(),
+            _ => self.kept.partition_point(|&t| t <= ts),
+        };
         let count = 1 + to.saturating_sub(from) as u64;
         let limit = limit as usize;
         if limit == 0 {
