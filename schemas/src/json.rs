@@ -349,20 +349,50 @@ impl<'a> Parser<'a> {
 
     /// Parses a string starting at the opening quote; borrows when there is no escape.
     fn string(&mut self) -> Result<Cow<'a, str>, ParseError> {
+        match self.plain_string() {
+            Some(s) => Ok(Cow::Borrowed(s)),
+            None => self.escaped_string(),
+        }
+    }
+
+    /// The string at the opening quote when it has no escape (most do), moving
+    /// past it; `None`, moving nothing, otherwise. Returns in registers, where
+    /// a `Cow` goes through memory.
+    #[inline]
+    fn plain_string(&mut self) -> Option<&'a str> {
+        let b = self.bytes;
+        let start = self.pos + 1;
+        let mut i = start;
+        // Eight bytes at a time up to the first that may end the plain run.
+        while let Some(word) = b.get(i..i + 8) {
+            let mask = special_bytes(u64::from_le_bytes(word.try_into().ok()?));
+            if mask != 0 {
+                i += (mask.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        while let Some(&c) = b.get(i) {
+            if c == b'"' {
+                self.pos = i + 1;
+                return self.src.get(start..i);
+            }
+            if c == b'\\' || c < 0x20 {
+                return None;
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// [`Parser::string`] for a string with an escape (or an error).
+    #[cold]
+    fn escaped_string(&mut self) -> Result<Cow<'a, str>, ParseError> {
         self.pos += 1;
         let start = self.pos;
         let b = self.bytes;
-        // Fast scan to the first quote, backslash or control character.
         let mut i = start;
-        while i < b.len() {
-            let c = b[i];
-            if c == b'"' {
-                self.pos = i + 1;
-                return Ok(Cow::Borrowed(&self.src[start..i]));
-            }
-            if c == b'\\' || c < 0x20 {
-                break;
-            }
+        while i < b.len() && b[i] != b'"' && b[i] != b'\\' && b[i] >= 0x20 {
             i += 1;
         }
         let mut out = String::with_capacity(i - start + 16);
@@ -439,6 +469,22 @@ impl<'a> Parser<'a> {
         out.push(c);
         Ok(i + 2)
     }
+}
+
+/// In a little-endian word of eight input bytes, the high bit of each byte that
+/// is a quote, a backslash or a control character; exact up to and including
+/// the lowest such byte (a borrow may flag bytes above it, which the caller
+/// never looks at).
+fn special_bytes(w: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let quote = zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = zero(w ^ (ONES * u64::from(b'\\')));
+    // Below 0x20: subtracting 0x20 borrows into the high bit, which `!w` keeps
+    // only for ASCII, so UTF-8 bytes (0x80 and up) are never flagged.
+    let control = w.wrapping_sub(ONES * 0x20) & !w;
+    (quote | backslash | control) & HIGHS
 }
 
 fn hex4(b: &[u8], at: usize) -> Option<u32> {
@@ -602,6 +648,22 @@ mod tests {
         #[test]
         fn never_panics(s in ".{0,200}") {
             let _ = parse(&s);
+        }
+
+        #[test]
+        fn the_word_scan_finds_the_first_special_byte(bytes in proptest::array::uniform8(proptest::num::u8::ANY)) {
+            let first = bytes.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20);
+            let mask = special_bytes(u64::from_le_bytes(bytes));
+            let found = (mask != 0).then(|| (mask.trailing_zeros() / 8) as usize);
+            proptest::prop_assert_eq!(found, first);
+        }
+
+        #[test]
+        fn strings_read_the_same_by_words_and_by_bytes(s in "[a-z\"\\\\\u{1}\u{e9}]{0,40}") {
+            let text = format!("\"{s}\"");
+            let parsed = parse(&text).ok();
+            let theirs = serde_json::from_str::<String>(&text).ok();
+            proptest::prop_assert_eq!(parsed.as_ref().and_then(Value::as_str), theirs.as_deref());
         }
 
         #[test]

@@ -34,11 +34,16 @@ impl StateKey {
 
     /// The state key of `key`, a key built by [`KeyBuf`].
     pub fn of(key: &[u8]) -> StateKey {
-        let secret = digest_secret();
         let (id, rest) = key.split_at_checked(2).unwrap_or((&[0, 0], key));
+        StateKey::digest(id, rest, scope_of(rest))
+    }
+
+    /// [`StateKey::of`], given the scope (a prefix of `rest`) already found.
+    fn digest(id: &[u8], rest: &[u8], scope: &[u8]) -> StateKey {
+        let secret = digest_secret();
         let mut out = [0u8; Self::LEN];
         out[..2].copy_from_slice(id);
-        out[2..8].copy_from_slice(&xxh3_64_with_secret(scope_of(rest), secret).to_le_bytes()[..6]);
+        out[2..8].copy_from_slice(&xxh3_64_with_secret(scope, secret).to_le_bytes()[..6]);
         out[8..].copy_from_slice(&xxh3_128_with_secret(rest, secret).to_le_bytes());
         StateKey(out)
     }
@@ -85,6 +90,9 @@ fn scope_of(rest: &[u8]) -> &[u8] {
 #[derive(Debug, Default)]
 pub struct KeyBuf {
     buf: Vec<u8>,
+    /// Where the tenant scope ends in `buf` (so [`KeyBuf::state_key`] need not
+    /// parse it back out).
+    scope_end: usize,
 }
 
 impl KeyBuf {
@@ -99,6 +107,7 @@ impl KeyBuf {
                 put_bytes(&mut self.buf, t.as_bytes());
             }
         }
+        self.scope_end = self.buf.len();
         self
     }
 
@@ -121,7 +130,10 @@ impl KeyBuf {
 
     /// The key built so far, as tables hold it.
     pub fn state_key(&self) -> StateKey {
-        StateKey::of(&self.buf)
+        match (self.buf.get(..2), self.buf.get(2..), self.buf.get(2..self.scope_end)) {
+            (Some(id), Some(rest), Some(scope)) => StateKey::digest(id, rest, scope),
+            _ => StateKey::of(&self.buf),
+        }
     }
 
     /// The key built so far without its rule id: what a value keeps to tell
@@ -202,7 +214,9 @@ mod tests {
         let mut k = KeyBuf::default();
         let mut key = |rule: u16, tenant: Option<&str>, part: &str| {
             k.start(RuleId(rule), tenant).part(part);
-            k.state_key()
+            let key = k.state_key();
+            assert_eq!(key, StateKey::of(k.as_slice()), "the scope it kept is the one the bytes hold");
+            key
         };
         let (a1, a2, b1) = (key(3, Some("a"), "x"), key(3, Some("a"), "y"), key(3, Some("b"), "x"));
         let none = key(3, None, "x");
