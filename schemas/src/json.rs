@@ -500,10 +500,21 @@ fn hex4(b: &[u8], at: usize) -> Option<u32> {
 /// a hash set beyond that so a hostile 100k-member object stays linear.
 fn has_duplicate_keys(entries: &[(Cow<'_, str>, Value<'_>)]) -> bool {
     if entries.len() <= 12 {
+        // A key is compared with the earlier ones only when a cheap sketch of
+        // it (length and end bytes, one of 64 bits) was seen before: distinct
+        // keys rarely share one, so most objects need no string comparison.
+        let sketch = |k: &str| {
+            let b = k.as_bytes();
+            let (first, last) = (b.first().copied().unwrap_or(0), b.last().copied().unwrap_or(0));
+            1u64 << ((b.len() as u64 * 7 + u64::from(first) * 3 + u64::from(last)) & 63)
+        };
+        let mut seen = 0u64;
         for (i, (k, _)) in entries.iter().enumerate() {
-            if entries[..i].iter().any(|(other, _)| other == k) {
+            let bit = sketch(k);
+            if seen & bit != 0 && entries[..i].iter().any(|(other, _)| other == k) {
                 return true;
             }
+            seen |= bit;
         }
         return false;
     }
@@ -648,6 +659,13 @@ mod tests {
         #[test]
         fn never_panics(s in ".{0,200}") {
             let _ = parse(&s);
+        }
+
+        #[test]
+        fn duplicates_are_found_whatever_the_sketch(keys in proptest::collection::vec("[ab]{0,3}", 0..14)) {
+            let entries: Vec<_> = keys.iter().map(|k| (Cow::Borrowed(k.as_str()), Value::Null)).collect();
+            let distinct = keys.iter().collect::<std::collections::HashSet<_>>().len();
+            proptest::prop_assert_eq!(has_duplicate_keys(&entries), distinct < keys.len());
         }
 
         #[test]
