@@ -9,7 +9,7 @@
 
 use warden_schemas::event::{Body, Event};
 
-use super::{Cx, Out, Which};
+use super::{planned_key, Cx, Out, Which};
 use crate::rules::{Params, RuleId, Rules};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
@@ -62,8 +62,11 @@ impl DupFlood {
             }
             // The text goes into the key's digest directly: a separate unkeyed
             // hash of it would let texts be made to collide offline.
-            cx.scratch.key.start(id, event.tenant).part(w.visitor).part(cx.scratch.norm.as_str());
-            let mut entry = cx.tables.windows.entry(&cx.scratch.key.state_key(), Default::default);
+            let norm = cx.scratch.norm.as_str();
+            let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Windows, id, |k| {
+                k.start(id, event.tenant).part(w.visitor).part(norm);
+            });
+            let mut entry = cx.tables.windows.entry(&key, Default::default);
             let count = entry.value().observe(event.ts, limit, window_ms);
             let newest = entry.value().newest().unwrap_or(event.ts);
             entry.keep_until(newest + window_ms + cx.lateness_ms);

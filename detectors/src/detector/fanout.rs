@@ -7,7 +7,7 @@
 use warden_schemas::event::{Body, Event, ToolCall};
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{arg_text, Cx, Out, Which, RUN_HORIZON_MS};
+use super::{arg_text, planned_key, Cx, Out, Which, RUN_HORIZON_MS};
 use crate::rules::{FanoutPer, Params, RuleId, Rules};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
@@ -91,8 +91,10 @@ impl Fanout {
                 continue;
             }
             let (kind, scope) = r.scope(tc);
-            cx.scratch.key.start(r.id, event.tenant).part(scope);
-            let mut entry = cx.tables.distinct.entry(&cx.scratch.key.state_key(), Default::default);
+            let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Distinct, r.id, |k| {
+                k.start(r.id, event.tenant).part(scope);
+            });
+            let mut entry = cx.tables.distinct.entry(&key, Default::default);
             let count = entry.value().observe(xxh3_64(value.as_bytes()), event.ts, r.limit, r.window_ms);
             let newest = entry.value().newest().unwrap_or(event.ts);
             entry.keep_until(match r.window_ms {

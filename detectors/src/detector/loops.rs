@@ -20,9 +20,9 @@ use warden_schemas::event::{Body, Event, ToolCall};
 use warden_schemas::jcs;
 use xxhash_rust::xxh3::xxh3_64;
 
-use super::{Cx, Out, Which, RUN_HORIZON_MS};
+use super::{planned_key, Cx, Out, Which, RUN_HORIZON_MS};
 use crate::rules::{Params, RuleId, Rules};
-use crate::state::keys::KeyBuf;
+use crate::state::keys::{KeyBuf, StateKey};
 use crate::state::values::{Counter, Seen};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
@@ -106,8 +106,8 @@ impl Loops {
                         continue;
                     }
                     let hash = *call_hash.get_or_insert_with(|| call_fingerprint(event, tc, &mut cx.scratch.canon));
-                    call_key(rule, id, event, tc, &mut cx.scratch.key);
-                    let mut entry = cx.tables.history.entry(&cx.scratch.key.state_key(), Default::default);
+                    let key = key_of(cx, rule, id, event, tc, Which::History);
+                    let mut entry = cx.tables.history.entry(&key, Default::default);
                     let repeats = entry.value().repeats_of(hash);
                     entry.value().push(hash, *history);
                     entry.keep_until(horizon);
@@ -117,23 +117,24 @@ impl Loops {
                     })
                 }
                 LoopRule::Consecutive { limit } => {
-                    call_key(rule, id, event, tc, &mut cx.scratch.key);
-                    let count = bump(cx, horizon);
+                    let key = key_of(cx, rule, id, event, tc, Which::Counters);
+                    let count = bump(cx, key, horizon);
                     (count > u64::from(*limit)).then(|| {
                         let scope = if tc.turn.is_some() { "turn" } else { "run" };
                         run_verdict(run, count, *limit, scope)
                     })
                 }
                 LoopRule::PerRun { limit } => {
-                    call_key(rule, id, event, tc, &mut cx.scratch.key);
-                    let count = bump(cx, horizon);
+                    let key = key_of(cx, rule, id, event, tc, Which::Counters);
+                    let count = bump(cx, key, horizon);
                     (count > u64::from(*limit)).then(|| run_verdict(run, count, *limit, "run"))
                 }
                 LoopRule::Cap { tool, limit } => {
-                    if call_key(rule, id, event, tc, &mut cx.scratch.key).is_none() {
+                    if tc.tool != tool {
                         continue;
                     }
-                    let count = bump(cx, horizon);
+                    let key = key_of(cx, rule, id, event, tc, Which::Counters);
+                    let count = bump(cx, key, horizon);
                     (count > u64::from(*limit)).then(|| run_verdict(run, count, *limit, &format!("run's {tool} calls")))
                 }
                 LoopRule::Slow { max_duration_ms, max_retries } => {
@@ -211,9 +212,23 @@ fn call_key(rule: &LoopRule, id: RuleId, event: &Event<'_>, tc: &ToolCall<'_>, k
     }
 }
 
-/// Increments the counter at the key in `cx.scratch.key`; returns the new count.
-fn bump(cx: &mut Cx<'_>, horizon: i64) -> u64 {
-    let mut entry = cx.tables.counters.entry(&cx.scratch.key.state_key(), Counter::default);
+/// The digest of [`call_key`]'s key, from the plan when it holds it (see [`planned_key`]).
+fn key_of(
+    cx: &mut Cx<'_>,
+    rule: &LoopRule,
+    id: RuleId,
+    event: &Event<'_>,
+    tc: &ToolCall<'_>,
+    which: Which,
+) -> StateKey {
+    planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, which, id, |k| {
+        call_key(rule, id, event, tc, k);
+    })
+}
+
+/// Increments the counter at `key`; returns the new count.
+fn bump(cx: &mut Cx<'_>, key: StateKey, horizon: i64) -> u64 {
+    let mut entry = cx.tables.counters.entry(&key, Counter::default);
     entry.value().count += 1;
     entry.keep_until(horizon);
     entry.value().count

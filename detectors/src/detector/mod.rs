@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use warden_schemas::event::{Body, Event, ToolCall};
 use warden_schemas::json::Value;
 
-use crate::rules::{Exempt, KeyField, Rule};
+use crate::rules::{Exempt, KeyField, Rule, RuleId};
 use crate::state::keys::{KeyBuf, StateKey};
 use crate::state::table::{AnyTable, Table};
 use crate::state::values::{Budget, Counter, Seen};
@@ -133,15 +133,30 @@ pub enum Which {
 /// runs so that their cache misses overlap instead of queueing one behind
 /// another ([`Tables::warm`]). Only a hint: a key missing from the plan costs
 /// time, never a different answer.
+///
+/// Lookups then take their digests from it, in order ([`planned_key`]), so a
+/// key is built and digested once per event.
 #[derive(Debug, Default)]
 pub struct Plan {
     keys: Vec<(Which, StateKey)>,
+    /// The next key a lookup takes.
+    next: usize,
 }
 
 impl Plan {
     /// Forgets the previous event's keys.
     pub fn clear(&mut self) {
         self.keys.clear();
+        self.next = 0;
+    }
+
+    /// The next planned key, if it is `rule`'s in table `which`.
+    fn take(&mut self, which: Which, rule: RuleId) -> Option<StateKey> {
+        let &(w, key) = self.keys.get(self.next)?;
+        (w == which && key.id() == rule.0).then(|| {
+            self.next += 1;
+            key
+        })
     }
 
     /// Adds the key built in `key`.
@@ -188,6 +203,28 @@ pub struct Scratch {
     pub norm: Normalized,
     /// Whether `norm` holds this event's text.
     pub has_norm: bool,
+}
+
+/// The digest of the key `build` writes into `key` for `rule`'s lookup in table
+/// `which`: the plan's next key when that is `rule`'s in `which` (detectors look
+/// up in the order they plan), built and digested otherwise. Debug builds (the
+/// tests) build every key and check that the plan's is the same.
+pub fn planned_key(
+    plan: &mut Plan,
+    key: &mut KeyBuf,
+    which: Which,
+    rule: RuleId,
+    build: impl FnOnce(&mut KeyBuf),
+) -> StateKey {
+    match plan.take(which, rule) {
+        Some(planned) if !cfg!(debug_assertions) => planned,
+        planned => {
+            build(key);
+            let built = key.state_key();
+            debug_assert!(planned.is_none_or(|p| p == built), "a lookup took another lookup's planned key");
+            built
+        }
+    }
 }
 
 /// What a detector needs besides the event: state, scratch, settings.

@@ -10,7 +10,7 @@ use warden_schemas::EventType;
 
 use std::borrow::Cow;
 
-use super::{is_exempt, key_value, Cx, Out, Which};
+use super::{is_exempt, key_value, planned_key, Cx, Out, Which};
 use crate::rules::{normalize_route, Exempt, KeyField, Params, RuleId, Rules};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
@@ -90,8 +90,10 @@ impl Rate {
     /// Counts `event` under every matching rule; a rule fires while its count is over N.
     pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
         for (r, id) in self.counting(rules, event, cx.exempt) {
-            cx.scratch.key.start(r.id, event.tenant).part(&id);
-            let mut entry = cx.tables.windows.entry(&cx.scratch.key.state_key(), Default::default);
+            let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Windows, r.id, |k| {
+                k.start(r.id, event.tenant).part(&id);
+            });
+            let mut entry = cx.tables.windows.entry(&key, Default::default);
             let count = entry.value().observe(event.ts, r.limit, r.window_ms);
             let newest = entry.value().newest().unwrap_or(event.ts);
             entry.keep_until(newest + r.window_ms + cx.lateness_ms);

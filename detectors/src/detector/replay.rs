@@ -12,7 +12,7 @@
 
 use warden_schemas::event::{Body, Event};
 
-use super::{Cx, Out, Which};
+use super::{planned_key, Cx, Out, Which};
 use crate::rules::{Params, RuleId, Rules};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
@@ -64,9 +64,11 @@ impl Replay {
                 continue;
             }
             // The table holds a 128-bit digest of the key, however long the id.
-            cx.scratch.key.start(id, event.tenant).part(w.source).part(pmid);
+            let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Replay, id, |k| {
+                k.start(id, event.tenant).part(w.source).part(pmid);
+            });
             // One probe: the entry tells whether this is the first sighting.
-            let mut entry = cx.tables.replay.entry(&cx.scratch.key.state_key(), || event.ts);
+            let mut entry = cx.tables.replay.entry(&key, || event.ts);
             let first = *entry.value();
             if !entry.is_fresh() && (event.ts - first).abs() < window_ms {
                 out.push(Verdict {

@@ -6,7 +6,7 @@
 
 use warden_schemas::event::{Body, Event};
 
-use super::{Cx, Out, Which};
+use super::{planned_key, Cx, Out, Which};
 use crate::rules::{Params, RuleId, Rules};
 use crate::verdict::{AlertTrigger, Evidence, Signal, SubjectRef, Verdict};
 
@@ -57,8 +57,10 @@ impl Spoofing {
             if cx.is_exempt(rules.get(id), event) {
                 continue;
             }
-            cx.scratch.key.start(id, event.tenant).part(w.source);
-            let mut entry = cx.tables.windows.entry(&cx.scratch.key.state_key(), Default::default);
+            let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Windows, id, |k| {
+                k.start(id, event.tenant).part(w.source);
+            });
+            let mut entry = cx.tables.windows.entry(&key, Default::default);
             let count = entry.value().observe(event.ts, limit, window_ms);
             let newest = entry.value().newest().unwrap_or(event.ts);
             entry.keep_until(newest + window_ms + cx.lateness_ms);

@@ -14,7 +14,7 @@
 use warden_schemas::event::{Body, Event, ToolCall};
 use warden_schemas::json::Value;
 
-use super::{Cx, Out, Which, RUN_HORIZON_MS};
+use super::{planned_key, Cx, Out, Which, RUN_HORIZON_MS};
 use crate::rules::{Params, RuleId, Rules};
 use crate::targets;
 use crate::verdict::{Evidence, SubjectRef, Verdict};
@@ -99,8 +99,10 @@ impl ToolPolicy {
                     if tc.cost_usd.is_none() && tc.tokens_in.is_none() {
                         continue;
                     }
-                    cx.scratch.key.start(id, event.tenant).part(tc.run_id());
-                    let mut entry = cx.tables.budgets.entry(&cx.scratch.key.state_key(), Default::default);
+                    let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Budgets, id, |k| {
+                        k.start(id, event.tenant).part(tc.run_id());
+                    });
+                    let mut entry = cx.tables.budgets.entry(&key, Default::default);
                     let b = entry.value();
                     b.cost_nanos = b.cost_nanos.saturating_add(tc.cost_usd.map_or(0, usd_to_nanos));
                     // Negative or fractional token counts are producer errors; count none.
