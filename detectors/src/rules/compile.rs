@@ -104,12 +104,7 @@ fn secs_ms(secs: u64, path: &str, errors: &mut Vec<RuleError>) -> u64 {
 
 fn exempt(raw: &RawExempt) -> Exempt {
     let set = |v: &Vec<String>| v.iter().cloned().collect::<HashSet<_>>();
-    Exempt {
-        tenants: set(&raw.tenants),
-        visitors: set(&raw.visitors),
-        ips: set(&raw.ips),
-        sessions: set(&raw.sessions),
-    }
+    Exempt::new(set(&raw.tenants), set(&raw.visitors), set(&raw.ips), set(&raw.sessions))
 }
 
 /// Which fields each rule type reads, and its detector.

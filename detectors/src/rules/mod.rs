@@ -314,12 +314,26 @@ pub struct Exempt {
     pub ips: HashSet<String>,
     /// Session ids.
     pub sessions: HashSet<String>,
+    /// Some list has an entry: asked for every rule on every event, so kept
+    /// rather than recomputed from four sets.
+    nonempty: bool,
 }
 
 impl Exempt {
+    /// Exemptions from these lists.
+    pub fn new(
+        tenants: HashSet<String>,
+        visitors: HashSet<String>,
+        ips: HashSet<String>,
+        sessions: HashSet<String>,
+    ) -> Exempt {
+        let nonempty = !(tenants.is_empty() && visitors.is_empty() && ips.is_empty() && sessions.is_empty());
+        Exempt { tenants, visitors, ips, sessions, nonempty }
+    }
+
     /// True when no list has an entry.
     pub fn is_empty(&self) -> bool {
-        self.tenants.is_empty() && self.visitors.is_empty() && self.ips.is_empty() && self.sessions.is_empty()
+        !self.nonempty
     }
 }
 
