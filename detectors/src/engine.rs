@@ -470,9 +470,9 @@ mod tests {
         all
     }
 
-    /// The plan is only a hint, so nothing else notices when it drifts from
-    /// what the detectors look up: on a fresh state, the keys an event leaves
-    /// in the tables must be exactly the keys planned for it.
+    /// A key left out of the plan goes unnoticed (its lookup builds it, only
+    /// more slowly): on a fresh state, the keys an event leaves in the tables
+    /// must be exactly the keys planned for it.
     #[test]
     fn the_plan_names_every_key_an_event_creates() {
         let engine = Engine::new(Rules::defaults(), None);

@@ -5,8 +5,8 @@
 //! tables in [`Tables`] and appends [`Verdict`]s. Time is the event's `ts`; there
 //! is no clock. Detectors that keep per-key state also have `plan(event, cx)`,
 //! which names the keys `observe` is about to look up, so the engine can fetch
-//! them into cache together first ([`Plan`]). Dispatch is static (the engine holds one of each), so there is no
-//! trait object on the hot path.
+//! them into cache together first ([`Plan`]). Dispatch is static (the engine
+//! holds one of each), so there is no trait object on the hot path.
 
 pub mod dup_flood;
 pub mod fanout;
@@ -131,11 +131,12 @@ pub enum Which {
 
 /// The state keys an event is about to look up, gathered before any detector
 /// runs so that their cache misses overlap instead of queueing one behind
-/// another ([`Tables::warm`]). Only a hint: a key missing from the plan costs
-/// time, never a different answer.
+/// another ([`Tables::warm`]).
 ///
 /// Lookups then take their digests from it, in order ([`planned_key`]), so a
-/// key is built and digested once per event.
+/// key is built and digested once per event. A key missing from the plan
+/// costs time, never an answer: its lookup builds it. A key in the plan must
+/// be the one its lookup would build; debug builds (the tests) check each.
 #[derive(Debug, Default)]
 pub struct Plan {
     keys: Vec<(Which, StateKey)>,
