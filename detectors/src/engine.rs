@@ -316,6 +316,8 @@ impl Engine {
         let mut cx = Cx { tables: &mut state.tables, scratch, lateness_ms: rules.lateness_ms, exempt: &rules.exempt };
         // Most lookups miss the cache (state is far larger than it): gather the
         // event's keys first and touch them all at once, so the misses overlap.
+        // Lookups take planned keys in order: plan in the order of the
+        // `observe` calls below.
         cx.scratch.plan.clear();
         match &event.body {
             Body::Webhook(_) => {
@@ -330,7 +332,7 @@ impl Engine {
                 self.fanout.plan(rules, event, &mut cx);
                 self.policy.plan(rules, event, &mut cx);
             }
-            Body::Log(_) => {}
+            Body::Log(_) => self.rate.plan(rules, event, &mut cx),
         }
         cx.tables.warm(&cx.scratch.plan);
         match &event.body {
@@ -470,12 +472,15 @@ mod tests {
         all
     }
 
-    /// A key left out of the plan goes unnoticed (its lookup builds it, only
-    /// more slowly): on a fresh state, the keys an event leaves in the tables
-    /// must be exactly the keys planned for it.
+    /// A key left out of the plan, or planned and never looked up, goes
+    /// unnoticed (lookups build their own keys, only more slowly): on a fresh
+    /// state, the keys an event leaves in the tables must be the keys planned
+    /// for it (plus a workflow's run window, looked up only when a run starts),
+    /// and its lookups must take every planned key.
     #[test]
     fn the_plan_names_every_key_an_event_creates() {
         let engine = Engine::new(Rules::defaults(), None);
+        let workflow_runs = engine.rules().rules.iter().find(|r| r.name == "workflow_runs").map(|r| r.id.0);
         let events = [
             r#"{"type":"webhook","ts":1767225600000,"tenant":"t","source":"s","visitor":"v","ip":"10.0.0.1",
                 "route":"/Chat/","text":"Hello there","provider_message_id":"m1"}"#,
@@ -484,6 +489,10 @@ mod tests {
             r#"{"type":"tool_call","ts":1767225600000,"tenant":"t","session":"s1","run":"r1","turn":"2",
                 "tool":"send_outreach","args":{"vendor_phone":"+14155550100","b":1},"cost_usd":0.5}"#,
             r#"{"type":"tool_call","ts":1767225600000,"tenant":"u","session":"s2","tool":"search","args":{}}"#,
+            r#"{"type":"tool_call","ts":1767225600000,"tenant":"t","session":"s3","tool":"send_outreach",
+                "args":{"vendor_phone":null}}"#,
+            r#"{"type":"tool_call","ts":1767225600000,"tenant":"t","session":"s4","run":"r4","tool":"search",
+                "workflow":"wf","user":"u1","args":{"q":"x"}}"#,
             r#"{"type":"log","ts":1767225600000,"tenant":"t","service":"api","level":"info","message":"ok"}"#,
         ];
         for text in events {
@@ -491,10 +500,16 @@ mod tests {
             let event = Event::from_value(&value).expect("test event is valid");
             let mut state = engine.new_state();
             engine.process(&event, &mut state, &mut Vec::new());
-            let planned: BTreeSet<_> =
-                state.scratch.plan.keys().iter().map(|(w, k)| (*w, k.as_bytes().to_vec())).collect();
-            assert_eq!(planned, table_keys(&state.tables), "{text}");
-            assert_eq!(planned.len(), state.scratch.plan.keys().len(), "no key planned twice: {text}");
+            let plan = &state.scratch.plan;
+            let planned: BTreeSet<_> = plan.keys().iter().map(|(w, k)| (*w, k.as_bytes().to_vec())).collect();
+            let created = table_keys(&state.tables);
+            let run_window = |(w, k): &(Which, Vec<u8>)| {
+                *w == Which::Windows && Some(u16::from_be_bytes([k[0], k[1]])) == workflow_runs
+            };
+            assert!(planned.is_subset(&created), "planned keys no lookup created: {text}");
+            assert!(created.difference(&planned).all(run_window), "created keys not planned: {text}");
+            assert_eq!(planned.len(), plan.keys().len(), "no key planned twice: {text}");
+            assert_eq!(plan.taken(), plan.keys().len(), "lookups took every planned key: {text}");
         }
     }
 

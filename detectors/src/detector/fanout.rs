@@ -5,6 +5,7 @@
 //! [`DistinctSet`](crate::window::DistinctSet) holds at most limit + 1 values.
 
 use warden_schemas::event::{Body, Event, ToolCall};
+use warden_schemas::json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{arg_text, planned_key, Cx, Out, Which, RUN_HORIZON_MS};
@@ -68,7 +69,8 @@ impl Fanout {
             if r.tool.as_deref().is_some_and(|t| t != tc.tool) || cx.is_exempt(rules.get(r.id), event) {
                 continue;
             }
-            if tc.args.as_ref().and_then(|a| a.object().get(&r.arg)).is_some() {
+            // As `arg_text`: a missing or null argument adds nothing.
+            if tc.args.as_ref().and_then(|a| a.object().get(&r.arg)).is_some_and(|v| !matches!(v, Value::Null)) {
                 cx.scratch.key.start(r.id, event.tenant).part(r.scope(tc).1);
                 cx.scratch.plan.push(Which::Distinct, &cx.scratch.key);
             }

@@ -72,7 +72,7 @@ impl Loops {
     }
 
     /// Adds the keys [`Loops::observe`] will look up to the event's [`Plan`](super::Plan)
-    /// (not a workflow's: those are looked up only once per run).
+    /// (all but a workflow's run window, looked up only when a run starts).
     pub fn plan(&self, rules: &Rules, event: &Event<'_>, cx: &mut Cx<'_>) {
         let Body::ToolCall(tc) = &event.body else {
             return;
@@ -154,8 +154,8 @@ impl Loops {
                     let Some(workflow) = &tc.workflow else {
                         continue;
                     };
-                    cx.scratch.key.start(id, event.tenant).part(run);
-                    let mut seen = cx.tables.seen.entry(&cx.scratch.key.state_key(), || Seen);
+                    let key = key_of(cx, rule, id, event, tc, Which::Seen);
+                    let mut seen = cx.tables.seen.entry(&key, || Seen);
                     let starts_run = seen.is_fresh();
                     seen.set_evict_at(horizon);
                     if !starts_run {
@@ -183,8 +183,9 @@ impl Loops {
 
 /// Builds in `key` the key `rule` looks up on every call it sees, and says in
 /// which table; `None` (and `key` untouched) for a rule with no such key:
-/// `slow_job`, `workflow_runs` (once per run), a tool cap on another tool, and
-/// `repeat_call` on a polling tool.
+/// `slow_job`, a tool cap on another tool, `repeat_call` on a polling tool and
+/// `workflow_runs` on a call without a workflow. (`workflow_runs` also looks up
+/// its run window, but only when a run starts: built where it is used.)
 fn call_key(rule: &LoopRule, id: RuleId, event: &Event<'_>, tc: &ToolCall<'_>, key: &mut KeyBuf) -> Option<Which> {
     let run = tc.run_id();
     match rule {
@@ -208,11 +209,16 @@ fn call_key(rule: &LoopRule, id: RuleId, event: &Event<'_>, tc: &ToolCall<'_>, k
             key.start(id, event.tenant).part(run);
             Some(Which::Counters)
         }
+        LoopRule::Workflow { .. } if tc.workflow.is_some() => {
+            key.start(id, event.tenant).part(run);
+            Some(Which::Seen)
+        }
         _ => None,
     }
 }
 
-/// The digest of [`call_key`]'s key, from the plan when it holds it (see [`planned_key`]).
+/// The digest of [`call_key`]'s key, from the plan when it holds it (see
+/// [`planned_key`]). Only for a rule and call that have one, in table `which`.
 fn key_of(
     cx: &mut Cx<'_>,
     rule: &LoopRule,
@@ -222,7 +228,8 @@ fn key_of(
     which: Which,
 ) -> StateKey {
     planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, which, id, |k| {
-        call_key(rule, id, event, tc, k);
+        let built = call_key(rule, id, event, tc, k);
+        debug_assert_eq!(built, Some(which), "a loop rule looked up a key it has no call key for");
     })
 }
 

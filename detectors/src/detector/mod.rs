@@ -135,8 +135,10 @@ pub enum Which {
 ///
 /// Lookups then take their digests from it, in order ([`planned_key`]), so a
 /// key is built and digested once per event. A key missing from the plan
-/// costs time, never an answer: its lookup builds it. A key in the plan must
-/// be the one its lookup would build; debug builds (the tests) check each.
+/// costs time, never an answer: its lookup builds it. So does a planned key
+/// no lookup asks for, though it costs more: the lookups after it in that
+/// event all build their own. A key in the plan must be the one its lookup
+/// would build; debug builds (the tests) check each.
 #[derive(Debug, Default)]
 pub struct Plan {
     keys: Vec<(Which, StateKey)>,
@@ -163,6 +165,11 @@ impl Plan {
     /// Adds the key built in `key`.
     pub fn push(&mut self, which: Which, key: &KeyBuf) {
         self.keys.push((which, key.state_key()));
+    }
+
+    /// How many planned keys lookups have taken so far.
+    pub fn taken(&self) -> usize {
+        self.next
     }
 
     /// The keys, in the order the detectors added them.
@@ -209,7 +216,8 @@ pub struct Scratch {
 /// The digest of the key `build` writes into `key` for `rule`'s lookup in table
 /// `which`: the plan's next key when that is `rule`'s in `which` (detectors look
 /// up in the order they plan), built and digested otherwise. Debug builds (the
-/// tests) build every key and check that the plan's is the same.
+/// tests) build every key and check that the plan's is the same. When the plan
+/// answers, `key` is left as the plan left it: read nothing from it after.
 pub fn planned_key(
     plan: &mut Plan,
     key: &mut KeyBuf,

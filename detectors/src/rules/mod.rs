@@ -303,7 +303,8 @@ pub enum Params {
     PiiLeak,
 }
 
-/// Subjects a rule never acts on.
+/// Subjects a rule never acts on. Built by [`Exempt::new`] and not changed
+/// after: it remembers whether it is empty.
 #[derive(Clone, Debug, Default)]
 pub struct Exempt {
     /// Tenant ids.
