@@ -11,6 +11,7 @@ use warden_schemas::event::{Body, Event};
 
 use super::{planned_key, Cx, Out, Which};
 use crate::rules::{Params, RuleId, Rules};
+use crate::state::keys::KeyBuf;
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
 /// The duplicate-flood detector.
@@ -42,7 +43,7 @@ impl DupFlood {
         }
         for &(id, ..) in &self.rules {
             if !cx.is_exempt(rules.get(id), event) {
-                cx.scratch.key.start(id, event.tenant).part(w.visitor).part(cx.scratch.norm.as_str());
+                text_key(&mut cx.scratch.key, id, event, w.visitor, cx.scratch.norm.as_str());
                 cx.scratch.plan.push(Which::Windows, &cx.scratch.key);
             }
         }
@@ -60,11 +61,9 @@ impl DupFlood {
             if cx.is_exempt(rules.get(id), event) {
                 continue;
             }
-            // The text goes into the key's digest directly: a separate unkeyed
-            // hash of it would let texts be made to collide offline.
             let norm = cx.scratch.norm.as_str();
             let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Windows, id, |k| {
-                k.start(id, event.tenant).part(w.visitor).part(norm);
+                text_key(k, id, event, w.visitor, norm);
             });
             let mut entry = cx.tables.windows.entry(&key, Default::default);
             let count = entry.value().observe(event.ts, limit, window_ms);
@@ -80,4 +79,11 @@ impl DupFlood {
             }
         }
     }
+}
+
+/// The key a visitor's text is counted under; plan and lookup build it here alike.
+/// The text goes into the key's digest directly: a separate unkeyed hash of it
+/// would let texts be made to collide offline.
+fn text_key(k: &mut KeyBuf, id: RuleId, event: &Event<'_>, visitor: &str, norm: &str) {
+    k.start(id, event.tenant).part(visitor).part(norm);
 }

@@ -10,6 +10,7 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::{arg_text, planned_key, Cx, Out, Which, RUN_HORIZON_MS};
 use crate::rules::{FanoutPer, Params, RuleId, Rules};
+use crate::state::keys::KeyBuf;
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
 #[derive(Debug)]
@@ -30,6 +31,11 @@ pub struct Fanout {
 }
 
 impl FanoutRule {
+    /// The key the rule counts this call's values under; plan and lookup build it here alike.
+    fn key(&self, k: &mut KeyBuf, event: &Event<'_>, tc: &ToolCall<'_>) {
+        k.start(self.id, event.tenant).part(self.scope(tc).1);
+    }
+
     /// What the rule counts per, and its id on this call.
     fn scope<'a>(&self, tc: &'a ToolCall<'a>) -> (&'static str, &'a str) {
         match self.per {
@@ -71,7 +77,7 @@ impl Fanout {
             }
             // As `arg_text`: a missing or null argument adds nothing.
             if tc.args.as_ref().and_then(|a| a.object().get(&r.arg)).is_some_and(|v| !matches!(v, Value::Null)) {
-                cx.scratch.key.start(r.id, event.tenant).part(r.scope(tc).1);
+                r.key(&mut cx.scratch.key, event, tc);
                 cx.scratch.plan.push(Which::Distinct, &cx.scratch.key);
             }
         }
@@ -94,7 +100,7 @@ impl Fanout {
             }
             let (kind, scope) = r.scope(tc);
             let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Distinct, r.id, |k| {
-                k.start(r.id, event.tenant).part(scope);
+                r.key(k, event, tc);
             });
             let mut entry = cx.tables.distinct.entry(&key, Default::default);
             let count = entry.value().observe(xxh3_64(value.as_bytes()), event.ts, r.limit, r.window_ms);

@@ -14,6 +14,7 @@ use warden_schemas::event::{Body, Event};
 
 use super::{planned_key, Cx, Out, Which};
 use crate::rules::{Params, RuleId, Rules};
+use crate::state::keys::KeyBuf;
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
 /// The replay detector.
@@ -45,7 +46,7 @@ impl Replay {
         };
         for &(id, _) in &self.rules {
             if !cx.is_exempt(rules.get(id), event) {
-                cx.scratch.key.start(id, event.tenant).part(w.source).part(pmid);
+                message_key(&mut cx.scratch.key, id, event, w.source, pmid);
                 cx.scratch.plan.push(Which::Replay, &cx.scratch.key);
             }
         }
@@ -65,7 +66,7 @@ impl Replay {
             }
             // The table holds a 128-bit digest of the key, however long the id.
             let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Replay, id, |k| {
-                k.start(id, event.tenant).part(w.source).part(pmid);
+                message_key(k, id, event, w.source, pmid);
             });
             // One probe: the entry tells whether this is the first sighting.
             let mut entry = cx.tables.replay.entry(&key, || event.ts);
@@ -84,4 +85,9 @@ impl Replay {
             }
         }
     }
+}
+
+/// The key a message id is remembered under; plan and lookup build it here alike.
+fn message_key(k: &mut KeyBuf, id: RuleId, event: &Event<'_>, source: &str, pmid: &str) {
+    k.start(id, event.tenant).part(source).part(pmid);
 }

@@ -8,6 +8,7 @@ use warden_schemas::event::{Body, Event};
 
 use super::{planned_key, Cx, Out, Which};
 use crate::rules::{Params, RuleId, Rules};
+use crate::state::keys::KeyBuf;
 use crate::verdict::{AlertTrigger, Evidence, Signal, SubjectRef, Verdict};
 
 /// The spoofing detector.
@@ -39,7 +40,7 @@ impl Spoofing {
         }
         for &(id, ..) in &self.rules {
             if !cx.is_exempt(rules.get(id), event) {
-                cx.scratch.key.start(id, event.tenant).part(w.source);
+                source_key(&mut cx.scratch.key, id, event, w.source);
                 cx.scratch.plan.push(Which::Windows, &cx.scratch.key);
             }
         }
@@ -58,7 +59,7 @@ impl Spoofing {
                 continue;
             }
             let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Windows, id, |k| {
-                k.start(id, event.tenant).part(w.source);
+                source_key(k, id, event, w.source);
             });
             let mut entry = cx.tables.windows.entry(&key, Default::default);
             let count = entry.value().observe(event.ts, limit, window_ms);
@@ -75,4 +76,9 @@ impl Spoofing {
             }
         }
     }
+}
+
+/// The key a source's failures are counted under; plan and lookup build it here alike.
+fn source_key(k: &mut KeyBuf, id: RuleId, event: &Event<'_>, source: &str) {
+    k.start(id, event.tenant).part(source);
 }

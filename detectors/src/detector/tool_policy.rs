@@ -16,6 +16,7 @@ use warden_schemas::json::Value;
 
 use super::{planned_key, Cx, Out, Which, RUN_HORIZON_MS};
 use crate::rules::{Params, RuleId, Rules};
+use crate::state::keys::KeyBuf;
 use crate::targets;
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
@@ -62,7 +63,7 @@ impl ToolPolicy {
         for &id in &self.rules {
             let rule = rules.get(id);
             if matches!(rule.params, Params::RunBudget { .. }) && !cx.is_exempt(rule, event) {
-                cx.scratch.key.start(id, event.tenant).part(tc.run_id());
+                budget_key(&mut cx.scratch.key, id, event, tc);
                 cx.scratch.plan.push(Which::Budgets, &cx.scratch.key);
             }
         }
@@ -100,7 +101,7 @@ impl ToolPolicy {
                         continue;
                     }
                     let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Budgets, id, |k| {
-                        k.start(id, event.tenant).part(tc.run_id());
+                        budget_key(k, id, event, tc);
                     });
                     let mut entry = cx.tables.budgets.entry(&key, Default::default);
                     let b = entry.value();
@@ -187,4 +188,9 @@ fn render(path: &[PathSeg<'_>]) -> String {
         }
     }
     out
+}
+
+/// The key a run's budget is summed under; plan and lookup build it here alike.
+fn budget_key(k: &mut KeyBuf, id: RuleId, event: &Event<'_>, tc: &ToolCall<'_>) {
+    k.start(id, event.tenant).part(tc.run_id());
 }
