@@ -139,6 +139,11 @@ pub enum Which {
 /// no lookup asks for, though it costs more: the lookups after it in that
 /// event all build their own. A key in the plan must be the one its lookup
 /// would build; debug builds (the tests) check each.
+///
+/// One step is more than a hint: `Rate::plan` also chooses which rate rules
+/// count the event (`Scratch::rate_rules`) and `Rate::observe` counts exactly
+/// those, so the rules are filtered once per event. The engine plans every
+/// event before observing it; debug builds filter again and compare.
 #[derive(Debug, Default)]
 pub struct Plan {
     keys: Vec<(Which, StateKey)>,
@@ -211,6 +216,9 @@ pub struct Scratch {
     pub norm: Normalized,
     /// Whether `norm` holds this event's text.
     pub has_norm: bool,
+    /// The rate rules that count this event, by position, as `Rate::plan` chose
+    /// them (so `Rate::observe` does not filter the rules again).
+    pub rate_rules: Vec<u16>,
 }
 
 /// The digest of the key `build` writes into `key` for `rule`'s lookup in table

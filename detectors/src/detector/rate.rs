@@ -53,19 +53,20 @@ impl Rate {
         Rate { rules }
     }
 
-    /// The rules that count `event`, each with the key value it counts under.
+    /// The rules that count `event`, by position, each with the key value it
+    /// counts under.
     fn counting<'s, 'a, 'x>(
         &'s self,
         rules: &'x Rules,
         event: &'a Event<'a>,
         exempt: &'x Exempt,
-    ) -> impl Iterator<Item = (&'s RateRule, Cow<'a, str>)> + use<'s, 'a, 'x> {
+    ) -> impl Iterator<Item = (usize, &'s RateRule, Cow<'a, str>)> + use<'s, 'a, 'x> {
         let ty = event.event_type();
         let route = match &event.body {
             Body::Webhook(w) => w.route.map(normalize_route),
             _ => None,
         };
-        self.rules.iter().filter_map(move |r| {
+        self.rules.iter().enumerate().filter_map(move |(i, r)| {
             if r.events != ty || r.route.is_some() && r.route.as_deref() != route.as_deref() {
                 return None;
             }
@@ -75,21 +76,38 @@ impl Rate {
                 }
             }
             let id = key_value(event, &r.key)?;
-            (!is_exempt(exempt, rules.get(r.id), event)).then_some((r, id))
+            (!is_exempt(exempt, rules.get(r.id), event)).then_some((i, r, id))
         })
     }
 
-    /// Adds the keys [`Rate::observe`] will look up to the event's [`Plan`](super::Plan).
+    /// Chooses the rules that count `event` (kept in the scratch space for
+    /// [`Rate::observe`]) and adds their keys to the event's [`Plan`](super::Plan).
     pub fn plan(&self, rules: &Rules, event: &Event<'_>, cx: &mut Cx<'_>) {
-        for (r, id) in self.counting(rules, event, cx.exempt) {
+        cx.scratch.rate_rules.clear();
+        for (i, r, id) in self.counting(rules, event, cx.exempt) {
+            // Rules are at most RuleId's range (u16), so their positions fit too.
+            cx.scratch.rate_rules.push(i as u16);
             cx.scratch.key.start(r.id, event.tenant).part(&id);
             cx.scratch.plan.push(Which::Windows, &cx.scratch.key);
         }
     }
 
-    /// Counts `event` under every matching rule; a rule fires while its count is over N.
-    pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
-        for (r, id) in self.counting(rules, event, cx.exempt) {
+    /// Counts `event` under every rule [`Rate::plan`] chose for it (the engine
+    /// plans every event first); a rule fires while its count is over N.
+    pub fn observe<'a>(&'a self, _rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
+        #[cfg(debug_assertions)]
+        {
+            let again: Vec<u16> = self.counting(_rules, event, cx.exempt).map(|(i, ..)| i as u16).collect();
+            assert_eq!(again, cx.scratch.rate_rules, "rate rules planned for another event");
+        }
+        for n in 0..cx.scratch.rate_rules.len() {
+            let Some(r) = self.rules.get(usize::from(cx.scratch.rate_rules[n])) else {
+                continue;
+            };
+            // The plan saw this key's field; read it again rather than keep a borrow.
+            let Some(id) = key_value(event, &r.key) else {
+                continue;
+            };
             let key = planned_key(&mut cx.scratch.plan, &mut cx.scratch.key, Which::Windows, r.id, |k| {
                 k.start(r.id, event.tenant).part(&id);
             });
