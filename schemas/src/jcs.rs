@@ -56,7 +56,13 @@ pub fn to_string(v: &Value<'_>) -> String {
 
 /// Writes a parsed number the way ECMAScript's `Number.prototype.toString` does.
 pub fn write_number(n: &Number<'_>, out: &mut String) {
-    write_f64(n.as_f64(), out);
+    match n.small_integer() {
+        // A JSON integer has no leading zeros or `+`, so up to 15 digits its text
+        // is already the ECMAScript form; only `-0` becomes `0`.
+        Some((_, 0)) => out.push('0'),
+        Some(_) => out.push_str(n.as_str()),
+        None => write_f64(n.as_f64(), out),
+    }
 }
 
 /// Writes a finite double in ECMAScript form (`-0` is written `0`).

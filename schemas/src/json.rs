@@ -72,11 +72,47 @@ impl<'a> Number<'a> {
 
     /// The value as f64 (always finite: the parser rejects overflowing literals).
     pub fn as_f64(&self) -> f64 {
-        self.0.parse().unwrap_or(f64::NAN)
+        match self.small_integer() {
+            Some((negative, v)) => {
+                let f = v as f64;
+                if negative {
+                    -f
+                } else {
+                    f
+                }
+            }
+            None => self.0.parse().unwrap_or(f64::NAN),
+        }
+    }
+
+    /// Sign and magnitude when the text is a plain integer of at most 15 digits
+    /// (`-0` included): every such value is exact as an f64, and most numbers in
+    /// events (times, counts, ids) are one, so they skip the general float parser.
+    pub fn small_integer(&self) -> Option<(bool, u64)> {
+        let (negative, digits) = match self.0.as_bytes() {
+            [b'-', rest @ ..] => (true, rest),
+            all => (false, all),
+        };
+        if digits.is_empty() || digits.len() > 15 {
+            return None;
+        }
+        let mut v = 0u64;
+        for &d in digits {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + u64::from(d - b'0');
+        }
+        Some((negative, v))
     }
 
     /// The value as an i64 when it is integral and in range (`3`, `3.0`, `3e2`).
     pub fn as_i64(&self) -> Option<i64> {
+        if let Some((negative, v)) = self.small_integer() {
+            // At most 15 digits: far inside i64.
+            let v = v as i64;
+            return Some(if negative { -v } else { v });
+        }
         let s = self.0;
         if !s.bytes().any(|b| matches!(b, b'.' | b'e' | b'E')) {
             return s.parse().ok();
@@ -695,6 +731,22 @@ mod tests {
             }
             if theirs.is_err() {
                 proptest::prop_assert!(ours.is_err(), "{:?} accepted", s);
+            }
+        }
+
+        #[test]
+        fn small_integers_read_as_the_float_parser_reads_them(s in "-?(0|[1-9][0-9]{0,17})") {
+            let n = Number(&s);
+            let general: f64 = s.parse().unwrap();
+            proptest::prop_assert_eq!(n.as_f64().to_bits(), general.to_bits(), "{}", s);
+            let mut ours = String::new();
+            crate::jcs::write_number(&n, &mut ours);
+            let mut slow = String::new();
+            crate::jcs::write_f64(general, &mut slow);
+            proptest::prop_assert_eq!(ours, slow);
+            let exact: i128 = s.parse().unwrap();
+            if s.trim_start_matches('-').len() <= 15 {
+                proptest::prop_assert_eq!(n.as_i64().map(i128::from), Some(exact));
             }
         }
     }
