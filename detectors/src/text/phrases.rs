@@ -1,6 +1,6 @@
 //! Literal phrase sets matched on word boundaries of a normalised text.
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use super::{normalize_into, Normalized, TextError};
 
@@ -10,6 +10,10 @@ use super::{normalize_into, Normalized, TextError};
 pub struct PhraseSet {
     phrases: Vec<String>,
     automaton: AhoCorasick,
+    /// The same phrases with leftmost-first semantics, asked only whether any
+    /// occurs at all: that kind gets the crate's vectorised (Teddy) prefilter,
+    /// the standard kind above does not, and most texts hold no phrase.
+    any: AhoCorasick,
 }
 
 /// Where a phrase of a [`PhraseSet`] was found.
@@ -41,7 +45,11 @@ impl PhraseSet {
             list.push(norm.as_str().to_string());
         }
         let automaton = AhoCorasick::new(&list).map_err(|e| TextError::Automaton(e.to_string()))?;
-        Ok(PhraseSet { phrases: list, automaton })
+        let any = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&list)
+            .map_err(|e| TextError::Automaton(e.to_string()))?;
+        Ok(PhraseSet { phrases: list, automaton, any })
     }
 
     /// The first phrase (by position in the text) standing on word boundaries.
@@ -57,6 +65,9 @@ impl PhraseSet {
         // The first match (the earliest to end, as an overlapping search reports
         // first) by the plain search, which skips ahead with the automaton's
         // prefilter: most texts hold no phrase, and most matches stand on words.
+        if !self.any.is_match(t) {
+            return None;
+        }
         let first = self.automaton.find(t)?;
         if on_words(&first) {
             return Some(to_match(first));
