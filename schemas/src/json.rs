@@ -534,19 +534,23 @@ fn hex4(b: &[u8], at: usize) -> Option<u32> {
 
 /// Duplicate check in linear expected time: pairwise for the small objects events are,
 /// a hash set beyond that so a hostile 100k-member object stays linear.
+/// One of 64 bits for a member name, from its length and end bytes. The weights
+/// give each of the event schema's 28 member names its own bit (a test holds
+/// them to it), so an event's top level never needs a string comparison.
+fn key_sketch(k: &str) -> u64 {
+    let b = k.as_bytes();
+    let (first, last) = (b.first().copied().unwrap_or(0), b.last().copied().unwrap_or(0));
+    1u64 << ((b.len() as u64 * 5 + u64::from(first) * 9 + u64::from(last) * 15) & 63)
+}
+
 fn has_duplicate_keys(entries: &[(Cow<'_, str>, Value<'_>)]) -> bool {
     if entries.len() <= 12 {
         // A key is compared with the earlier ones only when a cheap sketch of
-        // it (length and end bytes, one of 64 bits) was seen before: distinct
-        // keys rarely share one, so most objects need no string comparison.
-        let sketch = |k: &str| {
-            let b = k.as_bytes();
-            let (first, last) = (b.first().copied().unwrap_or(0), b.last().copied().unwrap_or(0));
-            1u64 << ((b.len() as u64 * 7 + u64::from(first) * 3 + u64::from(last)) & 63)
-        };
+        // it was seen before: distinct keys rarely share one, so most objects
+        // need no string comparison.
         let mut seen = 0u64;
         for (i, (k, _)) in entries.iter().enumerate() {
-            let bit = sketch(k);
+            let bit = key_sketch(k);
             if seen & bit != 0 && entries[..i].iter().any(|(other, _)| other == k) {
                 return true;
             }
@@ -689,6 +693,19 @@ mod tests {
         assert_eq!(reason(&text), "ok");
         let dup = format!("{{{},\"k7\":1}}", members.join(","));
         assert_eq!(reason(&dup), "invalid_json");
+    }
+
+    #[test]
+    fn event_member_names_have_distinct_sketches() {
+        let names = "type ts tenant id source provider_message_id visitor ip route signature_valid text \
+                     session run turn workflow user tool args status duration_ms retries tokens_in \
+                     tokens_out cost_usd service level message fields";
+        let mut seen = 0u64;
+        for name in names.split_whitespace() {
+            assert_eq!(seen & key_sketch(name), 0, "{name} shares a sketch bit");
+            seen |= key_sketch(name);
+        }
+        assert_eq!(seen.count_ones(), 28);
     }
 
     proptest::proptest! {
