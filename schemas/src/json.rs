@@ -384,6 +384,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Parses a string starting at the opening quote; borrows when there is no escape.
+    #[inline]
     fn string(&mut self) -> Result<Cow<'a, str>, ParseError> {
         match self.plain_string() {
             Some(s) => Ok(Cow::Borrowed(s)),
