@@ -23,6 +23,7 @@ pub trait Decode: Sized {
 }
 
 /// Appends an unsigned LEB128 varint.
+#[inline]
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
@@ -60,6 +61,8 @@ pub fn get_i64(input: &mut &[u8]) -> Result<i64, CodecError> {
 }
 
 /// Appends a length-prefixed byte string.
+/// Inlined: every state key is built from a few of these.
+#[inline]
 pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len() as u64);
     out.extend_from_slice(b);
