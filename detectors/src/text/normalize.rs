@@ -50,19 +50,53 @@ impl Normalized {
 /// Normalises `raw` into `out` (cleared first): format characters removed, NFKC, case
 /// folding, whitespace runs collapsed to one space, trimmed.
 pub fn normalize_into(raw: &str, out: &mut Normalized) {
+    if raw.is_ascii() {
+        normalize_ascii(raw, out);
+    } else {
+        normalize_unicode(raw, out);
+    }
+}
+
+/// [`normalize_into`] for any text.
+fn normalize_unicode(raw: &str, out: &mut Normalized) {
     out.clear();
     let mut ws = Whitespace::default();
-    if raw.is_ascii() {
-        // NFKC is the identity on ASCII and case folding is lowercasing: skip both.
-        for b in raw.bytes() {
-            ws.push(b as char, out, |c| c.to_ascii_lowercase());
-        }
-    } else {
-        let chars = raw.chars().filter(|c| !is_format(*c)).nfkc().default_case_fold().nfkc();
-        for c in chars.filter(|c| !is_format(*c)) {
-            ws.push(c, out, |c| c);
-        }
+    let chars = raw.chars().filter(|c| !is_format(*c)).nfkc().default_case_fold().nfkc();
+    for c in chars.filter(|c| !is_format(*c)) {
+        ws.push(c, out, |c| c);
     }
+}
+
+/// [`normalize_into`] for ASCII text (most chat and log text), byte by byte:
+/// NFKC is the identity on ASCII, case folding is lowercasing, and nothing is a
+/// format character, so only whitespace needs work. Bytes are written into the
+/// text's own buffer and checked back into a `String` (never failing: every
+/// byte written is ASCII) so the loop does no per-character UTF-8 encoding.
+fn normalize_ascii(raw: &str, out: &mut Normalized) {
+    out.breaks.clear();
+    let mut bytes = std::mem::take(&mut out.text).into_bytes();
+    bytes.clear();
+    bytes.reserve(raw.len());
+    let (mut pending, mut pending_break) = (false, false);
+    for &b in raw.as_bytes() {
+        // char::is_whitespace on ASCII: tab, line feed, vertical tab, form feed,
+        // carriage return, space.
+        if matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | b' ') {
+            pending = true;
+            pending_break |= b != b'\t' && b != b' ';
+            continue;
+        }
+        if pending && !bytes.is_empty() {
+            if pending_break {
+                out.breaks.push(bytes.len());
+            }
+            bytes.push(b' ');
+        }
+        pending = false;
+        pending_break = false;
+        bytes.push(b.to_ascii_lowercase());
+    }
+    out.text = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
 }
 
 /// Collapses whitespace runs while characters are appended.
@@ -109,4 +143,22 @@ fn is_format(c: char) -> bool {
             | '\u{2066}'..='\u{2069}'
             | '\u{FEFF}'
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn ascii_text_normalises_as_any_text_does(raw in "[ -~\t\n\x0b\x0c\r\x00-\x1f]{0,60}") {
+            let (mut fast, mut general) = (Normalized::new(), Normalized::new());
+            normalize_ascii(&raw, &mut fast);
+            normalize_unicode(&raw, &mut general);
+            prop_assert_eq!(fast.as_str(), general.as_str());
+            prop_assert_eq!(&fast.breaks, &general.breaks);
+        }
+    }
 }
