@@ -298,12 +298,18 @@ impl<'a> Parser<'a> {
         // Room for an event's top level at once, instead of growing by 4, 8, 16:
         // each growth copies every member parsed so far.
         let mut entries: Vec<(Cow<'a, str>, Value<'a>)> = Vec::with_capacity(if depth == 1 { 12 } else { 4 });
+        // Each name's sketch bit, taken as it is read: only an object where two
+        // names share one needs the full duplicate check at its end.
+        let (mut sketches, mut maybe_duplicate) = (0u64, false);
         loop {
             self.skip_ws()?;
             if self.bytes.get(self.pos) != Some(&b'"') {
                 return Err(self.invalid("expected a member name"));
             }
             let key = self.string()?;
+            let bit = key_sketch(&key);
+            maybe_duplicate |= sketches & bit != 0;
+            sketches |= bit;
             self.skip_ws()?;
             if self.bytes.get(self.pos) != Some(&b':') {
                 return Err(self.invalid("expected `:`"));
@@ -317,7 +323,7 @@ impl<'a> Parser<'a> {
                 Some(b',') => self.pos += 1,
                 Some(b'}') => {
                     self.pos += 1;
-                    if has_duplicate_keys(&entries) {
+                    if maybe_duplicate && has_duplicate_keys(&entries) {
                         return Err(ParseError::Invalid { what: "duplicate member name", at: start });
                     }
                     return Ok(Value::Object(Object { entries }));
@@ -713,6 +719,14 @@ mod tests {
         #[test]
         fn never_panics(s in ".{0,200}") {
             let _ = parse(&s);
+        }
+
+        #[test]
+        fn the_parser_rejects_exactly_the_objects_with_a_repeated_name(keys in proptest::collection::vec("[ab]{0,3}", 0..20)) {
+            let text = format!("{{{}}}", keys.iter().map(|k| format!("\"{k}\":1")).collect::<Vec<_>>().join(","));
+            let distinct = keys.iter().collect::<std::collections::HashSet<_>>().len();
+            let rejected = matches!(parse(&text), Err(ParseError::Invalid { what: "duplicate member name", .. }));
+            proptest::prop_assert_eq!(rejected, distinct < keys.len(), "{}", text);
         }
 
         #[test]
