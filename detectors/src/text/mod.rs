@@ -77,6 +77,22 @@ pub fn has_url(text: &Normalized) -> bool {
 /// Runs of punctuation (`----------`) and whitespace are not counted: they are
 /// formatting, not spam.
 pub fn longest_letter_run(text: &Normalized) -> usize {
+    if text.is_ascii() {
+        // The same walk over bytes: on ASCII, is_alphanumeric is the ASCII test.
+        let (mut best, mut run, mut prev) = (0, 0, 0u8);
+        for &b in text.as_str().as_bytes() {
+            run = if !b.is_ascii_alphanumeric() {
+                0
+            } else if run > 0 && b == prev {
+                run + 1
+            } else {
+                1
+            };
+            prev = b;
+            best = best.max(run);
+        }
+        return best;
+    }
     let (mut best, mut run, mut prev) = (0, 0, '\0');
     for c in text.as_str().chars() {
         if !c.is_alphanumeric() {

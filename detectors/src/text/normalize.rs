@@ -12,6 +12,8 @@ pub struct Normalized {
     text: String,
     /// Byte offsets of the spaces that replaced a run holding a line break, ascending.
     breaks: Vec<usize>,
+    /// The input was ASCII, so the text is (callers may then read bytes as characters).
+    ascii: bool,
 }
 
 impl Normalized {
@@ -23,6 +25,12 @@ impl Normalized {
     /// The normalised text.
     pub fn as_str(&self) -> &str {
         &self.text
+    }
+
+    /// True when the text is known to be ASCII (it came from ASCII input); false
+    /// says nothing.
+    pub fn is_ascii(&self) -> bool {
+        self.ascii
     }
 
     /// Whether the space at byte offset `at` replaced a line break.
@@ -44,6 +52,7 @@ impl Normalized {
     fn clear(&mut self) {
         self.text.clear();
         self.breaks.clear();
+        self.ascii = false;
     }
 }
 
@@ -97,6 +106,7 @@ fn normalize_ascii(raw: &str, out: &mut Normalized) {
         bytes.push(b.to_ascii_lowercase());
     }
     out.text = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    out.ascii = true;
 }
 
 /// Collapses whitespace runs while characters are appended.
@@ -159,6 +169,15 @@ mod tests {
             normalize_unicode(&raw, &mut general);
             prop_assert_eq!(fast.as_str(), general.as_str());
             prop_assert_eq!(&fast.breaks, &general.breaks);
+            prop_assert!(fast.is_ascii() && !general.is_ascii());
+        }
+
+        #[test]
+        fn letter_runs_read_the_same_by_bytes_and_by_chars(raw in "[aAb1 .\t-]{0,60}") {
+            let (mut fast, mut general) = (Normalized::new(), Normalized::new());
+            normalize_ascii(&raw, &mut fast);
+            normalize_unicode(&raw, &mut general);
+            prop_assert_eq!(crate::text::longest_letter_run(&fast), crate::text::longest_letter_run(&general));
         }
     }
 }
