@@ -91,6 +91,10 @@ impl InjectionMatcher {
         }
         // Each line on its own: the pattern's gaps may not cross a line break.
         text.lines().find_map(|line| {
+            // `captures` allocates its slots on every call; most lines do not match.
+            if !self.pattern.is_match(line) {
+                return None;
+            }
             let caps = self.pattern.captures(line)?;
             let word = |name| caps.name(name).map_or("", |m| m.as_str());
             Some(InjectionHit { label: format!("{} {} {}", word("verb"), word("object"), word("noun")) })
