@@ -7,7 +7,7 @@
 //!
 //! The promise: findings are byte spans and kinds only; nothing here returns or logs
 //! a matched value — callers show [`mask`]ed previews or [`redact`]ed text. Clean
-//! text costs one keyword pass plus one digit-run pass and runs no regex: each kind's
+//! text costs one pass over its bytes (keywords and digits) and runs no regex: each kind's
 //! regex runs only when its literal keyword appeared (the gitleaks approach).
 
 mod mask;
