@@ -216,6 +216,8 @@ pub struct Scratch {
     pub norm: Normalized,
     /// Whether `norm` holds this event's text.
     pub has_norm: bool,
+    /// A field path under construction (`args.items[2].card`), for findings.
+    pub path: String,
     /// The rate rules that count this event, by position, as `Rate::plan` chose
     /// them (so `Rate::observe` does not filter the rules again).
     pub rate_rules: Vec<u16>,

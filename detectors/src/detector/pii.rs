@@ -7,6 +7,8 @@
 //! `WARDEN_HMAC_KEY`, an HMAC fingerprint — never the value. Log findings also raise
 //! `secret_in_logs` (P0) or `pii_in_logs` (P1) for the service.
 
+use std::fmt::Write as _;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use warden_schemas::event::{Body, Event};
@@ -37,6 +39,13 @@ impl std::fmt::Debug for Pii {
     }
 }
 
+/// `path`, emptied and set to `root`: the start of a field path for findings.
+fn rooted<'a>(path: &'a mut String, root: &str) -> &'a mut String {
+    path.clear();
+    path.push_str(root);
+    path
+}
+
 impl Pii {
     /// Compiles the enabled `pii_leak` rules; `hmac_key` keys fingerprints.
     pub fn new(rules: &Rules, hmac_key: Option<Vec<u8>>) -> Pii {
@@ -55,28 +64,30 @@ impl Pii {
             return;
         }
         let mut findings = Vec::new();
+        // The field path under construction, in a buffer kept across events.
+        let path = &mut cx.scratch.path;
         let (subject, is_log, sample) = match &event.body {
             Body::Log(l) => {
                 self.scan_text(l.message, "message", Scope::ALL, &mut findings);
                 if let Some(fields) = event.raw_fields {
-                    self.scan_value(fields, &mut String::from("fields"), Scope::ALL, &mut findings);
+                    self.scan_value(fields, rooted(path, "fields"), Scope::ALL, &mut findings);
                 }
                 (SubjectRef::new("service", l.service), true, Some(l.message))
             }
             Body::ToolCall(tc) => {
                 match (&tc.args, event.raw_args) {
                     (Some(args), _) => {
-                        let mut path = String::from("args");
+                        let path = rooted(path, "args");
                         for (k, v) in args.object().iter() {
                             let len = path.len();
                             path.push('.');
                             path.push_str(k);
-                            self.scan_value(v, &mut path, Scope::SECRETS_CARDS_SSN, &mut findings);
+                            self.scan_value(v, path, Scope::SECRETS_CARDS_SSN, &mut findings);
                             path.truncate(len);
                         }
                     }
                     (None, Some(raw)) => {
-                        self.scan_value(raw, &mut String::from("args"), Scope::SECRETS_CARDS_SSN, &mut findings)
+                        self.scan_value(raw, rooted(path, "args"), Scope::SECRETS_CARDS_SSN, &mut findings)
                     }
                     (None, None) => {}
                 }
@@ -84,7 +95,7 @@ impl Pii {
             }
             Body::Webhook(w) => {
                 if let Some(text) = event.raw_text {
-                    self.scan_value(text, &mut String::from("text"), Scope::SECRETS_CARDS_SSN, &mut findings);
+                    self.scan_value(text, rooted(path, "text"), Scope::SECRETS_CARDS_SSN, &mut findings);
                 }
                 (SubjectRef::new("visitor", w.visitor), false, None)
             }
@@ -119,7 +130,8 @@ impl Pii {
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     let len = path.len();
-                    path.push_str(&format!("[{i}]"));
+                    // Written in place: `format!` would allocate per item.
+                    let _ = write!(path, "[{i}]");
                     self.scan_value(item, path, scope, out);
                     path.truncate(len);
                 }
