@@ -18,7 +18,7 @@ use crate::detector::tool_policy::ToolPolicy;
 use crate::detector::{Cx, Scratch, Tables, LAYOUT};
 use crate::rules::Rules;
 use crate::tally::Tally;
-use crate::text;
+use crate::text::{self, Screen};
 use crate::{EventTime, Verdict};
 
 /// How often (in event time) expired state is swept out.
@@ -260,6 +260,8 @@ pub struct Engine {
     fanout: Fanout,
     policy: ToolPolicy,
     pii: Pii,
+    /// The spam and injection phrase searches' literals, asked first.
+    screen: Screen,
 }
 
 /// What became of one input message.
@@ -276,13 +278,16 @@ pub enum Outcome {
 impl Engine {
     /// Compiles every detector. `hmac_key` keys PII fingerprints (`WARDEN_HMAC_KEY`).
     pub fn new(rules: Rules, hmac_key: Option<Vec<u8>>) -> Engine {
+        let (spam, injection) = (Spam::new(&rules), Injection::new(&rules));
+        let screen = Screen::new(spam.literals().chain(injection.literals()));
         Engine {
             rate: Rate::new(&rules),
             spoofing: Spoofing::new(&rules),
             dup_flood: DupFlood::new(&rules),
             replay: Replay::new(&rules),
-            spam: Spam::new(&rules),
-            injection: Injection::new(&rules),
+            spam,
+            injection,
+            screen,
             loops: Loops::new(&rules),
             fanout: Fanout::new(&rules),
             policy: ToolPolicy::new(&rules),
@@ -307,10 +312,12 @@ impl Engine {
         let rules = &self.rules;
         let scratch = &mut state.scratch;
         scratch.has_norm = false;
+        scratch.may_hold_phrase = false;
         if let Body::Webhook(w) = &event.body {
             if let Some(t) = w.text {
                 text::normalize_into(t, &mut scratch.norm);
                 scratch.has_norm = true;
+                scratch.may_hold_phrase = self.screen.may_match(&scratch.norm);
             }
         }
         let mut cx = Cx { tables: &mut state.tables, scratch, lateness_ms: rules.lateness_ms, exempt: &rules.exempt };

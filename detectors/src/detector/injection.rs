@@ -27,7 +27,13 @@ impl Injection {
         Injection { rules: ids, matcher }
     }
 
-    /// Flags an injection phrase in the event's text; needs `cx.scratch.norm` filled.
+    /// The literals every hit contains, for the engine's [`Screen`](crate::text::Screen).
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.matcher.iter().flat_map(InjectionMatcher::literals)
+    }
+
+    /// Flags an injection phrase in the event's text; needs `cx.scratch.norm` (and
+    /// `cx.scratch.may_hold_phrase`) filled.
     pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
         let Body::Webhook(w) = &event.body else {
             return;
@@ -36,7 +42,12 @@ impl Injection {
             return;
         };
         let Some(tenant) = event.tenant else { return };
-        let Some(hit) = matcher.find(&cx.scratch.norm) else {
+        // A text the screen cleared holds no phrase and no verb (debug builds
+        // search anyway and check).
+        let screened = cx.scratch.may_hold_phrase;
+        let hit = if screened || cfg!(debug_assertions) { matcher.find(&cx.scratch.norm) } else { None };
+        debug_assert!(screened || hit.is_none(), "the screen cleared a text with an injection");
+        let Some(hit) = hit.filter(|_| screened) else {
             return;
         };
         for &id in &self.rules {

@@ -216,6 +216,9 @@ pub struct Scratch {
     pub norm: Normalized,
     /// Whether `norm` holds this event's text.
     pub has_norm: bool,
+    /// Whether `norm` may hold a phrase: false when the engine's
+    /// [`Screen`](crate::text::Screen) cleared it, and the phrase searches are skipped.
+    pub may_hold_phrase: bool,
     /// A field path under construction (`args.items[2].card`), for findings.
     pub path: String,
     /// The rate rules that count this event, by position, as `Rate::plan` chose

@@ -49,7 +49,19 @@ impl Spam {
         Spam { rules }
     }
 
-    /// Runs every spam rule on the event's text; needs `cx.scratch.norm` filled.
+    /// The literals of the phrase rules, for the engine's [`Screen`](crate::text::Screen).
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.rules
+            .iter()
+            .flat_map(|(_, check)| match check {
+                Check::Content(set) | Check::Payment(set) => Some(set.literals()),
+                _ => None,
+            })
+            .flatten()
+    }
+
+    /// Runs every spam rule on the event's text; needs `cx.scratch.norm` (and
+    /// `cx.scratch.may_hold_phrase`) filled.
     pub fn observe<'a>(&'a self, rules: &Rules, event: &'a Event<'a>, cx: &mut Cx<'_>, out: Out<'_, 'a>) {
         let Body::Webhook(w) = &event.body else {
             return;
@@ -58,7 +70,14 @@ impl Spam {
         if !cx.scratch.has_norm {
             return;
         }
-        let norm = &cx.scratch.norm;
+        let (norm, screened) = (&cx.scratch.norm, cx.scratch.may_hold_phrase);
+        // Whether `set` matches; a text the screen cleared holds none of its
+        // phrases (debug builds search anyway and check).
+        let find = |set: &PhraseSet| {
+            let found = if screened || cfg!(debug_assertions) { set.find(norm) } else { None };
+            debug_assert!(screened || found.is_none(), "the screen cleared a text with a phrase");
+            found.filter(|_| screened)
+        };
         for (id, check) in &self.rules {
             let evidence = match check {
                 Check::Empty => norm.as_str().is_empty().then_some(Evidence::Blank),
@@ -68,18 +87,19 @@ impl Spam {
                     (chars > *max).then_some(Evidence::Length { chars, max_chars: *max })
                 }
                 Check::Repeated(min) => {
-                    let run = text::longest_letter_run(norm) as u64;
-                    (run >= *min).then_some(Evidence::RepeatedRun { run, min_run: *min })
+                    let min_run = *min;
+                    let reach = usize::try_from(min_run).unwrap_or(usize::MAX);
+                    text::letter_run_reaching(norm, reach).map(|run| Evidence::RepeatedRun { run: run as u64, min_run })
                 }
                 Check::Content(words) => {
                     if text::has_url(norm) {
                         Some(Evidence::Url)
                     } else {
-                        words.find(norm).map(|m| Evidence::Phrase { matched: words.phrase(m.index).to_string() })
+                        find(words).map(|m| Evidence::Phrase { matched: words.phrase(m.index).to_string() })
                     }
                 }
                 Check::Payment(phrases) => {
-                    phrases.find(norm).map(|m| Evidence::Phrase { matched: phrases.phrase(m.index).to_string() })
+                    find(phrases).map(|m| Evidence::Phrase { matched: phrases.phrase(m.index).to_string() })
                 }
             };
             if let Some(evidence) = evidence {

@@ -52,6 +52,8 @@ impl InjectionConfig {
 pub struct InjectionMatcher {
     /// verb, gap, object, gap, noun; gaps never cross `.`, `!` or `?`.
     pattern: Regex,
+    /// The pattern's verbs as it matches them: each match starts with one.
+    verbs: Vec<String>,
     phrases: PhraseSet,
 }
 
@@ -81,7 +83,14 @@ impl InjectionMatcher {
         );
         let pattern = Regex::new(&source).map_err(|e| TextError::Pattern(e.to_string()))?;
         let phrases = PhraseSet::new(&config.phrases)?;
-        Ok(InjectionMatcher { pattern, phrases })
+        let verbs = config.verbs.iter().map(|w| w.to_lowercase()).collect();
+        Ok(InjectionMatcher { pattern, verbs, phrases })
+    }
+
+    /// Literals of which every hit contains one: the phrases and the verbs
+    /// ([`Screen`](super::Screen)).
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.phrases.literals().chain(self.verbs.iter().map(String::as_str))
     }
 
     /// The first injection found in the text, if any.

@@ -16,12 +16,14 @@
 mod injection;
 mod normalize;
 mod phrases;
+mod screen;
 #[cfg(test)]
 mod tests;
 
 pub use injection::{InjectionConfig, InjectionHit, InjectionMatcher};
 pub use normalize::{normalize_into, Normalized};
 pub use phrases::{PhraseMatch, PhraseSet};
+pub use screen::Screen;
 
 /// The default spam words of the `spam_content` rule.
 pub const SPAM_WORDS: &[&str] = &["buy", "click", "free", "winner", "prize", "giveaway"];
@@ -70,6 +72,35 @@ pub fn has_url(text: &Normalized) -> bool {
     let scheme = |at: usize| b[at + 4..].starts_with(b"://") || b[at + 4..].starts_with(b"s://");
     HTTP.find_iter(b).any(|at| scheme(at) && phrases::word_start(t, at))
         || WWW.find_iter(b).any(|at| phrases::word_start(t, at))
+}
+
+/// The longest run of one letter or digit repeated, if it is at least `min`
+/// characters long: [`longest_letter_run`], answered without visiting most bytes.
+///
+/// Why it can skip: every run of `min` or more covers one of the positions
+/// `min - 1`, `2 min - 1`, …, so on ASCII text only those are probed, each run
+/// found is measured in full both ways, and the next probe starts `min - 1`
+/// past its end. Runs shorter than `min` may go unmeasured, which changes
+/// nothing: they cannot be the answer.
+pub fn letter_run_reaching(text: &Normalized, min: usize) -> Option<usize> {
+    if !text.is_ascii() {
+        let run = longest_letter_run(text);
+        return (run >= min).then_some(run);
+    }
+    let b = text.as_str().as_bytes();
+    let step = min.max(1);
+    let (mut best, mut probe) = (0, step - 1);
+    while let Some(&c) = b.get(probe) {
+        if !c.is_ascii_alphanumeric() {
+            probe += step;
+            continue;
+        }
+        let start = b[..probe].iter().rposition(|&x| x != c).map_or(0, |p| p + 1);
+        let end = b[probe..].iter().position(|&x| x != c).map_or(b.len(), |p| probe + p);
+        best = best.max(end - start);
+        probe = end + step - 1;
+    }
+    (best >= min).then_some(best)
 }
 
 /// The longest run of one Unicode letter or digit repeated, in characters.

@@ -82,6 +82,12 @@ impl PhraseSet {
         self.phrases.get(index).map_or("", String::as_str)
     }
 
+    /// The normalised phrases, as the set matches them: every match contains
+    /// one ([`Screen`](super::Screen)).
+    pub fn literals(&self) -> impl Iterator<Item = &str> {
+        self.phrases.iter().map(String::as_str)
+    }
+
     /// How many phrases the set holds.
     pub fn len(&self) -> usize {
         self.phrases.len()
