@@ -14,21 +14,19 @@
 //!
 //! A call without `run` uses its session as the run id.
 
-use std::collections::HashSet;
-
 use warden_schemas::event::{Body, Event, ToolCall};
 use warden_schemas::jcs;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::{planned_key, Cx, Out, Which, RUN_HORIZON_MS};
-use crate::rules::{Params, RuleId, Rules};
+use crate::rules::{NameSet, Params, RuleId, Rules};
 use crate::state::keys::{KeyBuf, StateKey};
 use crate::state::values::{Counter, Seen};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
 
 #[derive(Debug)]
 enum LoopRule {
-    Repeat { history: usize, min_repeats: usize, polling: HashSet<String> },
+    Repeat { history: usize, min_repeats: usize, polling: NameSet },
     Consecutive { limit: u32 },
     PerRun { limit: u32 },
     Cap { tool: String, limit: u32 },

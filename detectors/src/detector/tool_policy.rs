@@ -128,6 +128,14 @@ impl ToolPolicy {
 
 /// The first argument string `judge` flags, as `Evidence::Target` with its path.
 fn first_arg(event: &Event<'_>, tc: &ToolCall<'_>, judge: impl Fn(&str) -> Option<Found>) -> Option<Evidence> {
+    // Most calls reach nothing: ask first without building a path (which
+    // allocates), and walk again for the path only when something is found.
+    let found = match (&tc.args, event.raw_args) {
+        (Some(args), _) => args.object().iter().find_map(|(_, v)| reach(v, &judge)),
+        (None, Some(raw)) => reach(raw, &judge),
+        (None, None) => None,
+    };
+    found?;
     let mut path: Vec<PathSeg<'_>> = Vec::new();
     let hit = match (&tc.args, event.raw_args) {
         (Some(args), _) => args.object().iter().find_map(|(k, v)| {
@@ -152,7 +160,17 @@ enum PathSeg<'v> {
 /// What a judged argument reaches: a label and a phrase.
 type Found = (&'static str, &'static str);
 
-/// Depth-first search for a string `judge` flags; leaves its path in `path`.
+/// Depth-first search for a string `judge` flags.
+fn reach(v: &Value<'_>, judge: &impl Fn(&str) -> Option<Found>) -> Option<Found> {
+    match v {
+        Value::String(s) => judge(s),
+        Value::Array(items) => items.iter().find_map(|item| reach(item, judge)),
+        Value::Object(o) => o.iter().find_map(|(_, item)| reach(item, judge)),
+        _ => None,
+    }
+}
+
+/// [`reach`], leaving the path of what it finds in `path`.
 fn walk<'v>(v: &'v Value<'_>, path: &mut Vec<PathSeg<'v>>, judge: &impl Fn(&str) -> Option<Found>) -> Option<Found> {
     match v {
         Value::String(s) => judge(s),

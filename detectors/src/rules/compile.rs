@@ -1,13 +1,13 @@
 //! Raw config → [`Rules`]: merge with the defaults, validate, and report every
 //! problem with the path of the field that has it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use warden_schemas::{Action, EventType, Mode};
 
 use super::defaults::default_rules;
 use super::raw::{RawExempt, RawRule, RulesConfig};
-use super::{normalize_route, DetectorKind, Exempt, FanoutPer, KeyField, Params, Rule, RuleId, Rules};
+use super::{normalize_route, DetectorKind, Exempt, FanoutPer, KeyField, NameSet, Params, Rule, RuleId, Rules};
 use crate::text;
 
 /// One config problem: the field's path (`rules.visitor_rate.limit`) and what is wrong.
@@ -103,7 +103,7 @@ fn secs_ms(secs: u64, path: &str, errors: &mut Vec<RuleError>) -> u64 {
 }
 
 fn exempt(raw: &RawExempt) -> Exempt {
-    let set = |v: &Vec<String>| v.iter().cloned().collect::<HashSet<_>>();
+    let set = |v: &Vec<String>| v.iter().cloned().collect::<NameSet>();
     Exempt::new(set(&raw.tenants), set(&raw.visitors), set(&raw.ips), set(&raw.sessions))
 }
 

@@ -13,8 +13,16 @@ use std::collections::{BTreeMap, HashSet};
 
 use warden_schemas::{Action, EventType, Mode};
 
+use crate::state::FixedState;
+
 pub use compile::{compile, RuleError};
 pub use raw::{RawEngine, RawExempt, RawRule, RulesConfig};
+
+/// A set of names from the config (tools, tenants, visitors, ...), asked on
+/// every event. Hashed with the state maps' ahash ([`FixedState`]), not SipHash:
+/// the config fills it and events only look names up, so there is no flooding
+/// to resist, and SipHash was a fifth of a tool call's policy check.
+pub type NameSet = HashSet<String, FixedState>;
 
 /// Index of a rule in [`Rules::rules`]; `Copy`, used in state keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -230,7 +238,7 @@ pub enum Params {
         /// Earlier equal calls that fire.
         min_repeats: usize,
         /// Tools exempt from the rule.
-        polling_tools: HashSet<String>,
+        polling_tools: NameSet,
     },
     /// `consecutive_calls`: calls of one turn over the limit.
     ConsecutiveCalls {
@@ -279,14 +287,14 @@ pub enum Params {
     /// `consent_gate`: a gated tool called without `args.<arg>: true`.
     ConsentGate {
         /// Gated tools.
-        tools: HashSet<String>,
+        tools: NameSet,
         /// The consent argument.
         arg: String,
     },
     /// `tool_allowlist`: a tool outside the tenant's list.
     ToolAllowlist {
         /// Tenant → allowed tools; tenants absent are not restricted.
-        allowlists: BTreeMap<String, HashSet<String>>,
+        allowlists: BTreeMap<String, NameSet>,
     },
     /// `internal_target`: an argument reaching inside the network.
     InternalTarget,
@@ -308,13 +316,13 @@ pub enum Params {
 #[derive(Clone, Debug, Default)]
 pub struct Exempt {
     /// Tenant ids.
-    pub tenants: HashSet<String>,
+    pub tenants: NameSet,
     /// Visitor ids.
-    pub visitors: HashSet<String>,
+    pub visitors: NameSet,
     /// IPs.
-    pub ips: HashSet<String>,
+    pub ips: NameSet,
     /// Session ids.
-    pub sessions: HashSet<String>,
+    pub sessions: NameSet,
     /// Some list has an entry: asked for every rule on every event, so kept
     /// rather than recomputed from four sets.
     nonempty: bool,
@@ -322,12 +330,7 @@ pub struct Exempt {
 
 impl Exempt {
     /// Exemptions from these lists.
-    pub fn new(
-        tenants: HashSet<String>,
-        visitors: HashSet<String>,
-        ips: HashSet<String>,
-        sessions: HashSet<String>,
-    ) -> Exempt {
+    pub fn new(tenants: NameSet, visitors: NameSet, ips: NameSet, sessions: NameSet) -> Exempt {
         let nonempty = !(tenants.is_empty() && visitors.is_empty() && ips.is_empty() && sessions.is_empty());
         Exempt { tenants, visitors, ips, sessions, nonempty }
     }
