@@ -50,6 +50,13 @@ pub fn consumer(kafka: &KafkaConfig, brokers: &str, group: &str, secrets: &Secre
         ("statistics.interval.ms", "5000"),
         ("session.timeout.ms", "10000"),
         ("heartbeat.interval.ms", "1000"),
+        // librdkafka stops fetching a partition for this long once its local
+        // queue is over `queued.*` (1 s by default). A backlog (a restart, a
+        // replay, the benchmark's pre-loaded topics) fills the queue in one
+        // burst, warden drains it in a fraction of that, then sat idle for the
+        // rest: up to 0.8 s stalls every few hundred thousand events
+        // (bench/RESULTS.md). Re-checking every 20 ms costs nothing measurable.
+        ("fetch.queue.backoff.ms", "20"),
     ];
     for (k, v) in defaults {
         if !kafka.client.contains_key(k) && !kafka.consumer.contains_key(k) {
