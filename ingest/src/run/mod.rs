@@ -309,11 +309,9 @@ async fn run_async(
     let http_state =
         HttpState::new(metrics.clone(), registry.clone(), ready.clone(), admin, lift_tx, 50).with_reloads(reload_tx);
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let bound = http::serve(http_addr, http_state, async move {
-        let _ = http_stop_rx.await;
-    })
-    .await
-    .with_context(|| format!("cannot listen on {http_addr}"))?;
+    let bound = serve_http(http_addr, http_state, http_stop_rx)
+        .await
+        .with_context(|| format!("cannot listen on {http_addr}"))?;
     tracing::info!(%bound, group, state = %state_dir.display(), "warden is running");
 
     let mut helpers = Vec::new();
@@ -368,6 +366,45 @@ async fn run_async(
     drop(embedded);
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves HTTP on a thread and runtime of its own until `stop` fires, and says
+/// where it listens.
+///
+/// Why apart: while input is queued, partition tasks keep the main runtime's
+/// workers busy, and a scrape or a liveness probe queued behind them waited up
+/// to 0.8 s under load (bench/RESULTS.md); an orchestrator that times a probe
+/// out restarts a healthy, busy instance. One thread is plenty for the routes.
+async fn serve_http(
+    addr: SocketAddr,
+    state: HttpState,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> std::io::Result<SocketAddr> {
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("warden-http".into()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                let _ = bound_tx.send(Err(e));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+            let shutdown = async move {
+                let _ = stop.await;
+                let _ = stopped_tx.send(());
+            };
+            let served = http::serve(addr, state, shutdown).await;
+            let listening = served.is_ok();
+            let _ = bound_tx.send(served);
+            if listening {
+                // The server runs as a task of this runtime: keep it until told to stop.
+                let _ = stopped_rx.await;
+            }
+        });
+    })?;
+    bound_rx.await.unwrap_or_else(|_| Err(std::io::Error::other("the HTTP thread ended before it listened")))
 }
 
 async fn wait_for_signal() {
