@@ -108,21 +108,23 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `addr` until `shutdown` resolves.
+/// Serves `router` on `addr` until `shutdown` resolves: says where it listens,
+/// and hands back the server's task, which ends once the requests in flight
+/// at shutdown are answered.
 pub async fn serve(
     addr: SocketAddr,
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<SocketAddr> {
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move {
+    let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(shutdown).await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
-    Ok(bound)
+    Ok((bound, server))
 }
 
 fn count(state: &HttpState, route: &str, code: StatusCode) {

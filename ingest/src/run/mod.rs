@@ -390,17 +390,19 @@ async fn serve_http(
             }
         };
         runtime.block_on(async move {
-            let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
             let shutdown = async move {
                 let _ = stop.await;
-                let _ = stopped_tx.send(());
             };
-            let served = http::serve(addr, state, shutdown).await;
-            let listening = served.is_ok();
-            let _ = bound_tx.send(served);
-            if listening {
-                // The server runs as a task of this runtime: keep it until told to stop.
-                let _ = stopped_rx.await;
+            match http::serve(addr, state, shutdown).await {
+                Ok((bound, server)) => {
+                    let _ = bound_tx.send(Ok(bound));
+                    // The server is a task of this runtime: keep the runtime until
+                    // it has stopped and answered what was in flight.
+                    let _ = server.await;
+                }
+                Err(e) => {
+                    let _ = bound_tx.send(Err(e));
+                }
             }
         });
     })?;
