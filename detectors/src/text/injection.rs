@@ -68,6 +68,11 @@ pub struct InjectionHit {
 impl InjectionMatcher {
     /// Compiles the pattern and phrase set.
     pub fn new(config: &InjectionConfig) -> Result<Self, TextError> {
+        // An empty list would leave an empty alternation that matches anywhere,
+        // and a pattern with no verb has no literal for the engine's screen.
+        if config.verbs.is_empty() || config.objects.is_empty() || config.nouns.is_empty() {
+            return Err(TextError::Pattern("the verb, object and noun lists must not be empty".into()));
+        }
         let alt = |words: &[String]| {
             let mut words: Vec<String> = words.iter().map(|w| regex::escape(&w.to_lowercase())).collect();
             // Longest first, so `instructions` wins over `instruction`.

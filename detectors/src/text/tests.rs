@@ -227,3 +227,13 @@ mod screening {
         }
     }
 }
+
+#[test]
+fn an_injection_pattern_needs_every_word_list() {
+    for clear in [0, 1, 2] {
+        let mut config = InjectionConfig::defaults();
+        [&mut config.verbs, &mut config.objects, &mut config.nouns][clear].clear();
+        assert!(InjectionMatcher::new(&config).is_err(), "list {clear} empty");
+    }
+    assert!(InjectionMatcher::new(&InjectionConfig::defaults()).is_ok());
+}
