@@ -62,15 +62,31 @@ pub fn start_tansu(partitions: i32, extra_topics: &[&str]) -> (Proc, String) {
     (broker, format!("127.0.0.1:{port}"))
 }
 
-/// A plain HTTP GET; empty when the server is not up.
+/// A plain HTTP GET; empty when the server is not up, cut short after 5 s.
 pub fn http_get(addr: &str, path: &str) -> String {
     let Ok(mut s) = TcpStream::connect(addr) else {
         return String::new();
     };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
     let _ = write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     text
+}
+
+/// warden's `/metrics` page, asked again (for up to 5 s) while the answer is not
+/// a 200: a refused or rate-limited answer read as metrics would be all zeros.
+pub fn metrics_page(addr: &str) -> String {
+    let mut page = String::new();
+    for _ in 0..100 {
+        page = http_get(addr, "/metrics");
+        if page.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    page
 }
 
 /// The sum of every sample whose line starts with `prefix` in a Prometheus text page.

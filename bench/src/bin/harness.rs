@@ -31,7 +31,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use warden_bench::gen::{Generator, Profile};
-use warden_bench::rig::{free_port, http_get, metric_sum, producer, send, start_tansu, Proc, INPUTS};
+use warden_bench::rig::{free_port, http_get, metric_sum, metrics_page, producer, send, start_tansu, Proc, INPUTS};
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
@@ -186,7 +186,7 @@ fn main() {
     if std::env::var("HARNESS_RESTORE").is_ok_and(|v| v == "1") {
         // The usage gauges are refreshed every 10 s: wait for a pass after the last event.
         std::thread::sleep(Duration::from_secs(11));
-        let pages: Vec<String> = https.iter().map(|h| http_get(h, "/metrics")).collect();
+        let pages: Vec<String> = https.iter().map(|h| metrics_page(h)).collect();
         let state_bytes: f64 = pages.iter().map(|t| metric_sum(t, "warden_state_bytes")).sum();
         let keys: f64 = pages.iter().map(|t| metric_sum(t, "warden_state_keys")).sum();
         println!("state keys={keys:.0} bytes={state_bytes:.0} bytes_per_key={:.0}", state_bytes / keys.max(1.0));
@@ -220,7 +220,7 @@ fn main() {
         let mut sent = 0u64;
         let mut samples: Vec<f64> = Vec::new();
         let begin_ms = now_ms();
-        let before = latency_buckets(&http_get(&http, "/metrics"));
+        let before = latency_buckets(&metrics_page(&http));
         while start.elapsed() < Duration::from_secs(latency_secs) {
             let due = (start.elapsed().as_secs_f64() * target) as u64;
             while sent < due && g.next_into(&mut line) {
@@ -240,7 +240,7 @@ fn main() {
         }
         samples.sort_by(f64::total_cmp);
         // Warden's own share over this phase: arrival to acknowledged output.
-        let within = latency_buckets(&http_get(&http, "/metrics"))
+        let within = latency_buckets(&metrics_page(&http))
             .into_iter()
             .map(|(le, n)| (le, n - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1)))
             .collect();
@@ -256,7 +256,7 @@ fn main() {
             percentile(&hop, 0.99)
         );
     }
-    println!("warden_process_latency (all phases): {}", quantiles(latency_buckets(&http_get(&http, "/metrics"))));
+    println!("warden_process_latency (all phases): {}", quantiles(latency_buckets(&metrics_page(&http))));
     drop(wardens);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -28,7 +28,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use warden_bench::gen::{Generator, Profile};
-use warden_bench::rig::{free_port, http_get, metric_sum, producer, send, start_tansu, Proc};
+use warden_bench::rig::{free_port, http_get, metric_sum, metrics_page, producer, send, start_tansu, Proc};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -82,7 +82,7 @@ fn main() {
     );
     let pid = w.0.id();
     let counted = || {
-        let text = http_get(&http, "/metrics");
+        let text = metrics_page(&http);
         metric_sum(&text, "warden_events_total") + metric_sum(&text, "warden_dlq_total")
     };
     while !http_get(&http, "/ready").contains(" 200 ") {
