@@ -88,3 +88,24 @@ pub fn reader(kafka: &KafkaConfig, brokers: &str, secrets: &Secrets) -> ClientCo
     c.set("enable.partition.eof", "false");
     c
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consumer_refetches_soon_after_its_queue_drains_unless_configured() {
+        let (kafka, secrets) = (KafkaConfig::default(), Secrets::default());
+        let c = consumer(&kafka, "127.0.0.1:9092", "g", &secrets);
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("20"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        let mut kafka = KafkaConfig::default();
+        kafka.consumer.insert("fetch.queue.backoff.ms".into(), "500".into());
+        let c = consumer(&kafka, "127.0.0.1:9092", "g", &secrets);
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("500"), "[kafka.consumer] wins");
+        let mut kafka = KafkaConfig::default();
+        kafka.client.insert("fetch.queue.backoff.ms".into(), "250".into());
+        let c = consumer(&kafka, "127.0.0.1:9092", "g", &secrets);
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("250"), "[kafka.client] wins over the default");
+    }
+}
