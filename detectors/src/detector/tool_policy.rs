@@ -128,25 +128,9 @@ impl ToolPolicy {
 
 /// The first argument string `judge` flags, as `Evidence::Target` with its path.
 fn first_arg(event: &Event<'_>, tc: &ToolCall<'_>, judge: impl Fn(&str) -> Option<Found>) -> Option<Evidence> {
-    // Most calls reach nothing: ask first without building a path (which
-    // allocates), and walk again for the path only when something is found.
-    let found = match (&tc.args, event.raw_args) {
-        (Some(args), _) => args.object().iter().find_map(|(_, v)| reach(v, &judge)),
-        (None, Some(raw)) => reach(raw, &judge),
-        (None, None) => None,
-    };
-    found?;
-    let mut path: Vec<PathSeg<'_>> = Vec::new();
-    let hit = match (&tc.args, event.raw_args) {
-        (Some(args), _) => args.object().iter().find_map(|(k, v)| {
-            path.push(PathSeg::Key(k));
-            let hit = walk(v, &mut path, &judge);
-            if hit.is_none() {
-                path.pop();
-            }
-            hit
-        }),
-        (None, Some(raw)) => walk(raw, &mut path, &judge),
+    let (hit, path) = match (&tc.args, event.raw_args) {
+        (Some(args), _) => args.object().iter().find_map(|(k, v)| within(walk(v, &judge), PathSeg::Key(k))),
+        (None, Some(raw)) => walk(raw, &judge),
         (None, None) => None,
     }?;
     Some(Evidence::Target { path: render(&path), class: hit.0, phrase: hit.1 })
@@ -160,43 +144,34 @@ enum PathSeg<'v> {
 /// What a judged argument reaches: a label and a phrase.
 type Found = (&'static str, &'static str);
 
+/// A hit and its path, innermost segment first: the path is built on the way
+/// back up, so a walk that finds nothing (most) allocates nothing.
+type Hit<'v> = (Found, Vec<PathSeg<'v>>);
+
 /// Depth-first search for a string `judge` flags.
-fn reach(v: &Value<'_>, judge: &impl Fn(&str) -> Option<Found>) -> Option<Found> {
+fn walk<'v>(v: &'v Value<'_>, judge: &impl Fn(&str) -> Option<Found>) -> Option<Hit<'v>> {
     match v {
-        Value::String(s) => judge(s),
-        Value::Array(items) => items.iter().find_map(|item| reach(item, judge)),
-        Value::Object(o) => o.iter().find_map(|(_, item)| reach(item, judge)),
+        Value::String(s) => judge(s).map(|found| (found, Vec::new())),
+        Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, item)| within(walk(item, judge), PathSeg::Index(i)))
+        }
+        Value::Object(o) => o.iter().find_map(|(k, item)| within(walk(item, judge), PathSeg::Key(k))),
         _ => None,
     }
 }
 
-/// [`reach`], leaving the path of what it finds in `path`.
-fn walk<'v>(v: &'v Value<'_>, path: &mut Vec<PathSeg<'v>>, judge: &impl Fn(&str) -> Option<Found>) -> Option<Found> {
-    match v {
-        Value::String(s) => judge(s),
-        Value::Array(items) => items.iter().enumerate().find_map(|(i, item)| {
-            path.push(PathSeg::Index(i));
-            let hit = walk(item, path, judge);
-            if hit.is_none() {
-                path.pop();
-            }
-            hit
-        }),
-        Value::Object(o) => o.iter().find_map(|(k, item)| {
-            path.push(PathSeg::Key(k));
-            let hit = walk(item, path, judge);
-            if hit.is_none() {
-                path.pop();
-            }
-            hit
-        }),
-        _ => None,
-    }
+/// `hit`, found under `seg`.
+fn within<'v>(hit: Option<Hit<'v>>, seg: PathSeg<'v>) -> Option<Hit<'v>> {
+    hit.map(|(found, mut path)| {
+        path.push(seg);
+        (found, path)
+    })
 }
 
+/// `args` and the path's segments, outermost first.
 fn render(path: &[PathSeg<'_>]) -> String {
     let mut out = String::from("args");
-    for seg in path {
+    for seg in path.iter().rev() {
         match seg {
             PathSeg::Key(k) => {
                 out.push('.');
