@@ -249,6 +249,18 @@ pub fn planned_key(
     }
 }
 
+/// Runs a phrase `search` unless the engine's [`Screen`](crate::text::Screen)
+/// cleared the text (`may_match` false), which promises it finds nothing. Debug
+/// builds (every test) search anyway and assert the promise.
+pub fn unless_screened<T>(may_match: bool, search: impl FnOnce() -> Option<T>) -> Option<T> {
+    if !may_match && !cfg!(debug_assertions) {
+        return None;
+    }
+    let found = search();
+    debug_assert!(may_match || found.is_none(), "the screen cleared a text a search matches");
+    found
+}
+
 /// What a detector needs besides the event: state, scratch, settings.
 pub struct Cx<'s> {
     /// Detector tables.

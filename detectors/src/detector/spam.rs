@@ -9,7 +9,7 @@
 
 use warden_schemas::event::{Body, Event};
 
-use super::{Cx, Out};
+use super::{unless_screened, Cx, Out};
 use crate::rules::{Params, RuleId, Rules};
 use crate::text::{self, PhraseSet};
 use crate::verdict::{Evidence, SubjectRef, Verdict};
@@ -70,14 +70,8 @@ impl Spam {
         if !cx.scratch.has_norm {
             return;
         }
-        let (norm, screened) = (&cx.scratch.norm, cx.scratch.may_hold_phrase);
-        // Whether `set` matches; a text the screen cleared holds none of its
-        // phrases (debug builds search anyway and check).
-        let find = |set: &PhraseSet| {
-            let found = if screened || cfg!(debug_assertions) { set.find(norm) } else { None };
-            debug_assert!(screened || found.is_none(), "the screen cleared a text with a phrase");
-            found.filter(|_| screened)
-        };
+        let (norm, may_match) = (&cx.scratch.norm, cx.scratch.may_hold_phrase);
+        let find = |set: &PhraseSet| unless_screened(may_match, || set.find(norm));
         for (id, check) in &self.rules {
             let evidence = match check {
                 Check::Empty => norm.as_str().is_empty().then_some(Evidence::Blank),
