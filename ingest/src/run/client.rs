@@ -57,6 +57,13 @@ pub fn consumer(kafka: &KafkaConfig, brokers: &str, group: &str, secrets: &Secre
         // rest: up to 0.8 s stalls every few hundred thousand events
         // (bench/RESULTS.md). Re-checking every 20 ms costs nothing measurable.
         ("fetch.queue.backoff.ms", "20"),
+        // How long the broker may hold a fetch that finds no new data (500 ms by
+        // default). Apache Kafka answers as soon as data arrives, so there this
+        // only bounds idle polls (at most 40 requests/s per broker). A broker
+        // whose long poll does not wake on produce (tansu 0.6) holds every such
+        // fetch: an event waited ~90 ms at the median and ~270 ms at p99 to be
+        // read, ~17 / ~33 ms with 25 (bench/RESULTS.md, twelfth session).
+        ("fetch.wait.max.ms", "25"),
     ];
     for (k, v) in defaults {
         if !kafka.client.contains_key(k) && !kafka.consumer.contains_key(k) {
@@ -94,10 +101,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_consumer_refetches_soon_after_its_queue_drains_unless_configured() {
+    fn the_consumer_refetches_soon_unless_configured() {
         let (kafka, secrets) = (KafkaConfig::default(), Secrets::default());
         let c = consumer(&kafka, "127.0.0.1:9092", "g", &secrets);
         assert_eq!(c.get("fetch.queue.backoff.ms"), Some("20"));
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("25"));
         assert_eq!(c.get("enable.auto.commit"), Some("false"));
         let mut kafka = KafkaConfig::default();
         kafka.consumer.insert("fetch.queue.backoff.ms".into(), "500".into());
