@@ -133,6 +133,9 @@ pub struct Metrics {
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     /// `warden_process_latency_seconds`: event arrival to output acknowledged.
     pub process_latency: Histogram,
+    /// `warden_input_delay_seconds`: the message's Kafka timestamp to its arrival
+    /// in warden (the input hop; behind a backlog, how far behind).
+    pub input_delay: Histogram,
     /// `warden_state_keys{detector}`.
     pub state_keys: Family<DetectorLabel, Gauge>,
     /// `warden_state_bytes`.
@@ -191,6 +194,8 @@ impl Metrics {
             consumer_lag: Family::default(),
             // 0.1 ms .. ~6.5 s.
             process_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 17)),
+            // 1 ms .. ~35 min: a replay or an outage shows as minutes.
+            input_delay: Histogram::new(exponential_buckets(0.001, 2.0, 22)),
             state_keys: Family::default(),
             state_bytes: Gauge::default(),
             state_spilled_keys: Gauge::default(),
@@ -231,6 +236,11 @@ impl Metrics {
             "process_latency_seconds",
             "Event arrival to its outputs acknowledged",
             m.process_latency.clone(),
+        );
+        registry.register(
+            "input_delay_seconds",
+            "The input message's Kafka timestamp to its arrival in warden",
+            m.input_delay.clone(),
         );
         registry.register("state_keys", "Keys held in memory, by detector", m.state_keys.clone());
         registry.register("state_bytes", "Approximate bytes of in-memory state", m.state_bytes.clone());
@@ -298,11 +308,13 @@ mod tests {
         m.preregister(&["webhook"], &["invalid_json"], &["in_force"]);
         m.events.get_or_create(&TypeLabel { r#type: "webhook".into() }).inc();
         m.process_latency.observe(0.002);
+        m.input_delay.observe(0.02);
         let text = m.encode();
         for want in [
             "warden_events_total{type=\"webhook\"} 1",
             "warden_dlq_total{reason=\"invalid_json\"} 0",
             "warden_process_latency_seconds_bucket",
+            "warden_input_delay_seconds_bucket{le=\"0.032\"} 1",
             "warden_late_events_total 0",
             "warden_ready 0",
         ] {

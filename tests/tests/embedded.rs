@@ -104,6 +104,7 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
         "future_events_total",
         "consumer_lag",
         "process_latency_seconds_bucket",
+        "input_delay_seconds_bucket",
         "state_keys",
         "state_bytes",
         "quota_exceeded_total",
@@ -119,6 +120,8 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
     }
     assert!(metrics
         .contains("warden_verdicts_total{detector=\"rate\",rule=\"visitor_rate\",action=\"block\",mode=\"enforce\"}"));
+    // Every consumed message carries its producer's timestamp, so each one is timed.
+    assert!(w.metric("warden_input_delay_seconds_count") > 0.0, "no input delay observed");
     for line in metrics.lines().filter(|l| !l.starts_with('#')) {
         assert!(!line.contains("v-flood") && !line.contains("203.0.113.7"), "unbounded label: {line}");
     }

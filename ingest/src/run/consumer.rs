@@ -15,7 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -319,6 +319,11 @@ impl WardenContext {
         let Some(handle) = map.get_mut(m.topic()).and_then(|t| t.get_mut(&m.partition())) else {
             return;
         };
+        if let Some(stamped) = m.timestamp().to_millis() {
+            // A producer's clock ahead of ours reads as no delay, not a negative one.
+            let delay_ms = wall_clock_ms().saturating_sub(stamped).max(0);
+            self.shared.metrics.input_delay.observe(delay_ms as f64 / 1000.0);
+        }
         handle.batch.push(Input {
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
@@ -465,4 +470,9 @@ pub fn run_loop(consumer: BaseConsumer<WardenContext>, cmds: std_mpsc::Receiver<
     }
     tracing::info!("closing the consumer: draining partitions and leaving the group");
     drop(consumer);
+}
+
+/// Milliseconds since the Unix epoch by this machine's clock (0 if it reads before 1970).
+fn wall_clock_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
