@@ -8,12 +8,14 @@
 //!    sample of `warden_events_total` that read zero to the one that read N (a
 //!    lower bound; the rate after the first nonzero sample is printed beside it).
 //! 4. Latency: events produced at each RATE_FRACTION (default 0.5; a comma list
-//!    runs several phases) of warden's measured rate, each stamped with the wall
-//!    clock as its `ts`; every output record's arrival minus its `event_ts` is one
-//!    end-to-end sample (produce → broker → warden → broker → this consumer). Each
-//!    phase also reports warden's own share (`process_latency_seconds` over the
-//!    phase: arrival in warden to the output's acknowledgement) and the broker's
-//!    single-hop latency at the same rate.
+//!    runs several phases in the order given, on one broker and one warden) of
+//!    warden's measured rate, each stamped with the wall clock as its `ts`; every
+//!    output record's arrival minus its `event_ts` is one end-to-end sample (produce → broker → warden → broker → this consumer).
+//!    Each phase also reports warden's view over the phase: the input hop
+//!    (`warden_input_delay_seconds`, the message's timestamp to its arrival) and
+//!    its own share (`warden_process_latency_seconds`, arrival to the output's
+//!    acknowledgement); and, measured at the same time through the same producer,
+//!    a plain consumer's single hop on `bench.echo` (1,000 stamps/s).
 //!
 //! `cargo run --release -p warden-bench --bin warden-harness -- [EVENTS] [LATENCY_SECS] [RATE_FRACTION,...]`
 //!
@@ -220,18 +222,30 @@ fn main() {
         let mut sent = 0u64;
         let mut samples: Vec<f64> = Vec::new();
         let begin_ms = now_ms();
-        let before = latency_buckets(&metrics_page(&http));
-        while start.elapsed() < Duration::from_secs(latency_secs) {
-            let due = (start.elapsed().as_secs_f64() * target) as u64;
-            while sent < due && g.next_into(&mut line) {
-                send(&p, &with_ts(&line, now_ms()));
-                sent += 1;
+        let before = metrics_page(&http);
+        // The broker's own hop, measured beside the phase under the same load.
+        let (bootstrap, p) = (&bootstrap, &p);
+        let hop = std::thread::scope(|scope| {
+            let probe = scope.spawn(move || broker_hop(bootstrap, p, HOP_RATE, latency_secs));
+            while start.elapsed() < Duration::from_secs(latency_secs) {
+                let due = (start.elapsed().as_secs_f64() * target) as u64;
+                while sent < due && g.next_into(&mut line) {
+                    send(p, &with_ts(&line, now_ms()));
+                    sent += 1;
+                }
+                while let Some(Ok(m)) = out.poll(Duration::from_millis(0)) {
+                    record_sample(&m, begin_ms, &mut samples);
+                }
+                std::thread::sleep(Duration::from_millis(1));
             }
-            while let Some(Ok(m)) = out.poll(Duration::from_millis(0)) {
-                record_sample(&m, begin_ms, &mut samples);
+            // Outputs are timed when read: keep reading while the probe drains.
+            while !probe.is_finished() {
+                if let Some(Ok(m)) = out.poll(Duration::from_millis(10)) {
+                    record_sample(&m, begin_ms, &mut samples);
+                }
             }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+            probe.join().unwrap_or_default()
+        });
         let drain = Instant::now();
         while drain.elapsed() < Duration::from_secs(3) {
             if let Some(Ok(m)) = out.poll(Duration::from_millis(50)) {
@@ -239,24 +253,26 @@ fn main() {
             }
         }
         samples.sort_by(f64::total_cmp);
-        // Warden's own share over this phase: arrival to acknowledged output.
-        let within = latency_buckets(&metrics_page(&http))
-            .into_iter()
-            .map(|(le, n)| (le, n - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1)))
-            .collect();
-        let hop = broker_hop(&bootstrap, &p, target, latency_secs);
+        // warden's view of this phase: the input hop (message timestamp to
+        // arrival) and its own share (arrival to acknowledged output).
+        let after = metrics_page(&http);
+        let phase = |histogram: &str| quantiles(buckets_between(&before, &after, histogram));
         println!(
-            "latency fraction={fraction} eps={target:.0} sent={sent} outputs={} e2e_p50_ms={:.1} e2e_p95_ms={:.1} e2e_p99_ms={:.1} | warden {} | broker_hop_p50_ms={:.1} broker_hop_p99_ms={:.1}",
+            "latency fraction={fraction} eps={target:.0} sent={sent} outputs={} e2e_p50_ms={:.1} e2e_p95_ms={:.1} e2e_p99_ms={:.1} | input hop {} | warden {} | broker_hop_under_load_p50_ms={:.1} p99_ms={:.1}",
             samples.len(),
             percentile(&samples, 0.50),
             percentile(&samples, 0.95),
             percentile(&samples, 0.99),
-            quantiles(within),
+            phase("warden_input_delay_seconds"),
+            phase("warden_process_latency_seconds"),
             percentile(&hop, 0.50),
             percentile(&hop, 0.99)
         );
     }
-    println!("warden_process_latency (all phases): {}", quantiles(latency_buckets(&metrics_page(&http))));
+    println!(
+        "warden_process_latency (all phases): {}",
+        quantiles(buckets(&metrics_page(&http), "warden_process_latency_seconds"))
+    );
     drop(wardens);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -316,8 +332,11 @@ fn walk_size(path: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// The broker's own latency at `rate`: wall-clock stamps produced to `bench.echo`
-/// and read back by a plain consumer (one hop; warden's path has two).
+/// Stamps per second the broker-hop probe sends beside a latency phase.
+const HOP_RATE: f64 = 1000.0;
+
+/// The broker's own latency: wall-clock stamps produced to `bench.echo` at `rate`
+/// for `secs` and read back by a plain consumer (one hop; warden's path has two).
 fn broker_hop(bootstrap: &str, p: &ThreadedProducer<DefaultProducerContext>, rate: f64, secs: u64) -> Vec<f64> {
     let c: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -327,8 +346,14 @@ fn broker_hop(bootstrap: &str, p: &ThreadedProducer<DefaultProducerContext>, rat
         .create()
         .expect("consumer");
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("bench.echo", 0, Offset::Beginning).expect("tpl");
+    tpl.add_partition_offset("bench.echo", 0, Offset::End).expect("tpl");
     c.assign(&tpl).expect("assign");
+    // A new consumer's first fetch comes after its metadata and offset lookups
+    // (~0.5 s): stamps sent meanwhile would measure that, not the broker.
+    if !reading(&c, p, "bench.echo") {
+        eprintln!("broker hop: the echo consumer read nothing in 10 s");
+        return Vec::new();
+    }
     let begin = now_ms();
     let start = Instant::now();
     let (mut sent, mut out) = (0u64, Vec::new());
@@ -365,6 +390,23 @@ fn broker_hop(bootstrap: &str, p: &ThreadedProducer<DefaultProducerContext>, rat
     out
 }
 
+/// Sends `warm-up` markers to `topic` until `c` reads one back (true), for at most 10 s.
+fn reading(c: &BaseConsumer, p: &ThreadedProducer<DefaultProducerContext>, topic: &str) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let _ = p.send(BaseRecord::<str, str>::to(topic).payload("warm-up"));
+        let sent = Instant::now();
+        while sent.elapsed() < Duration::from_millis(100) {
+            if let Some(Ok(m)) = c.poll(Duration::from_millis(10)) {
+                if m.payload() == Some(&b"warm-up"[..]) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 fn record_sample(m: &rdkafka::message::BorrowedMessage<'_>, begin_ms: i64, samples: &mut Vec<f64>) {
     let Some(payload) = m.payload() else { return };
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
@@ -377,11 +419,12 @@ fn record_sample(m: &rdkafka::message::BorrowedMessage<'_>, begin_ms: i64, sampl
     }
 }
 
-/// The `warden_process_latency_seconds` buckets: (upper bound, cumulative count).
-fn latency_buckets(text: &str) -> Vec<(f64, f64)> {
+/// A histogram's buckets in a Prometheus page: (upper bound, cumulative count).
+fn buckets(text: &str, histogram: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{histogram}_bucket");
     let mut buckets: Vec<(f64, f64)> = text
         .lines()
-        .filter(|l| l.starts_with("warden_process_latency_seconds_bucket"))
+        .filter(|l| l.starts_with(&prefix))
         .filter_map(|l| {
             let le = l.split("le=\"").nth(1)?.split('"').next()?;
             let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
@@ -390,6 +433,15 @@ fn latency_buckets(text: &str) -> Vec<(f64, f64)> {
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
     buckets
+}
+
+/// A histogram's buckets counted between two pages of the same instance.
+fn buckets_between(before: &str, after: &str, histogram: &str) -> Vec<(f64, f64)> {
+    let before = buckets(before, histogram);
+    buckets(after, histogram)
+        .into_iter()
+        .map(|(le, n)| (le, n - before.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1)))
+        .collect()
 }
 
 /// p50 / p99 from latency buckets (their upper bounds).
