@@ -10,6 +10,7 @@
 
 pub mod http;
 pub mod kafka;
+pub mod latency;
 pub mod metrics;
 pub mod registry;
 pub mod sign;

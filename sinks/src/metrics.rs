@@ -16,6 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::latency::Latency;
+
 /// One label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TypeLabel {
@@ -132,10 +134,10 @@ pub struct Metrics {
     /// `warden_consumer_lag{topic,partition}`.
     pub consumer_lag: Family<PartitionLabels, Gauge>,
     /// `warden_process_latency_seconds`: event arrival to output acknowledged.
-    pub process_latency: Histogram,
+    pub process_latency: Latency,
     /// `warden_input_delay_seconds`: the message's Kafka timestamp to its arrival
     /// in warden (the input hop; behind a backlog, how far behind).
-    pub input_delay: Histogram,
+    pub input_delay: Latency,
     /// `warden_state_keys{detector}`.
     pub state_keys: Family<DetectorLabel, Gauge>,
     /// `warden_state_bytes`.
@@ -193,9 +195,9 @@ impl Metrics {
             future_events: Counter::default(),
             consumer_lag: Family::default(),
             // 0.1 ms .. ~6.5 s.
-            process_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 17)),
+            process_latency: Latency::new(exponential_buckets(0.0001, 2.0, 17)),
             // 1 ms .. ~35 min: a replay or an outage shows as minutes.
-            input_delay: Histogram::new(exponential_buckets(0.001, 2.0, 22)),
+            input_delay: Latency::new(exponential_buckets(0.001, 2.0, 22)),
             state_keys: Family::default(),
             state_bytes: Gauge::default(),
             state_spilled_keys: Gauge::default(),

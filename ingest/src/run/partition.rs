@@ -34,6 +34,7 @@ use warden_detectors::state::{ChangeSet, Checkpoint, StateStore};
 use warden_detectors::{decide, Engine, Outcome, PartitionState, Tally, Usage};
 use warden_schemas::{Provenance, Record};
 use warden_sinks::kafka::{DeadLetterSource, KafkaOutputs};
+use warden_sinks::latency::LocalLatency;
 use warden_sinks::metrics::{DetectorLabel, TenantLabel};
 use warden_sinks::registry::{ActiveEntry, SubjectKey};
 
@@ -188,6 +189,8 @@ struct Task {
     sealed: Option<Sealed>,
     writing: Option<Writing>,
     tally: Tally,
+    /// Event latencies not yet added to `process_latency` (on the metrics tick).
+    latency: LocalLatency,
     records: Vec<Record>,
     since_checkpoint: u64,
     full_snapshot: bool,
@@ -233,6 +236,7 @@ pub async fn run(
         sealed: None,
         writing: None,
         tally: Tally::default(),
+        latency: shared.metrics.process_latency.local(),
         records: Vec::new(),
         since_checkpoint: 0,
         full_snapshot: false,
@@ -440,7 +444,7 @@ impl Task {
             }
         }
         if !sent {
-            self.shared.metrics.process_latency.observe(input.arrived.elapsed().as_secs_f64());
+            self.latency.observe(input.arrived.elapsed().as_secs_f64());
         }
         self.next = Some(input.offset + 1);
         self.since_checkpoint += 1;
@@ -466,7 +470,7 @@ impl Task {
 
     fn acked(&mut self, (seq, arrived, ok): Ack) {
         self.unacked.remove(&seq);
-        self.shared.metrics.process_latency.observe(arrived.elapsed().as_secs_f64());
+        self.latency.observe(arrived.elapsed().as_secs_f64());
         if !ok {
             self.shared.metrics.output_errors.inc();
         }
@@ -767,5 +771,6 @@ impl Task {
         let engine = self.engine.clone();
         telemetry::export(&self.shared.metrics, engine.rules(), &self.tally);
         self.tally = Tally::default();
+        self.shared.metrics.process_latency.add(&mut self.latency);
     }
 }
