@@ -10,7 +10,8 @@
 //! 4. Latency: events produced at each RATE_FRACTION (default 0.5; a comma list
 //!    runs several phases in the order given, on one broker and one warden) of
 //!    warden's measured rate, each stamped with the wall clock as its `ts`; every
-//!    output record's arrival minus its `event_ts` is one end-to-end sample (produce → broker → warden → broker → this consumer).
+//!    output record's arrival minus its `event_ts` is one end-to-end sample
+//!    (produce → broker → warden → broker → this consumer).
 //!    Each phase also reports warden's view over the phase: the input hop
 //!    (`warden_input_delay_seconds`, the message's timestamp to its arrival) and
 //!    its own share (`warden_process_latency_seconds`, arrival to the output's
