@@ -67,13 +67,6 @@ impl Latency {
         totals.sum += std::mem::take(&mut local.counts.sum);
         totals.count += std::mem::take(&mut local.counts.count);
     }
-
-    /// Records one observation at once (for paths too rare to batch).
-    pub fn observe(&self, seconds: f64) {
-        let mut local = self.local();
-        local.observe(seconds);
-        self.add(&mut local);
-    }
 }
 
 impl LocalLatency {
@@ -150,7 +143,8 @@ mod tests {
         l.observe(0.25);
         l.observe(2.0);
         h.add(&mut l);
-        h.observe(0.5);
+        l.observe(0.5);
+        h.add(&mut l);
         let text = page("y", h);
         for want in ["y_sum 2.75", "y_count 3", "y_bucket{le=\"1.0\"} 2", "y_bucket{le=\"+Inf\"} 3"] {
             assert!(text.contains(want), "{want} missing:\n{text}");

@@ -309,8 +309,12 @@ mod tests {
         let m = Metrics::new();
         m.preregister(&["webhook"], &["invalid_json"], &["in_force"]);
         m.events.get_or_create(&TypeLabel { r#type: "webhook".into() }).inc();
-        m.process_latency.observe(0.002);
-        m.input_delay.observe(0.02);
+        let mut latency = m.process_latency.local();
+        latency.observe(0.002);
+        m.process_latency.add(&mut latency);
+        let mut delays = m.input_delay.local();
+        delays.observe(0.02);
+        m.input_delay.add(&mut delays);
         let text = m.encode();
         for want in [
             "warden_events_total{type=\"webhook\"} 1",

@@ -280,7 +280,6 @@ pub async fn run(
                     } else {
                         task.checkpoint_now().await
                     };
-                    task.flush_metrics();
                     task.report_usage(Usage::default());
                     let _ = done.send(next);
                     return;
@@ -772,5 +771,13 @@ impl Task {
         telemetry::export(&self.shared.metrics, engine.rules(), &self.tally);
         self.tally = Tally::default();
         self.shared.metrics.process_latency.add(&mut self.latency);
+    }
+}
+
+/// Whichever way a task ends (revoked, its feed or control channel closed), the
+/// counts and latencies since the last metrics tick still reach `/metrics`.
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.flush_metrics();
     }
 }
