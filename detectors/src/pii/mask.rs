@@ -66,9 +66,10 @@ fn pem_label(value: &str) -> Option<&str> {
 /// `scheme://user:***@host`: the password never appears.
 fn mask_dsn(value: &str) -> Option<String> {
     let (scheme, rest) = value.split_once("://")?;
-    let (userinfo, hostpart) = rest.split_once('@')?;
+    // The password may hold `@`: the host follows the authority's last one.
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let (userinfo, host) = authority.rsplit_once('@')?;
     let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-    let host = hostpart.split(['/', '?', '#']).next().unwrap_or("");
     Some(format!("{scheme}://{user}:***@{host}"))
 }
 

@@ -16,8 +16,10 @@ pub(super) const GITHUB: &str = r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0
 pub(super) const SLACK: &str = r"(?:xox[abposr]-|xapp-|xoxe\.xox[a-z]-|xoxe-)[A-Za-z0-9-]{10,}";
 pub(super) const JWT: &str = r"eyJ[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]{2,}={0,2}(?:\.[A-Za-z0-9_-]*)?";
 pub(super) const PEM: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
-pub(super) const DSN: &str =
-    r#"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@"'<>\[\]]*:[^\s/?#@"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#;
+/// A password may hold `@` unescaped (`u:p@ss@host`): the userinfo ends at the
+/// last `@` of the authority, as URL parsers read it, so no part of it is taken
+/// for the host and left in a preview.
+pub(super) const DSN: &str = r#"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#;
 
 /// Every secret pattern (a test proves each one compiles).
 #[cfg(test)]
@@ -157,7 +159,8 @@ fn is_placeholder_password(pw: &str) -> bool {
 /// The password of `scheme://user:password@host`, if the form holds.
 pub(super) fn dsn_password(url: &str) -> Option<&str> {
     let (_, after) = url.split_once("://")?;
-    let (userinfo, _) = after.split_once('@')?;
+    let authority = after.split(['/', '?', '#']).next().unwrap_or(after);
+    let (userinfo, _) = authority.rsplit_once('@')?;
     let (_, pw) = userinfo.split_once(':')?;
     (!pw.is_empty()).then_some(pw)
 }

@@ -72,6 +72,8 @@ const POSITIVES: &[(&str, PiiKind, &str)] = &[
     ("broker=amqp://guest:s3cr3t@rabbit", Dsn, "amqp://guest:s3cr3t@rabbit"),
     ("uri: mongodb+srv://svc:Pa55w0rd@cluster0.x.net/db", Dsn, "mongodb+srv://svc:Pa55w0rd@cluster0.x.net"),
     ("REDIS_URL=redis://:s3cretpass@cache:6379", Dsn, "redis://:s3cretpass@cache:6379"),
+    // An unescaped `@` in the password: the host is after the last one.
+    ("db=postgresql://u:p@ss:w0rd@h/db", Dsn, "postgresql://u:p@ss:w0rd@h"),
     ("refresh xoxe.xoxp-1-Mi0yLTE3NjEyODk1", SlackToken, "xoxe.xoxp-1-Mi0yLTE3NjEyODk1"),
     (PGP_KEY, PrivateKey, PGP_KEY),
     ("k=-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBk=\n\nnext", PrivateKey, "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBk="),
@@ -187,6 +189,7 @@ fn mask_never_shows_the_value() {
     assert_eq!(mask(OpenaiKey, "sk-a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6abcd"), "sk-…abcd");
     assert_eq!(mask(Dsn, "postgres://app:hunter2@db.prod:5432"), "postgres://app:***@db.prod:5432");
     assert!(!mask(Dsn, "postgres://app:hunter2@db.prod").contains("hunter2"));
+    assert_eq!(mask(Dsn, "postgresql://u:p@ss:w0rd@h"), "postgresql://u:***@h");
     assert_eq!(mask(PrivateKey, KEY_BODY), "[OPENSSH PRIVATE KEY]");
     assert_eq!(mask(Ssn, "123-45-6789"), "***-**-6789");
     assert_eq!(mask(Card, "4111 1111 1111 1111"), "**** 1111");
