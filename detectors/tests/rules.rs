@@ -301,6 +301,10 @@ fn run_budget_fires_only_past_the_budget() {
     let r = run(&spend(11, 0.1));
     let k = r.iter().find(|x| x["rule"] == "run_budget").unwrap();
     assert_eq!(k["action"], "halt_session");
+    // A negative cost is a producer error, not a credit that buys more budget.
+    let mut credited = spend(11, 0.1);
+    credited.insert(0, tool(T0 - 1, "s", "llm", json!({}), json!({"run": "r", "cost_usd": -100.0})));
+    assert!(run(&credited).iter().any(|x| x["rule"] == "run_budget"), "the credit counted as 0");
 }
 
 #[test]

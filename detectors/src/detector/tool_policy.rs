@@ -105,8 +105,9 @@ impl ToolPolicy {
                     });
                     let mut entry = cx.tables.budgets.entry(&key, Default::default);
                     let b = entry.value();
-                    b.cost_nanos = b.cost_nanos.saturating_add(tc.cost_usd.map_or(0, usd_to_nanos));
-                    // Negative or fractional token counts are producer errors; count none.
+                    // A negative cost or token count is a producer error, never a
+                    // credit: counting it would let one event buy a run more budget.
+                    b.cost_nanos = b.cost_nanos.saturating_add(tc.cost_usd.map_or(0, |c| usd_to_nanos(c.max(0.0))));
                     b.tokens_in = b.tokens_in.saturating_add(tc.tokens_in.map_or(0, |t| t.max(0.0) as u64));
                     let b = *b;
                     entry.keep_until(event.ts + RUN_HORIZON_MS);
