@@ -355,6 +355,16 @@ fn compile_rule(id: RuleId, name: &str, raw: &RawRule, errors: &mut Vec<RuleErro
         "pii_leak" => Params::PiiLeak,
         _ => return None,
     };
+    if let Some(stops) = action.and_then(killswitch_target) {
+        let kinds = subject_kinds(&params);
+        if kinds.iter().any(|k| *k != stops) {
+            let action = action.map_or("", Action::as_str);
+            c.fail(
+                "action",
+                format!("`{action}` stops a {stops}, but this rule's subject is a {}", kinds.join(" or ")),
+            );
+        }
+    }
     Some(Rule {
         id,
         name: name.to_string(),
@@ -366,6 +376,52 @@ fn compile_rule(id: RuleId, name: &str, raw: &RawRule, errors: &mut Vec<RuleErro
         exempt: raw.exempt.as_ref().map(exempt).unwrap_or_default(),
         params,
     })
+}
+
+/// The subject kind a kill-switch action stops (its command's target); `None`
+/// for a decision action.
+fn killswitch_target(action: Action) -> Option<&'static str> {
+    match action {
+        Action::HaltSession => Some("session"),
+        Action::DisableWorkflow => Some("workflow"),
+        Action::DisableTool => Some("tool"),
+        Action::KillJob => Some("run"),
+        _ => None,
+    }
+}
+
+/// The subject kinds a rule's verdicts carry (the detectors' `SubjectRef`s): a
+/// kill-switch command targets the subject, so a `halt_session` on a visitor
+/// rule would ask the workflow engine to halt a visitor.
+fn subject_kinds(params: &Params) -> Vec<&str> {
+    match params {
+        Params::Rate { key, .. } => vec![key.kind()],
+        Params::SignatureFailures { .. } => vec!["source"],
+        Params::Replay { .. } => vec!["message"],
+        Params::DupFlood { .. }
+        | Params::EmptyText
+        | Params::TooLong { .. }
+        | Params::RepeatedChars { .. }
+        | Params::SpamContent { .. }
+        | Params::PaymentRedirect { .. }
+        | Params::Injection => vec!["visitor"],
+        Params::ConsecutiveCalls { .. }
+        | Params::CallsPerRun { .. }
+        | Params::ToolCap { .. }
+        | Params::SlowJob { .. } => {
+            vec!["run"]
+        }
+        Params::WorkflowRuns { .. } => vec!["workflow"],
+        Params::Fanout { per: FanoutPer::Run, .. } => vec!["run"],
+        Params::Fanout { per: FanoutPer::Session, .. } => vec!["session"],
+        Params::RepeatCall { .. }
+        | Params::ConsentGate { .. }
+        | Params::ToolAllowlist { .. }
+        | Params::InternalTarget
+        | Params::FileSecret
+        | Params::RunBudget { .. } => vec!["session"],
+        Params::PiiLeak => vec!["service", "session", "visitor"],
+    }
 }
 
 #[cfg(test)]
@@ -409,6 +465,25 @@ mod tests {
         ] {
             assert!(paths.contains(&want), "{want} missing from {paths:?}");
         }
+    }
+
+    #[test]
+    fn a_killswitch_action_must_stop_the_rules_subject() {
+        let errs = compile(&config("[rules.visitor_rate]\naction = \"halt_session\"\n")).unwrap_err();
+        assert_eq!(errs[0].path, "rules.visitor_rate.action");
+        assert!(
+            errs[0].message.contains("stops a session, but this rule's subject is a visitor"),
+            "{}",
+            errs[0].message
+        );
+        let pii = compile(&config("[rules.pii_leak]\naction = \"halt_session\"\n")).unwrap_err();
+        assert!(pii[0].message.contains("service or session or visitor"), "{}", pii[0].message);
+        // The subject fits: a rate rule keyed by session may halt it, a fan-out per run may kill its job.
+        compile(&config(
+            "[rules.session_rate]\ntype = \"rate\"\nevents = \"tool_call\"\nkey = \"session\"\nlimit = 5\nwindow_secs = 1\naction = \"halt_session\"\n[rules.vendors_per_run]\naction = \"kill_job\"\n",
+        ))
+        .unwrap();
+        assert!(compile(&config("[rules.tool_tenant_rate]\naction = \"disable_tool\"\n")).is_ok());
     }
 
     #[test]
