@@ -52,8 +52,16 @@ pub fn run(public_key: &Path, inputs: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Writes a new key pair: `out` (base64 seed, mode 0600) and `out.pub`.
+/// Writes a new key pair: `out` (base64 seed, mode 0600) and `out.pub`. Refuses
+/// to replace an existing `out`: it may be the key in use, and the appliers'
+/// public keys would no longer verify its commands.
 pub fn keygen(out: &Path) -> Result<(), Failure> {
+    if out.exists() {
+        return Err(Failure::Usage(anyhow!(
+            "{} exists; it may be the signing key in use, so it is not replaced (remove it first to rotate)",
+            out.display()
+        )));
+    }
     let (seed, public) = sign::generate().map_err(|e| Failure::Runtime(anyhow!("no randomness: {e}")))?;
     let pub_path = out.with_extension(match out.extension() {
         Some(ext) => format!("{}.pub", ext.to_string_lossy()),
@@ -70,7 +78,8 @@ pub fn keygen(out: &Path) -> Result<(), Failure> {
 fn write_private(path: &Path, seed: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut opts = fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    // create_new: a file that appeared since the check above is not overwritten either.
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;

@@ -31,3 +31,19 @@ fn a_bad_config_names_the_field_and_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rules.visitor_rate.window_secs"));
 }
+
+#[test]
+fn keygen_never_replaces_an_existing_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key = dir.path().join("signing.key");
+    let key_arg = key.to_str().expect("utf-8 path");
+    let first = warden(&["keygen", "--out", key_arg]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let seed = std::fs::read_to_string(&key).expect("seed written");
+    let public = std::fs::read_to_string(dir.path().join("signing.key.pub")).expect("public key written");
+    let again = warden(&["keygen", "--out", key_arg]);
+    assert_eq!(again.status.code(), Some(2), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not replaced"));
+    assert_eq!(std::fs::read_to_string(&key).expect("seed kept"), seed);
+    assert_eq!(std::fs::read_to_string(dir.path().join("signing.key.pub")).expect("public kept"), public);
+}
