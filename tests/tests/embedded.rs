@@ -142,6 +142,25 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
 }
 
 #[test]
+fn the_quick_start_run_again_on_its_state_directory_processes_its_events_again() {
+    // The embedded cluster is new each run; the state directory is not. Its old
+    // checkpoints would resume at offsets the new log reaches only with the same
+    // events loaded again, so the second run would process nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let args = vec!["--load".to_string(), example()];
+    for run in 1..=2 {
+        let mut w = start_warden_with(dir.path(), "e", &args, "", &[]);
+        w.wait_ready(Duration::from_secs(60));
+        wait_processed(&w, 42.0);
+        assert!(w.metric("warden_decisions_total{action=\"block\"}") > 0.0, "run {run} decided:\n{}", w.metrics());
+        w.stop();
+        if run == 2 {
+            assert!(w.log_text().contains("dropping the checkpoints of an earlier run"), "{}", w.log_text());
+        }
+    }
+}
+
+#[test]
 fn lifting_is_refused_without_an_admin_token() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = start_warden_with(dir.path(), "e", &[], "", &[]);

@@ -292,6 +292,42 @@ fn a_checkpoint_under_another_secret_is_dropped_and_its_state_rebuilt_by_replay(
 }
 
 #[test]
+fn a_checkpoint_past_a_new_logs_end_is_dropped() {
+    // The state directory outlives its cluster (an in-memory broker restarted,
+    // topics deleted and created again): its checkpoints point past the end of
+    // the new, shorter logs. Restoring them would count the new events on top of
+    // the old ones; warden drops them and starts each partition afresh.
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (_, lines) = generated(dir.path(), 12_000);
+    let first = Tansu::start();
+    first.create_warden_topics(3);
+    let mut a = start_warden(dir.path(), "a", &first.bootstrap(), "relog", FAST_CONFIG, &[]);
+    a.wait_ready(Duration::from_secs(60));
+    load(&Loader::new(&first.bootstrap()), &lines);
+    wait_all_committed(&first, "relog", 3, Duration::from_secs(180), &[&a]);
+    a.stop();
+    drop(first);
+
+    let tail = &lines[..1_500];
+    let path = dir.path().join("tail.jsonl");
+    std::fs::write(&path, tail.join("\n") + "\n").unwrap();
+    let expected = scan(&path);
+    let second = Tansu::start();
+    second.create_warden_topics(3);
+    let mut b = start_warden(dir.path(), "a", &second.bootstrap(), "relog", FAST_CONFIG, &[]);
+    b.wait_ready(Duration::from_secs(60));
+    load(&Loader::new(&second.bootstrap()), tail);
+    wait_all_committed(&second, "relog", 3, Duration::from_secs(180), &[&b]);
+    let log = b.log_text();
+    assert!(log.contains("discarding a checkpoint past the end of the partition's log"), "{log}");
+    let want = ids(&expected, "warden.decision.v1", "decision_id");
+    assert!(!want.is_empty());
+    assert_eq!(ids(&outputs(&second), "warden.decision.v1", "decision_id"), want, "the new log's decisions, as scan's");
+    b.stop();
+}
+
+#[test]
 fn a_stopped_instance_hands_its_partitions_over_without_missing_a_detection() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();

@@ -193,6 +193,23 @@ impl WardenContext {
                     stored = None;
                 }
             }
+            if let Some(s) = stored.filter(|&s| s > 0) {
+                if let Some(end) = log_end(consumer, topic, *partition).filter(|&end| s > end) {
+                    // The log is shorter than the checkpoint's position: it is a
+                    // new log (a new cluster, as each embedded run starts, or a
+                    // topic deleted and created again). Its state counted other events.
+                    tracing::warn!(
+                        partition = name,
+                        checkpoint = s,
+                        log_end = end,
+                        "discarding a checkpoint past the end of the partition's log (a new cluster or topic)"
+                    );
+                    if let Err(e) = self.shared.store.drop_partition(&name) {
+                        tracing::error!(partition = name, error = %e, "cannot drop the stale checkpoint");
+                    }
+                    stored = None;
+                }
+            }
             match (stored, c) {
                 (Some(s), c) => plans.push((
                     topic.clone(),
@@ -409,6 +426,18 @@ fn read_timestamps(
 }
 
 /// The group's committed offsets for `tpl`'s partitions (missing when none).
+/// The partition's log end offset (high watermark), or `None` when the broker does
+/// not answer (then a checkpoint is trusted as it is).
+fn log_end(consumer: &BaseConsumer<WardenContext>, topic: &str, partition: i32) -> Option<i64> {
+    match consumer.fetch_watermarks(topic, partition, BROKER_WAIT) {
+        Ok((_, high)) => Some(high),
+        Err(e) => {
+            tracing::warn!(topic, partition, error = %e, "cannot read the log end; the checkpoint is trusted");
+            None
+        }
+    }
+}
+
 fn committed_offsets(consumer: &BaseConsumer<WardenContext>, tpl: &TopicPartitionList) -> HashMap<(String, i32), i64> {
     let mut out = HashMap::new();
     match consumer.committed_offsets(tpl.clone(), BROKER_WAIT) {

@@ -229,6 +229,9 @@ async fn run_async(
         RocksStore::open(&state_dir).with_context(|| format!("cannot open the state store {}", state_dir.display()))?,
     );
     drop_foreign_checkpoints(&store)?;
+    if embedded.is_some() {
+        drop_checkpoints_of_an_earlier_cluster(&store)?;
+    }
 
     let base = client::base(kafka, &brokers, &secrets);
     let topics = OutputTopics {
@@ -448,6 +451,26 @@ async fn serve_lifts(mut requests: mpsc::Receiver<LiftRequest>, registry: Arc<Bl
         }
         let _ = req.reply.send(lifted);
     }
+}
+
+/// The embedded cluster lives in memory and is new on every run, so a checkpoint
+/// in the state directory was taken against a log that no longer exists. Kept,
+/// it would resume at its old position in a log that may hold other events at
+/// those offsets (the quick start loaded twice would process nothing the second
+/// time). A real cluster's partition is checked at assignment instead: a
+/// checkpoint past its log end is dropped there.
+fn drop_checkpoints_of_an_earlier_cluster(store: &RocksStore) -> Result<()> {
+    let partitions = store.partitions().context("cannot list the stored partitions")?;
+    if !partitions.is_empty() {
+        tracing::warn!(
+            partitions = partitions.len(),
+            "the embedded cluster is new: dropping the checkpoints of an earlier run"
+        );
+    }
+    for partition in partitions {
+        store.drop_partition(&partition).with_context(|| format!("cannot drop the checkpoint of {partition}"))?;
+    }
+    Ok(())
 }
 
 /// Drops every checkpoint whose state keys this deployment would never look up
