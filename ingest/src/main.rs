@@ -60,8 +60,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints the error and its causes on one line. A cause that a message already
+/// ends with (thiserror messages often embed their source) is not repeated.
 fn report(e: anyhow::Error, code: u8) -> ExitCode {
-    eprintln!("warden: {e:#}");
+    let mut text = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.ends_with(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    eprintln!("warden: {text}");
     ExitCode::from(code)
 }
 

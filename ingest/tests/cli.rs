@@ -47,3 +47,12 @@ fn keygen_never_replaces_an_existing_key() {
     assert_eq!(std::fs::read_to_string(&key).expect("seed kept"), seed);
     assert_eq!(std::fs::read_to_string(dir.path().join("signing.key.pub")).expect("public kept"), public);
 }
+
+#[test]
+fn an_error_names_its_cause_once() {
+    let out = warden(&["check-config", "--config", "/nonexistent/warden.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/warden.toml"), "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "{err}");
+}
