@@ -5,8 +5,9 @@
 //! partition state, so a scan gives the records `warden run` gives for the same
 //! events in one partition. With `--state DIR` the state and the position reached in
 //! each file are checkpointed to RocksDB (every 100,000 lines and at the end); a
-//! later scan of the same files resumes where that one stopped, and a scan of new
-//! files continues with the state the previous one left.
+//! later scan of the same files resumes where that one stopped (an appended file
+//! goes on with its new lines; one whose bytes before that point changed is
+//! refused), and a scan of new files continues with the state the previous one left.
 //!
 //! State is held to `state.memory_budget_mb` and `state.tenant_key_quota` like one
 //! partition of `warden run`: cold keys spill to the `--state` store, or without
@@ -18,7 +19,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, IsTerminal, Read, Seek, SeekF
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use warden_detectors::state::limits::Limits;
 use warden_detectors::state::rocks::{RocksSpill, RocksStore};
@@ -56,6 +57,37 @@ struct FilePosition {
     path: String,
     offset: u64,
     line: u64,
+    /// [`fingerprint`] of the file at `offset` when checkpointed (absent in
+    /// checkpoints written before it was kept: those resume unchecked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<String>,
+}
+
+/// Bytes of a file's head, and of the stretch before a resume offset, that
+/// [`fingerprint`] digests.
+const FINGERPRINT_SPAN: u64 = 4096;
+
+/// A digest of what a file holds before `offset`: its first 4 KiB and the 4 KiB
+/// just before `offset`. A resumed scan checks it, so a file rewritten since the
+/// checkpoint is not entered mid-line at an offset that meant something else.
+/// `None` when the file is shorter than `offset` or cannot be read.
+fn fingerprint(path: &str, offset: u64) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(path).ok()?;
+    if f.metadata().ok()?.len() < offset {
+        return None;
+    }
+    let head = offset.min(FINGERPRINT_SPAN);
+    let tail_from = offset.saturating_sub(FINGERPRINT_SPAN).max(head);
+    let mut hash = Sha256::new();
+    let mut buf = Vec::new();
+    for (from, to) in [(0, head), (tail_from, offset)] {
+        buf.resize(usize::try_from(to - from).ok()?, 0);
+        f.seek(SeekFrom::Start(from)).ok()?;
+        f.read_exact(&mut buf).ok()?;
+        hash.update(&buf);
+    }
+    Some(hash.finalize().iter().take(16).map(|b| format!("{b:02x}")).collect())
 }
 
 /// Counts for the summary.
@@ -110,6 +142,14 @@ pub fn run(engine: &Engine, signer: Option<&Signer>, args: ScanArgs) -> Result<(
     for input in &inputs {
         let resume = position.files.iter().find(|f| f.path == *input && input != "-").cloned();
         let (offset, line) = resume.as_ref().map_or((0, 0), |f| (f.offset, f.line));
+        if let Some(want) = resume.as_ref().and_then(|f| f.fingerprint.as_deref()) {
+            if fingerprint(input, offset).as_deref() != Some(want) {
+                bail!(
+                    "{input} is not the file the checkpoint read up to byte {offset}: it changed since; \
+                     scan it with a new --state directory (or remove this one) to start afresh"
+                );
+            }
+        }
         let reader: Box<dyn Read> = if input == "-" {
             Box::new(io::stdin().lock())
         } else {
@@ -132,7 +172,12 @@ fn upsert(position: &mut Position, path: &str, reached: (u64, u64)) {
     }
     match position.files.iter_mut().find(|f| f.path == path) {
         Some(f) => (f.offset, f.line) = reached,
-        None => position.files.push(FilePosition { path: path.into(), offset: reached.0, line: reached.1 }),
+        None => position.files.push(FilePosition {
+            path: path.into(),
+            offset: reached.0,
+            line: reached.1,
+            fingerprint: None,
+        }),
     }
 }
 
@@ -235,8 +280,12 @@ impl Scan<'_> {
         let Some(store) = self.store else {
             return Ok(());
         };
+        let mut position = position.clone();
+        for f in &mut position.files {
+            f.fingerprint = fingerprint(&f.path, f.offset);
+        }
         let changes = self.state.take_changes(self.engine.rules(), false);
-        let cp = Checkpoint { position: serde_json::to_vec(position)?, changes };
+        let cp = Checkpoint { position: serde_json::to_vec(&position)?, changes };
         store.write_checkpoint(SCAN_PARTITION, &cp).context("cannot write the scan checkpoint")
     }
 

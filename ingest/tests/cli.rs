@@ -56,3 +56,31 @@ fn an_error_names_its_cause_once() {
     assert!(err.contains("/nonexistent/warden.toml"), "{err}");
     assert_eq!(err.matches("os error 2").count(), 1, "{err}");
 }
+
+#[test]
+fn a_resumed_scan_continues_an_appended_file_and_refuses_a_rewritten_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/events.jsonl"))
+        .expect("example events");
+    let lines: Vec<&str> = example.lines().collect();
+    let file = dir.path().join("events.jsonl");
+    let state = dir.path().join("state");
+    let scan = || warden(&["scan", "--state", state.to_str().expect("utf-8"), file.to_str().expect("utf-8")]);
+    let events = |out: &std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        err.split("warden scan: ").nth(1).and_then(|s| s.split(' ').next()?.parse::<u64>().ok()).unwrap_or(u64::MAX)
+    };
+    std::fs::write(&file, lines[..5].join("\n") + "\n").expect("write");
+    assert_eq!(events(&scan()), 5);
+    // Appended: only the new lines are read.
+    std::fs::write(&file, lines[..12].join("\n") + "\n").expect("write");
+    let appended = scan();
+    assert!(appended.status.success(), "{}", String::from_utf8_lossy(&appended.stderr));
+    assert_eq!(events(&appended), 7);
+    // Rewritten with other events: resuming at the old offset would start mid-line.
+    std::fs::write(&file, lines[12..30].join("\n") + "\n").expect("write");
+    let rewritten = scan();
+    assert_eq!(rewritten.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&rewritten.stderr).contains("changed since"));
+    assert!(rewritten.stdout.is_empty(), "nothing scanned");
+}
