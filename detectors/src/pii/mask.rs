@@ -63,13 +63,22 @@ fn pem_label(value: &str) -> Option<&str> {
     (label.len() <= 64 && !label.contains('\n')).then_some(label)
 }
 
-/// `scheme://user:***@host`: the password never appears.
+/// `scheme://user:***@host`, or the connection string with its password
+/// parameter's value as `***`: the password never appears.
 fn mask_dsn(value: &str) -> Option<String> {
+    mask_userinfo(value).or_else(|| {
+        let (start, end) = super::secrets::password_param(value)?;
+        Some(format!("{}***{}", &value[..start], &value[end..]))
+    })
+}
+
+/// `scheme://user:***@host` for a URL whose userinfo holds a password.
+fn mask_userinfo(value: &str) -> Option<String> {
     let (scheme, rest) = value.split_once("://")?;
     // The password may hold `@`: the host follows the authority's last one.
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
     let (userinfo, host) = authority.rsplit_once('@')?;
-    let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+    let (user, _) = userinfo.split_once(':')?;
     Some(format!("{scheme}://{user}:***@{host}"))
 }
 

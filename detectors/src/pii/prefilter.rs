@@ -33,6 +33,11 @@ const KEYWORDS: &[(&str, PiiKind, usize)] = &[
     ("eyj", PiiKind::Jwt, 2),
     ("-----begin", PiiKind::PrivateKey, 0),
     ("://", PiiKind::Dsn, 0),
+    // Connection strings without a URL (`Server=…;Password=…`); `passwd` holds `pwd`'s
+    // letters apart, so it is listed too.
+    ("password", PiiKind::Dsn, 5),
+    ("passwd", PiiKind::Dsn, 4),
+    ("pwd", PiiKind::Dsn, 1),
     ("@", PiiKind::Email, 0),
     ("0x", PiiKind::EthAddress, 1),
     ("+", PiiKind::Phone, 0),

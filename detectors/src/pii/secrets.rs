@@ -16,10 +16,20 @@ pub(super) const GITHUB: &str = r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0
 pub(super) const SLACK: &str = r"(?:xox[abposr]-|xapp-|xoxe\.xox[a-z]-|xoxe-)[A-Za-z0-9-]{10,}";
 pub(super) const JWT: &str = r"eyJ[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]{2,}={0,2}(?:\.[A-Za-z0-9_-]*)?";
 pub(super) const PEM: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
-/// A password may hold `@` unescaped (`u:p@ss@host`): the userinfo ends at the
-/// last `@` of the authority, as URL parsers read it, so no part of it is taken
-/// for the host and left in a preview.
-pub(super) const DSN: &str = r#"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#;
+/// A URL or connection string with a password, in three forms:
+/// - `scheme://user:password@host`. A password may hold `@` unescaped
+///   (`u:p@ss@host`): the userinfo ends at the last `@` of the authority, as URL
+///   parsers read it, so no part of it is taken for the host and left in a preview;
+/// - a URL with a password parameter, as JDBC writes them
+///   (`jdbc:postgresql://db/app?user=a&password=…`, `jdbc:sqlserver://db;password=…`);
+/// - keyword/value strings naming a server and a password, in either order
+///   (ADO.NET `Server=db;User ID=sa;Password=…;`, libpq `host=db password=…`).
+pub(super) const DSN: &str = concat!(
+    r#"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
+    r#"|[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9+.\-]+:)?//[^\s"'<>?;#]*[?;&][^\s"'<>#]*?(?i:password|passwd|pwd)=[^\s&;"'<>#]+"#,
+    r#"|(?i:\b(?:server|host|hostaddr|data source|address|addr)[ \t]*=[ \t]*[^;\s"'<>=]+(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*[^;\s"'<>=]*){0,8}?[; \t]+(?:password|passwd|pwd)[ \t]*=[ \t]*[^;\s"'<>]+)"#,
+    r#"|(?i:\b(?:password|passwd|pwd)[ \t]*=[ \t]*[^;\s"'<>]+(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*[^;\s"'<>=]*){0,8}?[; \t]+(?:server|host|hostaddr|data source|address|addr)[ \t]*=[ \t]*[^;\s"'<>=]+)"#,
+);
 
 /// Every secret pattern (a test proves each one compiles).
 #[cfg(test)]
@@ -156,13 +166,38 @@ fn is_placeholder_password(pw: &str) -> bool {
     (pw.chars().count() > 1 && is_placeholder(pw)) || pw.starts_with(['$', '<', '{'])
 }
 
-/// The password of `scheme://user:password@host`, if the form holds.
-pub(super) fn dsn_password(url: &str) -> Option<&str> {
-    let (_, after) = url.split_once("://")?;
-    let authority = after.split(['/', '?', '#']).next().unwrap_or(after);
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (_, pw) = userinfo.split_once(':')?;
+/// The password of a [`DSN`] match: the userinfo's, or a `password=` parameter's.
+pub(super) fn dsn_password(dsn: &str) -> Option<&str> {
+    let userinfo = dsn.split_once("://").and_then(|(_, after)| {
+        let authority = after.split(['/', '?', '#', ';']).next().unwrap_or(after);
+        let (userinfo, _) = authority.rsplit_once('@')?;
+        userinfo.split_once(':').map(|(_, pw)| pw)
+    });
+    let pw = userinfo.or_else(|| password_param(dsn).map(|(start, end)| &dsn[start..end]))?;
     (!pw.is_empty()).then_some(pw)
+}
+
+/// Where the value of the first `password=` (or `passwd=`, `pwd=`; any case,
+/// spaces around `=`) parameter in `text` lies.
+pub(super) fn password_param(text: &str) -> Option<(usize, usize)> {
+    let lower = text.to_ascii_lowercase();
+    for name in ["password", "passwd", "pwd"] {
+        let mut from = 0;
+        while let Some(i) = lower[from..].find(name).map(|i| from + i) {
+            from = i + name.len();
+            let rest = &lower[from..];
+            let eq = rest.len() - rest.trim_start_matches([' ', '\t']).len();
+            if rest[eq..].starts_with('=') {
+                let start = from + eq + 1;
+                let start = start + (text[start..].len() - text[start..].trim_start_matches([' ', '\t']).len());
+                let end = text[start..]
+                    .find([';', '&', ' ', '\t', '"', '\'', '<', '>', '#'])
+                    .map_or(text.len(), |n| start + n);
+                return Some((start, end));
+            }
+        }
+    }
+    None
 }
 
 /// Whether the first two dot-separated parts decode to JSON objects.

@@ -74,6 +74,24 @@ const POSITIVES: &[(&str, PiiKind, &str)] = &[
     ("REDIS_URL=redis://:s3cretpass@cache:6379", Dsn, "redis://:s3cretpass@cache:6379"),
     // An unescaped `@` in the password: the host is after the last one.
     ("db=postgresql://u:p@ss:w0rd@h/db", Dsn, "postgresql://u:p@ss:w0rd@h"),
+    // Connection strings: a JDBC password parameter, ADO.NET and libpq keyword/value.
+    (
+        "url=jdbc:postgresql://db:5432/app?user=admin&password=Tr0ub4dor&ssl=true",
+        Dsn,
+        "jdbc:postgresql://db:5432/app?user=admin&password=Tr0ub4dor",
+    ),
+    (
+        "jdbc:sqlserver://sql1:1433;databaseName=crm;user=sa;password=S3cr3t!x;",
+        Dsn,
+        "jdbc:sqlserver://sql1:1433;databaseName=crm;user=sa;password=S3cr3t!x",
+    ),
+    (
+        "cs: Server=tcp:sql.prod,1433;Initial Catalog=crm;User ID=sa;Password=Winter2026!;Encrypt=True",
+        Dsn,
+        "Server=tcp:sql.prod,1433;Initial Catalog=crm;User ID=sa;Password=Winter2026!",
+    ),
+    ("PWD=hunter22;SERVER=db01;UID=app", Dsn, "PWD=hunter22;SERVER=db01"),
+    ("dsn host=db.internal port=5432 user=app password=s3cr3tpw dbname=x", Dsn, "host=db.internal port=5432 user=app password=s3cr3tpw"),
     ("refresh xoxe.xoxp-1-Mi0yLTE3NjEyODk1", SlackToken, "xoxe.xoxp-1-Mi0yLTE3NjEyODk1"),
     (PGP_KEY, PrivateKey, PGP_KEY),
     ("k=-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBk=\n\nnext", PrivateKey, "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBk="),
@@ -132,6 +150,13 @@ fn negatives_are_not_found() {
         "zero 0x0000000000000000000000000000000000000000",
         "-----BEGIN PUBLIC KEY----- MIIBIjANBgkqh",
         "xoxb-xxxxxxxxxxxxxxxx",
+        // Connection strings whose password is a placeholder or absent, and
+        // password talk without a server.
+        "Server=db01;User ID=sa;Password=****;",
+        "host=db password=${DB_PASSWORD}",
+        "jdbc:postgresql://db/app?user=admin&password=<secret>",
+        "user reset their password=true flag",
+        "the password policy requires 12 characters",
     ];
     for text in negatives {
         assert_eq!(found(text), vec![], "{text}");
@@ -180,6 +205,7 @@ fn mask_never_shows_the_value() {
             // The DSN mask keeps scheme, user and host: the password is what must go.
             let pw = secrets::dsn_password(value).unwrap();
             assert!(!m.contains(&format!(":{pw}@")), "{m}");
+            assert!(pw.len() < 3 || !m.contains(pw), "{m}");
         } else if kind.is_secret() && n > 8 {
             let middle: String = value.chars().skip(3).take(n - 8).collect();
             assert!(!m.contains(&middle), "{kind:?}: {m}");
@@ -190,6 +216,11 @@ fn mask_never_shows_the_value() {
     assert_eq!(mask(Dsn, "postgres://app:hunter2@db.prod:5432"), "postgres://app:***@db.prod:5432");
     assert!(!mask(Dsn, "postgres://app:hunter2@db.prod").contains("hunter2"));
     assert_eq!(mask(Dsn, "postgresql://u:p@ss:w0rd@h"), "postgresql://u:***@h");
+    assert_eq!(
+        mask(Dsn, "jdbc:postgresql://db/app?user=admin&password=Tr0ub4dor"),
+        "jdbc:postgresql://db/app?user=admin&password=***"
+    );
+    assert_eq!(mask(Dsn, "PWD=hunter22;SERVER=db01"), "PWD=***;SERVER=db01");
     assert_eq!(mask(PrivateKey, KEY_BODY), "[OPENSSH PRIVATE KEY]");
     assert_eq!(mask(Ssn, "123-45-6789"), "***-**-6789");
     assert_eq!(mask(Card, "4111 1111 1111 1111"), "**** 1111");
