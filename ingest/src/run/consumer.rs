@@ -171,6 +171,7 @@ impl WardenContext {
             return;
         }
         let committed = committed_offsets(consumer, tpl);
+        self.drop_checkpoints_past_log_end(consumer, &parts);
         let exactly_once = self.shared.settings.exactly_once;
         let mut plans: Vec<(String, i32, Plan)> = Vec::new();
         let mut need_replay: Vec<(String, i32, i64)> = Vec::new();
@@ -186,23 +187,6 @@ impl WardenContext {
                         checkpoint = s,
                         committed = c,
                         "discarding a checkpoint ahead of the committed offset"
-                    );
-                    if let Err(e) = self.shared.store.drop_partition(&name) {
-                        tracing::error!(partition = name, error = %e, "cannot drop the stale checkpoint");
-                    }
-                    stored = None;
-                }
-            }
-            if let Some(s) = stored.filter(|&s| s > 0) {
-                if let Some(end) = log_end(consumer, topic, *partition).filter(|&end| s > end) {
-                    // The log is shorter than the checkpoint's position: it is a
-                    // new log (a new cluster, as each embedded run starts, or a
-                    // topic deleted and created again). Its state counted other events.
-                    tracing::warn!(
-                        partition = name,
-                        checkpoint = s,
-                        log_end = end,
-                        "discarding a checkpoint past the end of the partition's log (a new cluster or topic)"
                     );
                     if let Err(e) = self.shared.store.drop_partition(&name) {
                         tracing::error!(partition = name, error = %e, "cannot drop the stale checkpoint");
@@ -245,6 +229,40 @@ impl WardenContext {
                 partition,
                 Handle { tx, control: ctl_tx, batch: Vec::new(), backlog: VecDeque::new(), paused: false },
             );
+        }
+    }
+
+    /// Drops each checkpoint whose position S lies past its partition's log: the
+    /// log is new (a topic created again, an in-memory broker restarted) and the
+    /// state counted other events, so the partition must start afresh. The log end
+    /// the broker reports is only a hint (tansu 0.6 under-reports it); a checkpoint
+    /// goes only when the message at S − 1 cannot be read either.
+    fn drop_checkpoints_past_log_end(&self, consumer: &BaseConsumer<Self>, parts: &[(String, i32)]) {
+        let mut suspects = Vec::new();
+        for (topic, partition) in parts {
+            let name = format!("{topic}/{partition}");
+            let Some(s) = partition::read_position(&self.shared, &name).filter(|&s| s > 0) else { continue };
+            if log_end(consumer, topic, *partition).is_some_and(|end| s > end) {
+                suspects.push((topic.clone(), *partition, s));
+            }
+        }
+        if suspects.is_empty() {
+            return;
+        }
+        let readable = read_timestamps(&self.shared.reader_config, &suspects);
+        for (topic, partition, s) in suspects {
+            if readable.contains_key(&(topic.clone(), partition)) {
+                continue;
+            }
+            let name = format!("{topic}/{partition}");
+            tracing::warn!(
+                partition = name,
+                checkpoint = s,
+                "discarding a checkpoint past the end of the partition's log (a new cluster or topic)"
+            );
+            if let Err(e) = self.shared.store.drop_partition(&name) {
+                tracing::error!(partition = name, error = %e, "cannot drop the stale checkpoint");
+            }
         }
     }
 
@@ -425,9 +443,8 @@ fn read_timestamps(
     out
 }
 
-/// The group's committed offsets for `tpl`'s partitions (missing when none).
-/// The partition's log end offset (high watermark), or `None` when the broker does
-/// not answer (then a checkpoint is trusted as it is).
+/// The partition's log end offset (high watermark) as the broker reports it, or
+/// `None` when it does not answer (then a checkpoint is trusted as it is).
 fn log_end(consumer: &BaseConsumer<WardenContext>, topic: &str, partition: i32) -> Option<i64> {
     match consumer.fetch_watermarks(topic, partition, BROKER_WAIT) {
         Ok((_, high)) => Some(high),
@@ -438,6 +455,7 @@ fn log_end(consumer: &BaseConsumer<WardenContext>, topic: &str, partition: i32) 
     }
 }
 
+/// The group's committed offsets for `tpl`'s partitions (missing when none).
 fn committed_offsets(consumer: &BaseConsumer<WardenContext>, tpl: &TopicPartitionList) -> HashMap<(String, i32), i64> {
     let mut out = HashMap::new();
     match consumer.committed_offsets(tpl.clone(), BROKER_WAIT) {
