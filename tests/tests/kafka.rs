@@ -328,6 +328,37 @@ fn a_checkpoint_past_a_new_logs_end_is_dropped() {
 }
 
 #[test]
+fn blocks_in_force_keep_their_ids_across_a_restart() {
+    // The block registry is rebuilt from the checkpoint's records in force; their
+    // ids are content hashes, so the restored entries carry the ids emitted.
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(warden_tests::manifest_dir().join("../examples/events.jsonl")).unwrap();
+    let lines: Vec<String> = example.lines().map(str::to_string).collect();
+    let broker = Tansu::start();
+    broker.create_warden_topics(3);
+    let records = |w: &Warden| -> Vec<(String, String)> {
+        let (code, body) =
+            warden_tests::process::http(&w.http, "GET", "/v1/blocks/t-acme/visitor/v-flood", &[]).unwrap();
+        assert_eq!(code, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        v["records"].as_array().unwrap().iter().map(|r| (r["rule"].to_string(), r["id"].to_string())).collect()
+    };
+    let mut a = start_warden(dir.path(), "a", &broker.bootstrap(), "restart", FAST_CONFIG, &[]);
+    a.wait_ready(Duration::from_secs(60));
+    load(&Loader::new(&broker.bootstrap()), &lines);
+    wait_all_committed(&broker, "restart", 3, Duration::from_secs(60), &[&a]);
+    let before = records(&a);
+    a.stop();
+    let decided = ids(&outputs(&broker), "warden.decision.v1", "decision_id");
+    assert!(!before.is_empty() && before.iter().all(|(_, id)| decided.contains(id.trim_matches('"'))), "{before:?}");
+    let mut b = start_warden(dir.path(), "a", &broker.bootstrap(), "restart", FAST_CONFIG, &[]);
+    b.wait_ready(Duration::from_secs(60));
+    assert_eq!(records(&b), before);
+    b.stop();
+}
+
+#[test]
 fn a_stopped_instance_hands_its_partitions_over_without_missing_a_detection() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();

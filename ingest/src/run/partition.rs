@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use warden_detectors::rules::DetectorKind;
 use warden_detectors::state::{ChangeSet, Checkpoint, StateStore};
 use warden_detectors::{decide, Engine, Outcome, PartitionState, Tally, Usage};
-use warden_schemas::{Provenance, Record};
+use warden_schemas::{output, Provenance, Record};
 use warden_sinks::kafka::{DeadLetterSource, KafkaOutputs};
 use warden_sinks::latency::LocalLatency;
 use warden_sinks::metrics::{DetectorLabel, TenantLabel};
@@ -379,6 +379,20 @@ impl Task {
         let now = self.state.clock.max_ts.unwrap_or(i64::MIN);
         self.clock.store(now, Ordering::Relaxed);
         for a in decide::all_active(engine.rules(), &self.state.decide, now) {
+            // The id is content, so the record's own id is recomputed exactly.
+            let schema = if a.action.is_killswitch() { output::KILLSWITCH_SCHEMA } else { output::DECISION_SCHEMA };
+            let id = match a.event_sha256.is_empty() {
+                true => String::new(),
+                false => output::decision_id(
+                    schema,
+                    &a.rule,
+                    a.action,
+                    a.tenant.as_deref(),
+                    &a.subject,
+                    a.event_ts,
+                    &a.event_sha256,
+                ),
+            };
             let key = (a.tenant.clone(), a.subject.kind.clone(), a.subject.id.clone());
             self.shared.registry.insert(
                 key,
@@ -388,7 +402,7 @@ impl Task {
                     reason: format!("restored from checkpoint ({})", a.action.as_str()),
                     event_ts: a.event_ts,
                     expires_at: a.expires_at,
-                    id: String::new(),
+                    id,
                     partition: self.name.clone(),
                 },
             );
