@@ -112,11 +112,11 @@ pub fn router(state: HttpState) -> Router {
 /// and hands back the server's task, which ends once the requests in flight
 /// at shutdown are answered.
 pub async fn serve(
-    addr: SocketAddr,
+    listener: std::net::TcpListener,
     state: HttpState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let listener = tokio::net::TcpListener::from_std(listener)?;
     let bound = listener.local_addr()?;
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move {

@@ -198,6 +198,17 @@ async fn run_async(
     args: RunArgs,
 ) -> Result<()> {
     let kafka = &config.kafka;
+    let http_addr: SocketAddr = args
+        .http
+        .as_deref()
+        .unwrap_or(&config.http.addr)
+        .parse()
+        .map_err(|_| anyhow!("--http: not an address like 127.0.0.1:9464"))?;
+    // Bound first: a port in use is reported before anything starts, and the
+    // embedded cluster's own port (the OS picks it) can never take this one.
+    let http_listener = std::net::TcpListener::bind(http_addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .with_context(|| format!("cannot listen on {http_addr}"))?;
     let mut embedded = None;
     let brokers = match args.brokers.clone().or_else(|| kafka.brokers.clone()) {
         Some(b) => b,
@@ -219,12 +230,6 @@ async fn run_async(
     let group = args.group.clone().unwrap_or_else(|| kafka.group.clone());
     let state_dir =
         args.state.clone().or_else(|| config.state.dir.clone()).unwrap_or_else(|| PathBuf::from("warden-state"));
-    let http_addr: SocketAddr = args
-        .http
-        .as_deref()
-        .unwrap_or(&config.http.addr)
-        .parse()
-        .map_err(|_| anyhow!("--http: not an address like 127.0.0.1:9464"))?;
     let store = Arc::new(
         RocksStore::open(&state_dir).with_context(|| format!("cannot open the state store {}", state_dir.display()))?,
     );
@@ -284,6 +289,22 @@ async fn run_async(
     });
 
     let (ctx, tasks) = WardenContext::new(shared.clone());
+    let (lift_tx, lift_rx) = mpsc::channel(16);
+    tokio::spawn(serve_lifts(lift_rx, registry.clone(), tasks));
+    let admin = secrets.admin_token.as_ref().map(|t| t.expose().to_string());
+    let (reload_tx, reload_rx) = mpsc::channel(4);
+    let hmac = secrets.hmac_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
+    tokio::spawn(reload::serve(shared.clone(), args.config.clone(), hmac, reload_rx));
+    let http_state =
+        HttpState::new(metrics.clone(), registry.clone(), ready.clone(), admin, lift_tx, 50).with_reloads(reload_tx);
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let bound = serve_http(http_listener, http_state, http_stop_rx)
+        .await
+        .with_context(|| format!("cannot listen on {http_addr}"))?;
+    // HTTP answers from here on: /health while Kafka is awaited, /ready once
+    // partitions are assigned and restored.
+    tracing::info!(%bound, group, state = %state_dir.display(), "warden is running");
+
     let consumer: BaseConsumer<WardenContext> = client::consumer(kafka, &brokers, &group, &secrets)
         .create_with_context(ctx)
         .context("cannot create the consumer")?;
@@ -302,20 +323,6 @@ async fn run_async(
             .name("warden-consumer".into())
             .spawn(move || consumer::run_loop(consumer, cmd_rx, stop))?
     };
-
-    let (lift_tx, lift_rx) = mpsc::channel(16);
-    tokio::spawn(serve_lifts(lift_rx, registry.clone(), tasks));
-    let admin = secrets.admin_token.as_ref().map(|t| t.expose().to_string());
-    let (reload_tx, reload_rx) = mpsc::channel(4);
-    let hmac = secrets.hmac_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
-    tokio::spawn(reload::serve(shared.clone(), args.config.clone(), hmac, reload_rx));
-    let http_state =
-        HttpState::new(metrics.clone(), registry.clone(), ready.clone(), admin, lift_tx, 50).with_reloads(reload_tx);
-    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let bound = serve_http(http_addr, http_state, http_stop_rx)
-        .await
-        .with_context(|| format!("cannot listen on {http_addr}"))?;
-    tracing::info!(%bound, group, state = %state_dir.display(), "warden is running");
 
     let mut helpers = Vec::new();
     if !args.load.is_empty() {
@@ -379,7 +386,7 @@ async fn run_async(
 /// to 0.8 s under load (bench/RESULTS.md); an orchestrator that times a probe
 /// out restarts a healthy, busy instance. One thread is plenty for the routes.
 async fn serve_http(
-    addr: SocketAddr,
+    listener: std::net::TcpListener,
     state: HttpState,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) -> std::io::Result<SocketAddr> {
@@ -396,7 +403,7 @@ async fn serve_http(
             let shutdown = async move {
                 let _ = stop.await;
             };
-            match http::serve(addr, state, shutdown).await {
+            match http::serve(listener, state, shutdown).await {
                 Ok((bound, server)) => {
                     let _ = bound_tx.send(Ok(bound));
                     // The server is a task of this runtime: keep the runtime until
