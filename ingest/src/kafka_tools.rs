@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 use warden_schemas::json::{self, Value};
 
 use crate::config::KafkaConfig;
@@ -44,7 +46,7 @@ fn route<'a>(line: &[u8], kafka: &'a KafkaConfig) -> (&'a str, Option<String>, O
 pub fn produce(client: ClientConfig, kafka: &KafkaConfig, inputs: &[String], topic: Option<&str>) -> Result<u64> {
     let producer: ThreadedProducer<DefaultProducerContext> = client.create().context("cannot create the producer")?;
     let inputs = if inputs.is_empty() { vec!["-".to_string()] } else { inputs.to_vec() };
-    let mut sent = 0u64;
+    let (mut sent, mut refused) = (0u64, 0u64);
     for input in &inputs {
         let reader: Box<dyn Read> = if input == "-" {
             Box::new(io::stdin().lock())
@@ -52,12 +54,13 @@ pub fn produce(client: ClientConfig, kafka: &KafkaConfig, inputs: &[String], top
             Box::new(File::open(input).with_context(|| format!("cannot open {input}"))?)
         };
         let mut reader = BufReader::new(reader);
-        let mut line = Vec::new();
+        let (mut line, mut number) = (Vec::new(), 0u64);
         loop {
             line.clear();
             if reader.read_until(b'\n', &mut line)? == 0 {
                 break;
             }
+            number += 1;
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
@@ -77,21 +80,27 @@ pub fn produce(client: ClientConfig, kafka: &KafkaConfig, inputs: &[String], top
             }
             let mut record = Some(record);
             while let Some(r) = record.take() {
-                if let Err((e, back)) = producer.send(r) {
-                    if !matches!(
-                        e,
-                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                    ) {
-                        return Err(anyhow!("cannot send to {to}: {e}"));
+                match producer.send(r) {
+                    Ok(()) => sent += 1,
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        record = Some(back);
                     }
-                    std::thread::sleep(Duration::from_millis(5));
-                    record = Some(back);
+                    // One line the client refuses (over `message.max.bytes`): the
+                    // rest still go, and the run fails at the end naming it.
+                    Err((KafkaError::MessageProduction(code @ RDKafkaErrorCode::MessageSizeTooLarge), _)) => {
+                        tracing::warn!(input, line = number, bytes = line.len(), error = %code, "line not sent");
+                        refused += 1;
+                    }
+                    Err((e, _)) => return Err(anyhow!("cannot send to {to}: {e}")),
                 }
             }
-            sent += 1;
         }
     }
     producer.flush(Duration::from_secs(30)).context("not every message was delivered within 30 s")?;
+    if refused > 0 {
+        return Err(anyhow!("{refused} lines were too large to send (see the warnings); {sent} were sent"));
+    }
     Ok(sent)
 }
 

@@ -161,6 +161,28 @@ fn the_quick_start_run_again_on_its_state_directory_processes_its_events_again()
 }
 
 #[test]
+fn produce_sends_every_line_it_can_and_fails_naming_the_ones_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = start_warden_with(dir.path(), "p", &[], "", &[]);
+    w.wait_ready(Duration::from_secs(60));
+    let bootstrap = w.embedded_bootstrap().unwrap();
+    let event = |v: &str| {
+        format!(r#"{{"type":"webhook","ts":1767225600000,"tenant":"t","source":"s","visitor":"{v}","text":"hi"}}"#)
+    };
+    // Over the client's message.max.bytes (1,000,000): refused before it is sent.
+    let huge = event(&"x".repeat(1_100_000));
+    let file = dir.path().join("in.jsonl");
+    std::fs::write(&file, format!("{}\n{huge}\n{}\n", event("v-1"), event("v-2"))).unwrap();
+    let out = run_warden(&["produce", "--brokers", &bootstrap, file.to_str().unwrap()], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("1 lines were too large to send") && err.contains("2 were sent"), "{err}");
+    assert!(err.contains("line=2"), "the warning names the line: {err}");
+    wait_processed(&w, 2.0);
+    w.stop();
+}
+
+#[test]
 fn lifting_is_refused_without_an_admin_token() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = start_warden_with(dir.path(), "e", &[], "", &[]);
