@@ -49,6 +49,9 @@ pub(super) struct Secrets {
     jwt: Option<Regex>,
     pem: Option<Regex>,
     dsn: Option<Regex>,
+    /// `password`, `passwd`, `pwd` in any case: a text without a URL must name a
+    /// password before the connection-string regex runs.
+    password_names: Option<aho_corasick::AhoCorasick>,
 }
 
 impl Secrets {
@@ -63,6 +66,10 @@ impl Secrets {
             jwt: re(JWT),
             pem: re(PEM),
             dsn: re(DSN),
+            password_names: aho_corasick::AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .build(["password", "passwd", "pwd"])
+                .ok(),
         }
     }
 
@@ -99,7 +106,9 @@ impl Secrets {
                 out.push(PiiMatch { kind: PiiKind::PrivateKey, start: m.start(), end });
             }
         }
-        if hits.contains(PiiKind::Dsn) {
+        if hits.contains(PiiKind::Dsn)
+            && (text.contains("://") || self.password_names.as_ref().is_none_or(|a| a.is_match(text)))
+        {
             for m in self.dsn.iter().flat_map(|re| re.find_iter(text)) {
                 if dsn_password(m.as_str()).is_some_and(|pw| !is_placeholder_password(pw)) {
                     out.push(PiiMatch { kind: PiiKind::Dsn, start: m.start(), end: m.end() });
