@@ -136,12 +136,14 @@ pub fn tail(client: ClientConfig, topics: &[String], idle: Option<Duration>, sto
                                 .and_then(|h| h.value)
                                 .map(|v| String::from_utf8_lossy(v).into_owned())
                         };
+                        // A summary, not the payload: dead letters need not be text.
+                        let number = |k: &str| header(k).and_then(|v| v.parse::<i64>().ok());
                         let line = serde_json::json!({
                             "schema": "warden.dlq",
                             "reason": reason.value.map(|v| String::from_utf8_lossy(v).into_owned()),
                             "topic": header("warden.topic"),
-                            "partition": header("warden.partition"),
-                            "offset": header("warden.offset"),
+                            "partition": number("warden.partition"),
+                            "offset": number("warden.offset"),
                             "size": m.payload().map_or(0, <[u8]>::len),
                         });
                         writeln!(out, "{line}")?;

@@ -183,6 +183,25 @@ fn produce_sends_every_line_it_can_and_fails_naming_the_ones_it_cannot() {
 }
 
 #[test]
+fn tail_prints_the_records_and_a_summary_of_each_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = start_warden_with(dir.path(), "t", &["--load".to_string(), example()], "", &[]);
+    w.wait_ready(Duration::from_secs(60));
+    wait_processed(&w, 42.0);
+    let bootstrap = w.embedded_bootstrap().unwrap();
+    let out = run_warden(&["tail", "--brokers", &bootstrap, "--idle-ms", "1500"], &[]);
+    w.stop();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines = warden_tests::json_lines(&out.stdout);
+    assert!(lines.iter().any(|l| l["schema"] == "warden.decision.v1" && l["action"] == "block"));
+    let dead: Vec<&Value> = lines.iter().filter(|l| l["schema"] == "warden.dlq").collect();
+    assert_eq!(dead.len(), 1, "{lines:?}");
+    assert_eq!(dead[0]["reason"], "mistyped_field");
+    assert_eq!(dead[0]["topic"], "events.webhook");
+    assert!(dead[0]["partition"].is_i64() && dead[0]["offset"].is_i64(), "{}", dead[0]);
+}
+
+#[test]
 fn lifting_is_refused_without_an_admin_token() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = start_warden_with(dir.path(), "e", &[], "", &[]);
