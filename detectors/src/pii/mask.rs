@@ -63,23 +63,23 @@ fn pem_label(value: &str) -> Option<&str> {
     (label.len() <= 64 && !label.contains('\n')).then_some(label)
 }
 
-/// `scheme://user:***@host`, or the connection string with its password
-/// parameter's value as `***`: the password never appears.
+/// The DSN with each password value as `***` (`scheme://user:***@host`,
+/// `Server=db;Password=***`): the passwords never appear, the rest says where.
 fn mask_dsn(value: &str) -> Option<String> {
-    mask_userinfo(value).or_else(|| {
-        let (start, end) = super::secrets::password_param(value)?;
-        Some(format!("{}***{}", &value[..start], &value[end..]))
-    })
-}
-
-/// `scheme://user:***@host` for a URL whose userinfo holds a password.
-fn mask_userinfo(value: &str) -> Option<String> {
-    let (scheme, rest) = value.split_once("://")?;
-    // The password may hold `@`: the host follows the authority's last one.
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    let (userinfo, host) = authority.rsplit_once('@')?;
-    let (user, _) = userinfo.split_once(':')?;
-    Some(format!("{scheme}://{user}:***@{host}"))
+    let mut end = value.len();
+    let passwords = super::dsn::passwords(value, 0, &mut end);
+    if passwords.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(value.len());
+    let mut at = 0;
+    for (start, end) in passwords {
+        out.push_str(value.get(at..start)?);
+        out.push_str("***");
+        at = end;
+    }
+    out.push_str(value.get(at..)?);
+    Some(out)
 }
 
 /// `m***@example.com`: the local part goes, the domain stays.

@@ -10,6 +10,7 @@
 //! text costs one pass over its bytes (keywords and digits) and runs no regex: each kind's
 //! regex runs only when its literal keyword appeared (the gitleaks approach).
 
+mod dsn;
 mod mask;
 mod personal;
 mod prefilter;

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use regex::Regex;
 
-use super::{PiiKind, PiiMatch, Scope};
+use super::{dsn, PiiKind, PiiMatch, Scope};
 
 pub(super) const AWS: &str = r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}";
 pub(super) const OPENAI: &str = r"sk-[A-Za-z0-9_-]{20,}";
@@ -27,8 +27,8 @@ pub(super) const PEM: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-
 pub(super) const DSN: &str = concat!(
     r#"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
     r#"|[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9+.\-]+:)?//[^\s"'<>?;#]*[?;&][^\s"'<>#]*?(?i:password|passwd|pwd)=[^\s&;"'<>#]+"#,
-    r#"|(?i:\b(?:server|host|hostaddr|data source|address|addr)[ \t]*=[ \t]*[^;\s"'<>=]+(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*[^;\s"'<>=]*){0,8}?[; \t]+(?:password|passwd|pwd)[ \t]*=[ \t]*[^;\s"'<>]+)"#,
-    r#"|(?i:\b(?:password|passwd|pwd)[ \t]*=[ \t]*[^;\s"'<>]+(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*[^;\s"'<>=]*){0,8}?[; \t]+(?:server|host|hostaddr|data source|address|addr)[ \t]*=[ \t]*[^;\s"'<>=]+)"#,
+    r#"|(?i:(?-u:\b)(?:server|host|hostaddr|data source|address|addr)[ \t]*=[ \t]*[^;\s"'<>=]+(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*[^;\s"'<>=]*){0,8}?[; \t]+(?:password|passwd|pwd)[ \t]*=[ \t]*[^;\s"'<>]+)"#,
+    r#"|(?i:(?-u:\b)(?:password|passwd|pwd)[ \t]*=[ \t]*[^;\s"'<>]+(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*[^;\s"'<>=]*){0,8}?[; \t]+(?:server|host|hostaddr|data source|address|addr)[ \t]*=[ \t]*[^;\s"'<>=]+)"#,
 );
 
 /// Every secret pattern (a test proves each one compiles).
@@ -109,9 +109,16 @@ impl Secrets {
         if hits.contains(PiiKind::Dsn)
             && (text.contains("://") || self.password_names.as_ref().is_none_or(|a| a.is_match(text)))
         {
+            let mut covered = 0;
             for m in self.dsn.iter().flat_map(|re| re.find_iter(text)) {
-                if dsn_password(m.as_str()).is_some_and(|pw| !is_placeholder_password(pw)) {
-                    out.push(PiiMatch { kind: PiiKind::Dsn, start: m.start(), end: m.end() });
+                if m.start() < covered {
+                    continue; // inside the previous finding, grown past its match
+                }
+                let mut end = m.end();
+                let passwords = dsn::passwords(text, m.start(), &mut end);
+                if passwords.iter().any(|&(s, e)| !is_placeholder_password(&text[s..e])) {
+                    out.push(PiiMatch { kind: PiiKind::Dsn, start: m.start(), end });
+                    covered = end;
                 }
             }
         }
@@ -173,40 +180,6 @@ pub(super) fn is_placeholder(variable: &str) -> bool {
 /// `****`, `<password>`, `${PASSWORD}`, `{{pw}}`: documentation, not a password.
 fn is_placeholder_password(pw: &str) -> bool {
     (pw.chars().count() > 1 && is_placeholder(pw)) || pw.starts_with(['$', '<', '{'])
-}
-
-/// The password of a [`DSN`] match: the userinfo's, or a `password=` parameter's.
-pub(super) fn dsn_password(dsn: &str) -> Option<&str> {
-    let userinfo = dsn.split_once("://").and_then(|(_, after)| {
-        let authority = after.split(['/', '?', '#', ';']).next().unwrap_or(after);
-        let (userinfo, _) = authority.rsplit_once('@')?;
-        userinfo.split_once(':').map(|(_, pw)| pw)
-    });
-    let pw = userinfo.or_else(|| password_param(dsn).map(|(start, end)| &dsn[start..end]))?;
-    (!pw.is_empty()).then_some(pw)
-}
-
-/// Where the value of the first `password=` (or `passwd=`, `pwd=`; any case,
-/// spaces around `=`) parameter in `text` lies.
-pub(super) fn password_param(text: &str) -> Option<(usize, usize)> {
-    let lower = text.to_ascii_lowercase();
-    for name in ["password", "passwd", "pwd"] {
-        let mut from = 0;
-        while let Some(i) = lower[from..].find(name).map(|i| from + i) {
-            from = i + name.len();
-            let rest = &lower[from..];
-            let eq = rest.len() - rest.trim_start_matches([' ', '\t']).len();
-            if rest[eq..].starts_with('=') {
-                let start = from + eq + 1;
-                let start = start + (text[start..].len() - text[start..].trim_start_matches([' ', '\t']).len());
-                let end = text[start..]
-                    .find([';', '&', ' ', '\t', '"', '\'', '<', '>', '#'])
-                    .map_or(text.len(), |n| start + n);
-                return Some((start, end));
-            }
-        }
-    }
-    None
 }
 
 /// Whether the first two dot-separated parts decode to JSON objects.
