@@ -57,8 +57,9 @@ struct FilePosition {
     path: String,
     offset: u64,
     line: u64,
-    /// [`fingerprint`] of the file at `offset` when checkpointed (absent in
-    /// checkpoints written before it was kept: those resume unchecked).
+    /// [`fingerprint`] of the file at `offset`, taken when a checkpoint of the
+    /// scan that read it was written; `None` while this scan is reading it, and
+    /// in checkpoints from before it was kept (those resume unchecked).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fingerprint: Option<String>,
 }
@@ -73,6 +74,10 @@ const FINGERPRINT_SPAN: u64 = 4096;
 /// `None` when the file is shorter than `offset` or cannot be read.
 fn fingerprint(path: &str, offset: u64) -> Option<String> {
     use sha2::{Digest, Sha256};
+    // Only a regular file: opening a FIFO again would wait for a writer.
+    if !std::fs::metadata(path).ok()?.is_file() {
+        return None;
+    }
     let mut f = File::open(path).ok()?;
     if f.metadata().ok()?.len() < offset {
         return None;
@@ -171,7 +176,8 @@ fn upsert(position: &mut Position, path: &str, reached: (u64, u64)) {
         return;
     }
     match position.files.iter_mut().find(|f| f.path == path) {
-        Some(f) => (f.offset, f.line) = reached,
+        // Read by this scan: fingerprinted again at its next checkpoint.
+        Some(f) => (f.offset, f.line, f.fingerprint) = (reached.0, reached.1, None),
         None => position.files.push(FilePosition {
             path: path.into(),
             offset: reached.0,
@@ -280,8 +286,11 @@ impl Scan<'_> {
         let Some(store) = self.store else {
             return Ok(());
         };
+        // Files this scan read are fingerprinted now; the others keep what the
+        // scan that read them saw (fingerprinting them again would bless a
+        // file rewritten since).
         let mut position = position.clone();
-        for f in &mut position.files {
+        for f in position.files.iter_mut().filter(|f| f.fingerprint.is_none()) {
             f.fingerprint = fingerprint(&f.path, f.offset);
         }
         let changes = self.state.take_changes(self.engine.rules(), false);

@@ -83,4 +83,11 @@ fn a_resumed_scan_continues_an_appended_file_and_refuses_a_rewritten_one() {
     assert_eq!(rewritten.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&rewritten.stderr).contains("changed since"));
     assert!(rewritten.stdout.is_empty(), "nothing scanned");
+    // A scan of another file checkpoints too, but keeps the rewritten file's old
+    // fingerprint: it must not bless the rewrite.
+    let other = dir.path().join("other.jsonl");
+    std::fs::write(&other, lines[30..33].join("\n") + "\n").expect("write");
+    let out = warden(&["scan", "--state", state.to_str().expect("utf-8"), other.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(scan().status.code(), Some(1), "still refused after another file's checkpoint");
 }
