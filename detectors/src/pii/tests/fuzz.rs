@@ -46,6 +46,17 @@ const PIECES: &[&str] = &[
     "pw@",
     "ab",
     "FF",
+    // Connection strings: keys, separators and the password names.
+    "password=",
+    "Pwd =",
+    "sslpassword=",
+    "host=",
+    "Server=",
+    ";",
+    "&",
+    "?",
+    "#",
+    "'",
 ];
 
 struct XorShift(u64);
@@ -61,7 +72,8 @@ impl XorShift {
     }
 }
 
-fn check(scanner: &PiiScanner, text: &str, scope: Scope) {
+/// Checks one text's findings; returns how many are connection strings.
+fn check(scanner: &PiiScanner, text: &str, scope: Scope) -> usize {
     let mut out = Vec::new();
     scanner.scan(text, scope, &mut out);
     let mut prev_end = 0;
@@ -71,10 +83,18 @@ fn check(scanner: &PiiScanner, text: &str, scope: Scope) {
         assert!(m.start >= prev_end, "overlap or unsorted in {text:?}: {out:?}");
         assert!(scope.contains(m.kind));
         prev_end = m.end;
-        let _ = mask(m.kind, &text[m.start..m.end]);
+        let preview = mask(m.kind, &text[m.start..m.end]);
+        if m.kind == PiiKind::Dsn {
+            let mut end = m.end;
+            for (s, e) in dsn::passwords(text, m.start, &mut end) {
+                let pw = &text[s..e];
+                assert!(pw.len() < 4 || !preview.contains(pw), "{text:?}: {preview}");
+            }
+        }
     }
     let red = redact(text, &out);
     assert!(out.is_empty() || red.contains("[REDACTED:"));
+    out.iter().filter(|m| m.kind == PiiKind::Dsn).count()
 }
 
 #[test]
@@ -82,6 +102,7 @@ fn random_strings_never_panic() {
     let scanner = PiiScanner::new();
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
     let mut text = String::new();
+    let mut connection_strings = 0;
     for i in 0..2000 {
         text.clear();
         let len = (rng.next() % 40) as usize;
@@ -89,8 +110,9 @@ fn random_strings_never_panic() {
             text.push_str(PIECES[(rng.next() % PIECES.len() as u64) as usize]);
         }
         let scope = if i % 2 == 0 { Scope::ALL } else { Scope::SECRETS_CARDS_SSN };
-        check(&scanner, &text, scope);
+        connection_strings += check(&scanner, &text, scope);
     }
+    assert!(connection_strings > 0, "the pieces should make some connection strings");
 }
 
 #[test]
