@@ -13,7 +13,10 @@
 //!
 //! A value ends where its syntax ends it: at `;` in a `;`-separated string (so
 //! `&`, `#` and spaces belong to an ADO.NET password), at `&`, `;` or `#` in a
-//! URL, at whitespace in a libpq keyword/value string.
+//! URL, at whitespace in a libpq keyword/value string. A quoted value runs to its
+//! closing quote, whatever it holds: `"…"` and `'…'` (a doubled quote or, as
+//! libpq writes it, `\'` stays inside) and, in `;`-separated strings and JDBC
+//! URLs, ODBC's `{…}` (`}}` stays inside). The quotes belong to the span.
 
 /// Bytes past a match that a `;`-separated string may still run.
 const MAX_RUN: usize = 4096;
@@ -23,9 +26,25 @@ const NAMES: [&str; 3] = ["password", "passwd", "pwd"];
 
 /// The password values of the DSN match `text[start..*end]`, as byte ranges of
 /// `text`, in order. `*end` grows to the end of the last one when the
-/// connection string goes on past the match with another password. Empty when
-/// the match holds no password. Ranges fall on char boundaries.
+/// connection string goes on past the match with another password, until the
+/// string read from `start` to `*end` is the string the mask will read. Empty
+/// when the match holds no password. Ranges fall on char boundaries.
 pub(super) fn passwords(text: &str, start: usize, end: &mut usize) -> Vec<(usize, usize)> {
+    // A grown match can read differently (its first value closes its quote);
+    // a few rounds settle any real string, and the last reading is kept.
+    let mut spans = read_passwords(text, start, end);
+    for _ in 0..4 {
+        let before = *end;
+        let again = read_passwords(text, start, end);
+        if *end == before {
+            return again;
+        }
+        spans = again;
+    }
+    spans
+}
+
+fn read_passwords(text: &str, start: usize, end: &mut usize) -> Vec<(usize, usize)> {
     let Some(seg) = text.get(start..*end) else { return Vec::new() };
     if let Some((s, e)) = userinfo_password(seg) {
         return vec![(start + s, start + e)];
@@ -46,14 +65,21 @@ pub(super) fn passwords(text: &str, start: usize, end: &mut usize) -> Vec<(usize
             }
             let value = from + eq + 1;
             let value = value + (run[value..].len() - run[value..].trim_start_matches([' ', '\t']).len());
-            let value_end = run[value..].find(|c| form.ends_value(c)).map_or(run.len(), |n| value + n);
+            let value_end = form
+                .quoted_end(run, value)
+                .unwrap_or_else(|| run[value..].find(|c| form.ends_value(c)).map_or(run.len(), |n| value + n));
             if value_end > value {
                 spans.push((start + value, start + value_end));
             }
         }
     }
     spans.sort_unstable();
-    spans.dedup();
+    // A name inside another password's quotes gives a span inside that one.
+    spans.dedup_by(|next, kept| {
+        let overlaps = next.0 < kept.1;
+        kept.1 = kept.1.max(if overlaps { next.1 } else { kept.1 });
+        overlaps
+    });
     if let Some(last) = spans.iter().map(|&(_, e)| e).max() {
         *end = (*end).max(last);
     }
@@ -97,14 +123,55 @@ enum Form {
 }
 
 impl Form {
+    /// The form of the string a match `seg` starts, read from its start only, so
+    /// that the finder (which may grow the match) and the mask (which sees the
+    /// grown one) always agree: a URL's first separator after `//`, or the
+    /// separator after a keyword string's first value.
     fn of(seg: &str) -> Form {
-        if seg.contains(';') {
+        if let Some(slashes) = seg.find("://").filter(|&i| !seg[..i].contains('=')) {
+            let after = &seg[slashes + 3..];
+            return match after.find(['?', ';', '&']).map(|i| after.as_bytes()[i]) {
+                Some(b';') => Form::Semicolons,
+                _ => Form::Url,
+            };
+        }
+        let Some(eq) = seg.find('=') else { return Form::Spaces };
+        let value = eq + 1 + (seg[eq + 1..].len() - seg[eq + 1..].trim_start_matches([' ', '\t']).len());
+        let value_end = Form::Semicolons
+            .quoted_end(seg, value)
+            .unwrap_or_else(|| seg[value..].find([';', ' ', '\t', '\r', '\n']).map_or(seg.len(), |n| value + n));
+        let separator = seg[value_end..].trim_start_matches([' ', '\t']);
+        if separator.starts_with(';') {
             Form::Semicolons
-        } else if seg.contains("://") {
-            Form::Url
         } else {
             Form::Spaces
         }
+    }
+
+    /// Where the value starting at byte `at` of `s` ends, when it is quoted:
+    /// just past its closing quote. `None` for an unquoted or unterminated value
+    /// (a line break ends a quote that was never closed), and when the closing
+    /// quote is followed by more of a value.
+    fn quoted_end(self, s: &str, at: usize) -> Option<usize> {
+        let b = s.as_bytes();
+        let close = match b.get(at)? {
+            b'"' => b'"',
+            b'\'' => b'\'',
+            b'{' if self != Form::Spaces => b'}',
+            _ => return None,
+        };
+        let mut i = at + 1;
+        while let Some(&c) = b.get(i) {
+            match c {
+                b'\n' | b'\r' => return None,
+                b'\\' if close == b'\'' => i += 2,
+                _ if c == close && b.get(i + 1) == Some(&close) => i += 2,
+                // A value goes on after a quote that closes nothing (`{a}b`).
+                _ if c == close => return b.get(i + 1).is_none_or(|&n| ends_quoted(n)).then_some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
     }
 
     fn ends_value(self, c: char) -> bool {
@@ -120,21 +187,42 @@ impl Form {
     fn run_end(self, text: &str, start: usize, end: usize) -> usize {
         let rest = &text[end..];
         let stop = match self {
-            Form::Semicolons => rest.find(['\n', '\r', '"', '\'', '<', '>']),
+            Form::Semicolons => {
+                // A quote ends the string unless it opens a value (`Password="…"`).
+                let mut at = end;
+                loop {
+                    match text.as_bytes().get(at) {
+                        None => break None,
+                        Some(b'"' | b'\'' | b'{') if after_equals(text, at) => match self.quoted_end(text, at) {
+                            Some(e) => at = e,
+                            None => break Some(at - end),
+                        },
+                        Some(b'\n' | b'\r' | b'"' | b'\'' | b'<' | b'>') => break Some(at - end),
+                        Some(_) => at += 1,
+                    }
+                }
+            }
             Form::Url => rest.find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>')),
             Form::Spaces => {
                 // Further `key=value` tokens on the same line belong to it.
-                let mut at = 0;
+                let mut at = end;
                 loop {
-                    let token_start = at + (rest[at..].len() - rest[at..].trim_start_matches([' ', '\t']).len());
-                    let token_end =
-                        rest[token_start..].find(char::is_whitespace).map_or(rest.len(), |n| token_start + n);
-                    if token_end == token_start || !rest[token_start..token_end].contains('=') {
+                    let token_start = at + (text[at..].len() - text[at..].trim_start_matches([' ', '\t']).len());
+                    let mut token_end = token_start;
+                    while let Some(c) = text[token_end..].chars().next() {
+                        if c.is_whitespace() {
+                            break;
+                        }
+                        let quoted =
+                            if after_equals(text, token_end) { self.quoted_end(text, token_end) } else { None };
+                        token_end = quoted.unwrap_or(token_end + c.len_utf8());
+                    }
+                    if token_end == token_start || !text[token_start..token_end].contains('=') {
                         break;
                     }
                     at = token_end;
                 }
-                Some(at)
+                Some(at - end)
             }
         };
         let mut run_end = end + stop.unwrap_or(rest.len());
@@ -147,4 +235,15 @@ impl Form {
         }
         run_end.max(end)
     }
+}
+
+/// Whether byte `i` of `s` is the first of a value: `=` before it, spaces allowed.
+fn after_equals(s: &str, i: usize) -> bool {
+    s.as_bytes()[..i].iter().rev().find(|&&c| c != b' ' && c != b'\t') == Some(&b'=')
+}
+
+/// Whether `b` may follow a quoted value: a separator, or the end of a string
+/// the connection string is quoted in.
+fn ends_quoted(b: u8) -> bool {
+    b.is_ascii_whitespace() || matches!(b, b';' | b'&' | b'#' | b'"' | b'\'' | b'<' | b'>' | b',' | b')')
 }

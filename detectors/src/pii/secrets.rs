@@ -16,6 +16,39 @@ pub(super) const GITHUB: &str = r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0
 pub(super) const SLACK: &str = r"(?:xox[abposr]-|xapp-|xoxe\.xox[a-z]-|xoxe-)[A-Za-z0-9-]{10,}";
 pub(super) const JWT: &str = r"eyJ[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]{2,}={0,2}(?:\.[A-Za-z0-9_-]*)?";
 pub(super) const PEM: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
+/// A quoted value in a connection string: `"…"` or `'…'` (a doubled quote or a
+/// backslash escape stays inside) or ODBC's `{…}` (`}}` stays inside).
+macro_rules! quoted {
+    () => {
+        r#""(?:[^"\r\n]|"")*"|'(?:[^'\\\r\n]|''|\\.)*'|\{(?:[^}\r\n]|\}\})*\}"#
+    };
+}
+
+/// `Server=…`, `host=…`: the pair that names where a connection string goes.
+macro_rules! server_pair {
+    () => {
+        concat!(
+            r#"(?-u:\b)(?:server|host|hostaddr|data source|address|addr)[ \t]*=[ \t]*(?:"#,
+            quoted!(),
+            r#"|[^;\s"'<>=]+)"#
+        )
+    };
+}
+
+/// `Password=…`, `pwd=…`.
+macro_rules! password_pair {
+    () => {
+        concat!(r#"(?-u:\b)(?:password|passwd|pwd)[ \t]*=[ \t]*(?:"#, quoted!(), r#"|[^;\s"'<>]+)"#)
+    };
+}
+
+/// Up to 8 more pairs between the server's and the password's, and a separator.
+macro_rules! other_pairs {
+    () => {
+        concat!(r#"(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*(?:"#, quoted!(), r#"|[^;\s"'<>=]*)){0,8}?[; \t]+"#)
+    };
+}
+
 /// A URL or connection string with a password, in three forms:
 /// - `scheme://user:password@host`. A password may hold `@` unescaped
 ///   (`u:p@ss@host`): the userinfo ends at the last `@` of the authority, as URL
@@ -24,11 +57,22 @@ pub(super) const PEM: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-
 ///   (`jdbc:postgresql://db/app?user=a&password=…`, `jdbc:sqlserver://db;password=…`);
 /// - keyword/value strings naming a server and a password, in either order
 ///   (ADO.NET `Server=db;User ID=sa;Password=…;`, libpq `host=db password=…`).
+///
+/// A value may be quoted (`"…"`, `'…'`, ODBC's `{…}`) and then hold `;` and spaces;
+/// [`dsn`] reads the quotes the same way.
 pub(super) const DSN: &str = concat!(
     r#"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
-    r#"|[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9+.\-]+:)?//[^\s"'<>?;#]*[?;&][^\s"'<>#]*?(?i:password|passwd|pwd)=[^\s&;"'<>#]+"#,
-    r#"|(?i:(?-u:\b)(?:server|host|hostaddr|data source|address|addr)[ \t]*=[ \t]*[^;\s"'<>=]+(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*[^;\s"'<>=]*){0,8}?[; \t]+(?:password|passwd|pwd)[ \t]*=[ \t]*[^;\s"'<>]+)"#,
-    r#"|(?i:(?-u:\b)(?:password|passwd|pwd)[ \t]*=[ \t]*[^;\s"'<>]+(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*[^;\s"'<>=]*){0,8}?[; \t]+(?:server|host|hostaddr|data source|address|addr)[ \t]*=[ \t]*[^;\s"'<>=]+)"#,
+    r#"|[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9+.\-]+:)?//[^\s"'<>?;#]*[?;&][^\s"'<>#]*?"#,
+    r#"(?i:password|passwd|pwd)=(?:\{(?:[^}\r\n]|\}\})*\}|[^\s&;"'<>#]+)"#,
+    "|(?i:",
+    server_pair!(),
+    other_pairs!(),
+    password_pair!(),
+    ")|(?i:",
+    password_pair!(),
+    other_pairs!(),
+    server_pair!(),
+    ")",
 );
 
 /// Every secret pattern (a test proves each one compiles).
@@ -177,9 +221,20 @@ pub(super) fn is_placeholder(variable: &str) -> bool {
     }
 }
 
-/// `****`, `<password>`, `${PASSWORD}`, `{{pw}}`: documentation, not a password.
+/// `****`, `<password>`, `${PASSWORD}`, `{{pw}}`, `{db_password}`, `{0}`, or
+/// empty, quoted or not: documentation, not a password.
+///
+/// ODBC braces a password that holds `;` (`PWD={S3c;ret}`) and templates brace a
+/// name (`PWD={password}`): braces around anything but a bare name, or a one- or
+/// two-digit index, hold a password.
 fn is_placeholder_password(pw: &str) -> bool {
-    (pw.chars().count() > 1 && is_placeholder(pw)) || pw.starts_with(['$', '<', '{'])
+    let pw = ['"', '\''].iter().find_map(|&q| pw.strip_prefix(q)?.strip_suffix(q)).unwrap_or(pw);
+    if let Some(inner) = pw.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+        let name = inner.bytes().all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'.' | b'-'));
+        let index = inner.len() <= 2 && inner.bytes().all(|b| b.is_ascii_digit());
+        return inner.starts_with('{') || name || index;
+    }
+    pw.is_empty() || (pw.chars().count() > 1 && is_placeholder(pw)) || pw.starts_with(['$', '<', '{'])
 }
 
 /// Whether the first two dot-separated parts decode to JSON objects.

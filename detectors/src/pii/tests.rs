@@ -91,6 +91,9 @@ const POSITIVES: &[(&str, PiiKind, &str)] = &[
         "Server=tcp:sql.prod,1433;Initial Catalog=crm;User ID=sa;Password=Winter2026!",
     ),
     ("PWD=hunter22;SERVER=db01;UID=app", Dsn, "PWD=hunter22;SERVER=db01"),
+    ("cs: Server=db;Password=\"se;cret\";Encrypt=True", Dsn, "Server=db;Password=\"se;cret\""),
+    ("PWD={S3c;ret};SERVER=db01", Dsn, "PWD={S3c;ret};SERVER=db01"),
+    ("dsn host=db password='s3 cr3t' dbname=x", Dsn, "host=db password='s3 cr3t'"),
     ("dsn host=db.internal port=5432 user=app password=s3cr3tpw dbname=x", Dsn, "host=db.internal port=5432 user=app password=s3cr3tpw"),
     ("refresh xoxe.xoxp-1-Mi0yLTE3NjEyODk1", SlackToken, "xoxe.xoxp-1-Mi0yLTE3NjEyODk1"),
     (PGP_KEY, PrivateKey, PGP_KEY),
@@ -156,6 +159,11 @@ fn negatives_are_not_found() {
         "host=db password=${DB_PASSWORD}",
         "jdbc:postgresql://db/app?user=admin&password=<secret>",
         "user reset their password=true flag",
+        "Server=db01;User ID=sa;Password={password};",
+        "Server=db01;User ID=sa;Password={{db_password}};",
+        "Server=db01;Password=\"\";Encrypt=True",
+        "host=db password='{0}' dbname=x",
+        "Server=db01;Password=\"<secret>\";",
         "the password policy requires 12 characters",
     ];
     for text in negatives {
@@ -214,6 +222,19 @@ fn no_part_of_a_connection_strings_password_survives() {
         ("Server=db;Password=correct horse battery;", &["correct", "horse", "battery"]),
         ("host=db password=s3cr3tpw123 dbname=x password=other9", &["s3cr3tpw123", "other9"]),
         ("log: Server=db;Password=first1;Encrypt=True then text", &["first1"]),
+        // Quoted values hold `;`, spaces and their own escaped quotes.
+        ("Server=db;User ID=sa;Password=\"Qx7;Zk9 Lm2\";Encrypt=True", &["Qx7", "Zk9", "Lm2"]),
+        ("Server=db;Password=\"Qx7\"\"Zk9\";", &["Qx7", "Zk9"]),
+        ("Password='Qx7;''Zk9';Server=db", &["Qx7", "Zk9"]),
+        (
+            "Driver={ODBC Driver 18 for SQL Server};Server=tcp:db,1433;Uid=sa;Pwd={Qx7;Zk9}};Lm2};Encrypt=yes",
+            &["Qx7", "Zk9", "Lm2"],
+        ),
+        ("host=db.internal user=app password='Qx7 Zk9\\'Lm2' dbname=x", &["Qx7", "Zk9", "Lm2"]),
+        ("host=db password='Qx7;Zk9' dbname=x and password=later", &["Qx7", "Zk9"]),
+        ("jdbc:sqlserver://db:1433;user=sa;password={Qx7;Zk9};encrypt=true", &["Qx7", "Zk9"]),
+        ("<add connectionString=\"Server=db;User Id=sa;Password='Qx7;Zk9';\" />", &["Qx7", "Zk9"]),
+        ("Server=db;Application Name=\"pwd=Lm2\";Password=Qx7", &["Qx7"]),
     ];
     for &(text, secrets) in cases {
         let found = scan(text);
@@ -268,6 +289,9 @@ fn mask_never_shows_the_value() {
         "jdbc:postgresql://db/app?user=admin&password=***"
     );
     assert_eq!(mask(Dsn, "PWD=hunter22;SERVER=db01"), "PWD=***;SERVER=db01");
+    assert_eq!(mask(Dsn, "Server=db;Password=\"se;cret\""), "Server=db;Password=***");
+    assert_eq!(mask(Dsn, "PWD={S3c;ret};SERVER=db01"), "PWD=***;SERVER=db01");
+    assert_eq!(mask(Dsn, "host=db password='s3 cr3t'"), "host=db password=***");
     assert_eq!(mask(PrivateKey, KEY_BODY), "[OPENSSH PRIVATE KEY]");
     assert_eq!(mask(Ssn, "123-45-6789"), "***-**-6789");
     assert_eq!(mask(Card, "4111 1111 1111 1111"), "**** 1111");
