@@ -101,11 +101,21 @@ pub struct HttpLabels {
     pub code: String,
 }
 
-/// An optional `tenant` label (empty set when tenant labels are off).
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// An optional `tenant` label: no label at all when tenant labels are off
+/// (`warden_distinct_visitors{} 42`, not `{tenant=""}`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct TenantLabel {
     /// Tenant, or none.
     pub tenant: Option<String>,
+}
+
+impl EncodeLabelSet for TenantLabel {
+    fn encode(&self, encoder: &mut prometheus_client::encoding::LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        match &self.tenant {
+            Some(tenant) => [("tenant", tenant.as_str())].encode(encoder),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Every metric warden exports.

@@ -120,6 +120,15 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
     }
     assert!(metrics
         .contains("warden_verdicts_total{detector=\"rate\",rule=\"visitor_rate\",action=\"block\",mode=\"enforce\"}"));
+    // Without `metrics.tenant_labels` the estimate carries no label at all.
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("warden_distinct_visitors{} ") || l.starts_with("warden_distinct_visitors "))
+            && !metrics.contains("warden_distinct_visitors{tenant"),
+        "warden_distinct_visitors should be unlabelled: {}",
+        metrics.lines().filter(|l| l.contains("distinct_visitors")).collect::<Vec<_>>().join(" | ")
+    );
     // Every consumed message carries its producer's timestamp, so each one is timed.
     assert!(w.metric("warden_input_delay_seconds_count") > 0.0, "no input delay observed");
     for line in metrics.lines().filter(|l| !l.starts_with('#')) {
