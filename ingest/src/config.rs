@@ -321,7 +321,21 @@ impl Config {
             metrics: &self.metrics,
             rules: &rules.effective,
         };
-        toml::to_string(&e).unwrap_or_default()
+        let text = toml::to_string(&e).unwrap_or_default();
+        if self.state.tenant_key_quota.is_some() {
+            return text;
+        }
+        // The default quota depends on how many partitions an instance owns: say so.
+        let budget = format!("memory_budget_mb = {}\n", self.state.memory_budget_mb);
+        let quota = |partitions| self.state.limits(partitions).tenant_quota;
+        let note = format!(
+            "# tenant_key_quota unset: half of a partition's share of the budget at {BYTES_PER_KEY} bytes a key \
+             ({} keys per tenant with 1 partition, {} with 6, {} with 12)\n",
+            quota(1),
+            quota(6),
+            quota(12)
+        );
+        text.replacen(&budget, &(budget.clone() + &note), 1)
     }
 }
 
@@ -331,6 +345,18 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("test.toml"))
+    }
+
+    #[test]
+    fn the_effective_config_states_the_default_tenant_quota() {
+        let config = parse("[state]\nmemory_budget_mb = 600\n").unwrap();
+        let text = config.to_toml(&config.compile_rules().unwrap());
+        let per_one = 600 * (1 << 20) / 2 / BYTES_PER_KEY;
+        assert!(text.contains(&format!("({per_one} keys per tenant with 1 partition")), "{text}");
+        assert!(text.parse::<toml::Table>().is_ok(), "still TOML: {text}");
+        let config = parse("[state]\ntenant_key_quota = 5000\n").unwrap();
+        let text = config.to_toml(&config.compile_rules().unwrap());
+        assert!(text.contains("tenant_key_quota = 5000") && !text.contains("unset"), "{text}");
     }
 
     #[test]
