@@ -300,6 +300,8 @@ impl Evidence {
                 )
             }
             Evidence::Slow { duration_ms, retries, .. } => match (duration_ms, retries) {
+                // `{d}` would spell out every digit of a value like 1e300.
+                (Some(d), _) if d.abs() >= 1e15 => format!("call ran {d:e} ms"),
                 (Some(d), _) => format!("call ran {d} ms"),
                 (None, Some(r)) => format!("call retried {r} times"),
                 (None, None) => "job ran too long".into(),
@@ -360,6 +362,13 @@ mod tests {
         assert_eq!(span(10_000), "10 s");
         assert_eq!(span(86_400_000), "24 h");
         assert_eq!(span(1_500), "1500 ms");
+    }
+
+    #[test]
+    fn a_huge_duration_reads_in_a_few_characters() {
+        let slow = |d| Evidence::Slow { duration_ms: Some(d), retries: None, max_duration_ms: 60_000, max_retries: 3 };
+        assert_eq!(slow(75_000.0).describe(), "call ran 75000 ms");
+        assert_eq!(slow(1e301).describe(), "call ran 1e301 ms");
     }
 
     #[test]
