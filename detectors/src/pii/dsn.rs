@@ -89,10 +89,14 @@ fn read_passwords(text: &str, start: usize, end: &mut usize) -> Vec<(usize, usiz
 /// The password of `scheme://user:password@host` (the regex's first form, read
 /// the same way), as a range of `dsn`.
 fn userinfo_password(dsn: &str) -> Option<(usize, usize)> {
-    let (scheme, rest) = dsn.split_once("://")?;
+    let (scheme, rest) = match dsn.strip_prefix("//") {
+        Some(rest) => ("", rest), // scheme-relative
+        None => dsn.split_once("://")?,
+    };
     let mut chars = scheme.chars();
-    let scheme_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'));
+    let scheme_ok = scheme.is_empty()
+        || (chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')));
     if !scheme_ok {
         return None;
     }

@@ -50,7 +50,8 @@ macro_rules! other_pairs {
 }
 
 /// A URL or connection string with a password, in three forms:
-/// - `scheme://user:password@host`. A password may hold `@` unescaped
+/// - `scheme://user:password@host`, or `//user:password@host` without a scheme
+///   (as in `https://u:p@https://v:q@h`). A password may hold `@` unescaped
 ///   (`u:p@ss@host`): the userinfo ends at the last `@` of the authority, as URL
 ///   parsers read it, so no part of it is taken for the host and left in a preview;
 /// - a URL with a password parameter, as JDBC writes them
@@ -61,7 +62,7 @@ macro_rules! other_pairs {
 /// A value may be quoted (`"…"`, `'…'`, ODBC's `{…}`) and then hold `;` and spaces;
 /// [`dsn`] reads the quotes the same way.
 pub(super) const DSN: &str = concat!(
-    r#"[A-Za-z][A-Za-z0-9+.\-]*://[^\s:/?#@"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
+    r#"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//[^\s:/?#@"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
     r#"|[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9+.\-]+:)?//[^\s"'<>?;#]*[?;&][^\s"'<>#]*?"#,
     r#"(?i:password|passwd|pwd)=(?:\{(?:[^}\r\n]|\}\})*\}|[^\s&;"'<>#]+)"#,
     "|(?i:",

@@ -222,6 +222,9 @@ fn no_part_of_a_connection_strings_password_survives() {
         ("Server=db;Password=correct horse battery;", &["correct", "horse", "battery"]),
         ("host=db password=s3cr3tpw123 dbname=x password=other9", &["s3cr3tpw123", "other9"]),
         ("log: Server=db;Password=first1;Encrypt=True then text", &["first1"]),
+        // A second URL right after a first one's host, with no scheme left to start it.
+        ("proxy https://u:Qx7Zk9@https://v:Lm2Wp4@h/x", &["Qx7Zk9", "Lm2Wp4"]),
+        ("see http://mirror.example//svc:Qx7Zk9@db.internal/x", &["Qx7Zk9"]),
         // Quoted values hold `;`, spaces and their own escaped quotes.
         ("Server=db;User ID=sa;Password=\"Qx7;Zk9 Lm2\";Encrypt=True", &["Qx7", "Zk9", "Lm2"]),
         ("Server=db;Password=\"Qx7\"\"Zk9\";", &["Qx7", "Zk9"]),
