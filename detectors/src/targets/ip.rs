@@ -16,15 +16,13 @@ const METADATA_V4: [u32; 3] = [
 /// AWS's IPv6 instance-metadata endpoint.
 const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
 
-/// What the WHATWG IPv4 parser made of a host, plus how it was spelled: the whole-value rule
-/// needs to tell a dotted quad or hex form from something shaped like a decimal number.
+/// What the WHATWG IPv4 parser made of a host, plus how many parts it was spelled in: the
+/// whole-value rule takes only a dotted quad.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct V4 {
     pub addr: u32,
     /// Number of dot-separated parts after dropping one trailing empty part.
     pub parts: usize,
-    /// Some part was written `0x…`.
-    pub hex: bool,
 }
 
 /// Classifies an IPv4 address; metadata endpoints are checked before the ranges holding them.
@@ -116,18 +114,17 @@ pub(super) fn ends_in_number(host: &[u8]) -> bool {
 }
 
 /// WHATWG IPv4 number parser: decimal, `0x` hex or leading-zero octal. Values past `u32` are
-/// clamped to `u32::MAX as u64 + 1`, which every range check then rejects. Returns the value
-/// and whether it was hex.
-fn ipv4_number(part: &[u8]) -> Option<(u64, bool)> {
+/// clamped to `u32::MAX as u64 + 1`, which every range check then rejects.
+fn ipv4_number(part: &[u8]) -> Option<u64> {
     if part.is_empty() {
         return None;
     }
-    let (digits, radix, hex) = if part.len() >= 2 && part[0] == b'0' && (part[1] | 0x20) == b'x' {
-        (&part[2..], 16, true)
+    let (digits, radix) = if part.len() >= 2 && part[0] == b'0' && (part[1] | 0x20) == b'x' {
+        (&part[2..], 16)
     } else if part.len() >= 2 && part[0] == b'0' {
-        (&part[1..], 8, false)
+        (&part[1..], 8)
     } else {
-        (part, 10, false)
+        (part, 10)
     };
     const CLAMP: u64 = u32::MAX as u64 + 1;
     let mut value: u64 = 0;
@@ -135,7 +132,7 @@ fn ipv4_number(part: &[u8]) -> Option<(u64, bool)> {
         let d = (c as char).to_digit(radix)?;
         value = (value * u64::from(radix) + u64::from(d)).min(CLAMP);
     }
-    Some((value, hex))
+    Some(value)
 }
 
 /// WHATWG IPv4 parser over an ASCII host (`None` = not a valid IPv4 host). Callers decide
@@ -147,14 +144,11 @@ pub(super) fn parse_v4(host: &[u8]) -> Option<V4> {
     };
     let mut nums = [0u64; 4];
     let mut parts = 0;
-    let mut hex = false;
     for part in host.split(|&c| c == b'.') {
         if parts == 4 {
             return None;
         }
-        let (n, h) = ipv4_number(part)?;
-        nums[parts] = n;
-        hex |= h;
+        nums[parts] = ipv4_number(part)?;
         parts += 1;
     }
     let (last, init) = nums[..parts].split_last()?;
@@ -165,7 +159,7 @@ pub(super) fn parse_v4(host: &[u8]) -> Option<V4> {
     for (i, &n) in init.iter().enumerate() {
         addr += n << (8 * (3 - i));
     }
-    Some(V4 { addr: u32::try_from(addr).ok()?, parts, hex })
+    Some(V4 { addr: u32::try_from(addr).ok()?, parts })
 }
 
 /// Parses an IPv6 literal (no brackets) with an optional `%zone`, which WHATWG rejects but

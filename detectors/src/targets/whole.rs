@@ -38,7 +38,7 @@ pub(super) fn whole_value(value: &str) -> Option<InternalTarget> {
     };
     if ends_in_number(host) {
         let v4 = parse_v4(host)?;
-        if looks_like_address(v4.parts, v4.hex, v4.addr) {
+        if looks_like_address(v4.parts) {
             return classify_v4(v4.addr);
         }
         return None;
@@ -51,17 +51,12 @@ fn is_port(s: &[u8]) -> bool {
     matches!(s.split_first(), Some((b':', d)) if (1..=5).contains(&d.len()) && d.iter().all(u8::is_ascii_digit))
 }
 
-/// Whether a WHATWG IPv4 spelling is meant as an address rather than a number: never a bare
-/// decimal or octal number (`2130706433`, `8080`); a dotted quad always; a shortened form
-/// (`127.1`) only if written in hex or pointing at loopback, since `10.5`, `0.75` or a
-/// `10.05.2024` date would otherwise read as private or unspecified addresses; a dotless hex
-/// number only if it fills the top octet (`0x7f000001`, not a small `0x10`).
-fn looks_like_address(parts: usize, hex: bool, addr: u32) -> bool {
-    match parts {
-        4 => true,
-        2 | 3 => hex || addr >> 24 == 127,
-        _ => hex && addr >= 1 << 24,
-    }
+/// Whether a WHATWG IPv4 spelling is meant as an address rather than a number: a dotted
+/// quad only (any part may be octal or hex, `0x7f.0.0.1`), as design §5 says. A shortened
+/// (`127.1`) or dotless (`0x7f000001`, `2130706433`) spelling is an address in a URL's host,
+/// but as a whole value it is as likely a price (`127.50`), a version or a date.
+fn looks_like_address(parts: usize) -> bool {
+    parts == 4
 }
 
 /// Full-width digits and dots, or an internationalised spelling of a name: let IDNA map it
@@ -76,13 +71,7 @@ fn non_ascii(v: &str) -> Option<InternalTarget> {
             let dots = v.chars().filter(|c| matches!(c, '.' | '\u{3002}' | '\u{ff0e}' | '\u{ff61}')).count();
             let trailing = v.ends_with(['.', '\u{3002}', '\u{ff0e}', '\u{ff61}']);
             let parts = dots + 1 - usize::from(trailing && dots > 0);
-            let addr = u32::from(a);
-            // IDNA has already turned any full-width `０ｘ` into `0x`; it is rare enough not to track.
-            if looks_like_address(parts, false, addr) {
-                classify_v4(addr)
-            } else {
-                None
-            }
+            looks_like_address(parts).then(|| classify_v4(u32::from(a))).flatten()
         }
         url::Host::Ipv6(a) => classify_v6(a),
     }
