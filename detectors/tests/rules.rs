@@ -326,6 +326,34 @@ fn secrets_in_logs_are_flagged_masked_and_alerted() {
     assert_eq!(by_rule(&card, "pii_leak")[0]["evidence"]["kinds"], json!(["card"]));
 }
 
+/// A key can hold a secret too; paths are emitted, so the key is scanned,
+/// reported and redacted in every path that names it.
+#[test]
+fn a_secret_used_as_a_key_is_found_and_never_named_in_a_path() {
+    const KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+    let mut fields = log(T0, "payment failed");
+    fields["fields"] = json!({"maria.silva@example.com": {"ssn": "123-45-6789"}});
+    let events = [
+        tool(T0, "s1", "pay", json!({ KEY: "card 4111111111111111" }), json!({})),
+        tool(T0, "s2", "fetch", json!({"opts": { KEY: "http://10.0.0.1/" }}), json!({})),
+        fields,
+    ];
+    let r = run(&events);
+    let text = serde_json::to_string(&r).unwrap();
+    assert!(!text.contains(KEY) && !text.contains("maria.silva"), "a key named in clear: {text}");
+    let paths = |session: &str| -> Vec<(String, String)> {
+        let d = by_rule(&r, "pii_leak").into_iter().find(|d| d["subject"]["id"] == session).unwrap().clone();
+        let findings = d["evidence"]["findings"].as_array().unwrap().clone();
+        findings.iter().map(|f| (f["kind"].as_str().unwrap().into(), f["path"].as_str().unwrap().into())).collect()
+    };
+    let key_path = "args.[REDACTED:aws_key]".to_string();
+    assert_eq!(paths("s1"), vec![("aws_key".into(), key_path.clone()), ("card".into(), key_path)]);
+    let mail_path = "fields.[REDACTED:email]".to_string();
+    assert_eq!(paths("api"), vec![("email".into(), mail_path.clone()), ("ssn".into(), mail_path + ".ssn")]);
+    let target = by_rule(&r, "internal_target")[0];
+    assert_eq!(target["evidence"]["arg"], "args.opts.[REDACTED:aws_key]", "{target}");
+}
+
 #[test]
 fn signature_failures_alert_the_source_past_20_a_minute() {
     let bad = |n: i64| {

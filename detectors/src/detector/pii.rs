@@ -15,7 +15,7 @@ use warden_schemas::event::{Body, Event};
 use warden_schemas::json::Value;
 
 use super::{Cx, Out};
-use crate::pii::{mask, PiiMatch, PiiScanner, Scope};
+use crate::pii::{mask, redact, PiiMatch, PiiScanner, Scope};
 use crate::rules::{Params, RuleId, Rules};
 use crate::verdict::{AlertTrigger, Evidence, Finding, Signal, SubjectRef, Verdict};
 
@@ -25,7 +25,7 @@ const MAX_FINDINGS: usize = 16;
 /// The PII detector.
 pub struct Pii {
     rules: Vec<RuleId>,
-    scanner: PiiScanner,
+    scanner: &'static PiiScanner,
     hmac_key: Option<Vec<u8>>,
 }
 
@@ -50,12 +50,12 @@ impl Pii {
     /// Compiles the enabled `pii_leak` rules; `hmac_key` keys fingerprints.
     pub fn new(rules: &Rules, hmac_key: Option<Vec<u8>>) -> Pii {
         let ids = rules.enabled().filter(|r| matches!(r.params, Params::PiiLeak)).map(|r| r.id).collect();
-        Pii { rules: ids, scanner: PiiScanner::new(), hmac_key }
+        Pii { rules: ids, scanner: PiiScanner::shared(), hmac_key }
     }
 
     /// The shared scanner (the decide step redacts alert samples with it).
     pub fn scanner(&self) -> &PiiScanner {
-        &self.scanner
+        self.scanner
     }
 
     /// Scans the event's fields for findings.
@@ -80,8 +80,7 @@ impl Pii {
                         let path = rooted(path, "args");
                         for (k, v) in args.object().iter() {
                             let len = path.len();
-                            path.push('.');
-                            path.push_str(k);
+                            self.push_key(k, path, Scope::SECRETS_CARDS_SSN, &mut findings);
                             self.scan_value(v, path, Scope::SECRETS_CARDS_SSN, &mut findings);
                             path.truncate(len);
                         }
@@ -139,8 +138,7 @@ impl Pii {
             Value::Object(o) => {
                 for (k, item) in o.iter() {
                     let len = path.len();
-                    path.push('.');
-                    path.push_str(k);
+                    self.push_key(k, path, scope, out);
                     self.scan_value(item, path, scope, out);
                     path.truncate(len);
                 }
@@ -149,9 +147,29 @@ impl Pii {
         }
     }
 
+    /// Appends `.key` to `path`. A key can hold a secret or personal data as well as
+    /// a value can (`{"AKIA…": 1}`), and the path is emitted: what the key holds is
+    /// reported as a finding at the key's own path, and redacted in the path.
+    fn push_key(&self, key: &str, path: &mut String, scope: Scope, out: &mut Vec<(bool, Finding)>) {
+        path.push('.');
+        let mut matches: Vec<PiiMatch> = Vec::new();
+        self.scanner.scan(key, scope, &mut matches);
+        if matches.is_empty() {
+            path.push_str(key);
+            return;
+        }
+        path.push_str(&redact(key, &matches));
+        self.report(key, &matches, path, out);
+    }
+
     fn scan_text(&self, text: &str, path: &str, scope: Scope, out: &mut Vec<(bool, Finding)>) {
         let mut matches: Vec<PiiMatch> = Vec::new();
         self.scanner.scan(text, scope, &mut matches);
+        self.report(text, &matches, path, out);
+    }
+
+    /// Lists `matches` of `text` (found at `path`) as findings, up to [`MAX_FINDINGS`].
+    fn report(&self, text: &str, matches: &[PiiMatch], path: &str, out: &mut Vec<(bool, Finding)>) {
         for m in matches {
             if out.len() >= MAX_FINDINGS {
                 return;

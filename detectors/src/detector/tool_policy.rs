@@ -15,6 +15,7 @@ use warden_schemas::event::{Body, Event, ToolCall};
 use warden_schemas::json::Value;
 
 use super::{planned_key, Cx, Out, Which, RUN_HORIZON_MS};
+use crate::pii::{PiiScanner, Scope};
 use crate::rules::{Params, RuleId, Rules};
 use crate::state::keys::KeyBuf;
 use crate::targets;
@@ -169,14 +170,16 @@ fn within<'v>(hit: Option<Hit<'v>>, seg: PathSeg<'v>) -> Option<Hit<'v>> {
     })
 }
 
-/// `args` and the path's segments, outermost first.
+/// `args` and the path's segments, outermost first. A key holding a secret, a
+/// card or an SSN (`{"AKIA…": "http://10.0.0.1"}`) is redacted, as the pii
+/// detector redacts it in its paths: the path is emitted.
 fn render(path: &[PathSeg<'_>]) -> String {
     let mut out = String::from("args");
     for seg in path.iter().rev() {
         match seg {
             PathSeg::Key(k) => {
                 out.push('.');
-                out.push_str(k);
+                out.push_str(&PiiScanner::shared().redacted(k, Scope::SECRETS_CARDS_SSN));
             }
             PathSeg::Index(i) => out.push_str(&format!("[{i}]")),
         }

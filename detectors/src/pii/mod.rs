@@ -190,6 +190,26 @@ impl PiiScanner {
         }
     }
 
+    /// The process's scanner, built on first use: its regexes take milliseconds to
+    /// build, and every caller (the pii detector, alert samples, argument paths in
+    /// evidence) must find the same things.
+    pub fn shared() -> &'static PiiScanner {
+        static SHARED: std::sync::OnceLock<PiiScanner> = std::sync::OnceLock::new();
+        SHARED.get_or_init(PiiScanner::new)
+    }
+
+    /// `text` with what `scope` finds in it replaced by `[REDACTED:kind]`; borrowed
+    /// when nothing is found (the common case, and allocation-free).
+    pub fn redacted<'t>(&self, text: &'t str, scope: Scope) -> std::borrow::Cow<'t, str> {
+        let mut matches = Vec::new();
+        self.scan(text, scope, &mut matches);
+        if matches.is_empty() {
+            std::borrow::Cow::Borrowed(text)
+        } else {
+            std::borrow::Cow::Owned(redact(text, &matches))
+        }
+    }
+
     /// Appends the findings in `text` for kinds in `scope` to `out`, sorted by start
     /// and non-overlapping.
     pub fn scan(&self, text: &str, scope: Scope, out: &mut Vec<PiiMatch>) {
