@@ -12,14 +12,20 @@
 //!   and a repeated key is covered each time (drivers take the last one).
 //!
 //! A value ends where its syntax ends it: at `;` in a `;`-separated string (so
-//! `&`, `#` and spaces belong to an ADO.NET password), at `&`, `;` or `#` in a
-//! URL, at whitespace in a libpq keyword/value string. A quoted value runs to its
+//! `&`, `#` and spaces belong to an ADO.NET password), at `&` in a URL (a `#` or
+//! `;` in a JDBC password is the password's), at whitespace in a libpq
+//! keyword/value string; or at a quote that closes the text the string sits in
+//! (`connectionString="…;Password=x" />`). A quoted value runs to its
 //! closing quote, whatever it holds: `"…"` and `'…'` (a doubled quote or, as
 //! libpq writes it, `\'` stays inside) and, in `;`-separated strings and JDBC
 //! URLs, ODBC's `{…}` (`}}` stays inside). The quotes belong to the span.
 
 /// Bytes past a match that a `;`-separated string may still run.
 const MAX_RUN: usize = 4096;
+
+/// Bytes a quoted value may run before it counts as unterminated (and is read
+/// unquoted): bounds the reading of a line full of open quotes.
+const MAX_QUOTED: usize = 1024;
 
 /// Password names; a key ending with one of them holds a password.
 const NAMES: [&str; 3] = ["password", "passwd", "pwd"];
@@ -53,6 +59,10 @@ fn read_passwords(text: &str, start: usize, end: &mut usize) -> Vec<(usize, usiz
     let run_end = form.run_end(text, start, *end);
     let run = &text[start..run_end];
     let lower = run.to_ascii_lowercase();
+    let mut limit = (start + MAX_RUN).max(run_end).min(text.len());
+    while !text.is_char_boundary(limit) {
+        limit -= 1;
+    }
     let mut spans = Vec::new();
     for name in NAMES {
         let mut from = 0;
@@ -64,12 +74,12 @@ fn read_passwords(text: &str, start: usize, end: &mut usize) -> Vec<(usize, usiz
                 continue;
             }
             let value = from + eq + 1;
-            let value = value + (run[value..].len() - run[value..].trim_start_matches([' ', '\t']).len());
-            let value_end = form
-                .quoted_end(run, value)
-                .unwrap_or_else(|| run[value..].find(|c| form.ends_value(c)).map_or(run.len(), |n| value + n));
+            let value = start + value + (run[value..].len() - run[value..].trim_start_matches([' ', '\t']).len());
+            // Read in `text`, not the run: a value may hold the quote that ended it.
+            let value_end =
+                form.quoted_end(&text[..limit], value).unwrap_or_else(|| form.unquoted_end(text, value, limit));
             if value_end > value {
-                spans.push((start + value, start + value_end));
+                spans.push((value, value_end));
             }
         }
     }
@@ -108,7 +118,7 @@ fn userinfo_password(dsn: &str) -> Option<(usize, usize)> {
         return None;
     }
     let colon = userinfo.find(':')?;
-    if userinfo[..colon].contains(['@', '[', ']']) {
+    if userinfo[..colon].contains(['[', ']']) {
         return None;
     }
     let offset = dsn.len() - rest.len();
@@ -164,6 +174,7 @@ impl Form {
             b'{' if self != Form::Spaces => b'}',
             _ => return None,
         };
+        let b = &b[..b.len().min(at + MAX_QUOTED)];
         let mut i = at + 1;
         while let Some(&c) = b.get(i) {
             match c {
@@ -178,17 +189,40 @@ impl Form {
         None
     }
 
-    fn ends_value(self, c: char) -> bool {
-        match self {
-            Form::Semicolons => matches!(c, ';' | '\n' | '\r'),
-            Form::Url => c.is_whitespace() || matches!(c, '&' | ';' | '#' | '"' | '\'' | '<' | '>'),
-            Form::Spaces => c.is_whitespace(),
+    /// Where the unquoted value starting at byte `at` of `text` ends (at most at
+    /// `limit`, a char boundary): at its string's separator, or at a quote or
+    /// bracket that closes the string the connection string sits in (`"` before
+    /// a space, `,`, `/`, `>`, …). A quote inside a value
+    /// (`Password=S3cret"Pw9;`) belongs to it, as its driver reads it.
+    fn unquoted_end(self, text: &str, at: usize, limit: usize) -> usize {
+        let b = text.as_bytes();
+        let mut i = at;
+        while i < limit {
+            let c = b[i];
+            let separator = match self {
+                Form::Semicolons => matches!(c, b';' | b'\n' | b'\r'),
+                Form::Url => c.is_ascii_whitespace() || c == b'&',
+                Form::Spaces => c.is_ascii_whitespace(),
+            };
+            let closes = matches!(c, b'"' | b'\'' | b'<' | b'>') && b.get(i + 1).is_none_or(|&n| closes_string(n));
+            if separator || closes {
+                break;
+            }
+            i += 1;
         }
+        i
     }
 
     /// Where the string that a match starting at `start` and ending at `end`
     /// belongs to ends: never before `end`.
     fn run_end(self, text: &str, start: usize, end: usize) -> usize {
+        // Nothing past the cap is read, so a long line costs each match at most
+        // MAX_RUN bytes, whatever it holds.
+        let mut cap = (start + MAX_RUN).min(text.len());
+        while !text.is_char_boundary(cap) {
+            cap -= 1;
+        }
+        let text = &text[..cap.max(end)];
         let rest = &text[end..];
         let stop = match self {
             Form::Semicolons => {
@@ -229,15 +263,7 @@ impl Form {
                 Some(at - end)
             }
         };
-        let mut run_end = end + stop.unwrap_or(rest.len());
-        let cap = start + MAX_RUN;
-        if run_end > cap && cap > end {
-            run_end = cap;
-            while !text.is_char_boundary(run_end) {
-                run_end -= 1;
-            }
-        }
-        run_end.max(end)
+        end + stop.unwrap_or(rest.len())
     }
 }
 
@@ -250,4 +276,11 @@ fn after_equals(s: &str, i: usize) -> bool {
 /// the connection string is quoted in.
 fn ends_quoted(b: u8) -> bool {
     b.is_ascii_whitespace() || matches!(b, b';' | b'&' | b'#' | b'"' | b'\'' | b'<' | b'>' | b',' | b')')
+}
+
+/// Whether `b`, right after a quote or bracket, shows that the quote closed the
+/// text around a connection string (an XML attribute, a JSON string) rather
+/// than sat inside a value.
+fn closes_string(b: u8) -> bool {
+    b.is_ascii_whitespace() || matches!(b, b'/' | b'>' | b'<' | b',' | b'}' | b']' | b')')
 }

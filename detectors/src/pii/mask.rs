@@ -64,7 +64,8 @@ fn pem_label(value: &str) -> Option<&str> {
 }
 
 /// The DSN with each password value as `***` (`scheme://user:***@host`,
-/// `Server=db;Password=***`): the passwords never appear, the rest says where.
+/// `Server=db;Password=***`): the passwords never appear, the rest says where,
+/// with any other finding in it redacted (`postgres://[REDACTED:email]:***@db`).
 fn mask_dsn(value: &str) -> Option<String> {
     let mut end = value.len();
     let passwords = super::dsn::passwords(value, 0, &mut end);
@@ -79,7 +80,9 @@ fn mask_dsn(value: &str) -> Option<String> {
         at = end;
     }
     out.push_str(value.get(at..)?);
-    Some(out)
+    // The rest is shown, so nothing else the scanner finds in it may be: a user
+    // name that is an email, a host that is an AWS key id.
+    Some(super::PiiScanner::shared().redacted(&out, super::Scope::ALL).into_owned())
 }
 
 /// `m***@example.com`: the local part goes, the domain stays.

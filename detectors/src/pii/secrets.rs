@@ -18,6 +18,11 @@ pub(super) const JWT: &str = r"eyJ[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]{2,}={0,
 pub(super) const PEM: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
 /// A quoted value in a connection string: `"…"` or `'…'` (a doubled quote or a
 /// backslash escape stays inside) or ODBC's `{…}` (`}}` stays inside).
+///
+/// An unquoted value never starts with a quote or `{`, so the two readings never
+/// both match at one place: were the unquoted `{a` a match while the braced
+/// reading still looked for its `}`, the search would read ahead to the end of
+/// the line at every such match, quadratic on a line of `Pwd={a;`.
 macro_rules! quoted {
     () => {
         r#""(?:[^"\r\n]|"")*"|'(?:[^'\\\r\n]|''|\\.)*'|\{(?:[^}\r\n]|\}\})*\}"#
@@ -30,28 +35,37 @@ macro_rules! server_pair {
         concat!(
             r#"(?-u:\b)(?:server|host|hostaddr|data source|address|addr)[ \t]*=[ \t]*(?:"#,
             quoted!(),
-            r#"|[^;\s"'<>=]+)"#
+            r#"|[^;\s"'<>={][^;\s"'<>=]*)"#
         )
     };
 }
 
-/// `Password=…`, `pwd=…`.
+/// `Password=…`, `pwd=…`, `ConnectionPassword=…`: a key ending in a password's name.
 macro_rules! password_pair {
     () => {
-        concat!(r#"(?-u:\b)(?:password|passwd|pwd)[ \t]*=[ \t]*(?:"#, quoted!(), r#"|[^;\s"'<>]+)"#)
+        concat!(
+            r#"(?-u:\b)[a-z_]{0,40}(?:password|passwd|pwd)[ \t]*=[ \t]*(?:"#,
+            quoted!(),
+            r#"|[^;\s"'<>{][^;\s"'<>]*)"#
+        )
     };
 }
 
 /// Up to 8 more pairs between the server's and the password's, and a separator.
 macro_rules! other_pairs {
     () => {
-        concat!(r#"(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*(?:"#, quoted!(), r#"|[^;\s"'<>=]*)){0,8}?[; \t]+"#)
+        concat!(
+            r#"(?:[; \t]+[a-z][a-z ]{0,30}?[ \t]*=[ \t]*(?:"#,
+            quoted!(),
+            r#"|(?:[^;\s"'<>={][^;\s"'<>=]*)?)){0,8}?[; \t]+"#
+        )
     };
 }
 
 /// A URL or connection string with a password, in three forms:
 /// - `scheme://user:password@host`, or `//user:password@host` without a scheme
-///   (as in `https://u:p@https://v:q@h`). A password may hold `@` unescaped
+///   (as in `https://u:p@https://v:q@h`); the user may hold `@` (Azure's
+///   `admin@server`). A password may hold `@` unescaped
 ///   (`u:p@ss@host`): the userinfo ends at the last `@` of the authority, as URL
 ///   parsers read it, so no part of it is taken for the host and left in a preview;
 /// - a URL with a password parameter, as JDBC writes them
@@ -62,9 +76,9 @@ macro_rules! other_pairs {
 /// A value may be quoted (`"…"`, `'…'`, ODBC's `{…}`) and then hold `;` and spaces;
 /// [`dsn`] reads the quotes the same way.
 pub(super) const DSN: &str = concat!(
-    r#"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//[^\s:/?#@"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
+    r#"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//[^\s:/?#"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
     r#"|[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9+.\-]+:)?//[^\s"'<>?;#]*[?;&][^\s"'<>#]*?"#,
-    r#"(?i:password|passwd|pwd)=(?:\{(?:[^}\r\n]|\}\})*\}|[^\s&;"'<>#]+)"#,
+    r#"(?i:password|passwd|pwd)=(?:\{(?:[^}\r\n]|\}\})*\}|[^\s&;"'<>#{][^\s&;"'<>#]*)"#,
     "|(?i:",
     server_pair!(),
     other_pairs!(),
@@ -154,19 +168,54 @@ impl Secrets {
         if hits.contains(PiiKind::Dsn)
             && (text.contains("://") || self.password_names.as_ref().is_none_or(|a| a.is_match(text)))
         {
-            let mut covered = 0;
-            for m in self.dsn.iter().flat_map(|re| re.find_iter(text)) {
-                if m.start() < covered {
-                    continue; // inside the previous finding, grown past its match
-                }
-                let mut end = m.end();
-                let passwords = dsn::passwords(text, m.start(), &mut end);
-                if passwords.iter().any(|&(s, e)| !is_placeholder_password(&text[s..e])) {
-                    out.push(PiiMatch { kind: PiiKind::Dsn, start: m.start(), end });
-                    covered = end;
-                }
+            if let Some(re) = &self.dsn {
+                find_dsns(re, text, out);
             }
         }
+    }
+}
+
+/// The connection-string regex searches windows of this many bytes. At a
+/// match, the search reads ahead while a longer reading may still match (an
+/// open quote looking for its close), so on a long line of near-misses an
+/// unbounded search would read to the end of the line at every match.
+const DSN_WINDOW: usize = 4096;
+/// Windows overlap by this much, so a connection string up to this long is
+/// seen whole in one of them; the reader (`dsn::passwords`) reads past a
+/// window anyway.
+const DSN_OVERLAP: usize = 1024;
+
+/// Pushes every connection string with a password that is not a placeholder.
+fn find_dsns(re: &Regex, text: &str, out: &mut Vec<PiiMatch>) {
+    let mut covered = 0;
+    let mut from = 0;
+    loop {
+        let mut window_end = (from + DSN_WINDOW).min(text.len());
+        while !text.is_char_boundary(window_end) {
+            window_end -= 1;
+        }
+        let window = &text[..window_end];
+        let mut at = from;
+        while let Some(m) = re.find_at(window, at) {
+            at = m.end();
+            if m.start() < covered {
+                continue; // inside the previous finding, grown past its match
+            }
+            let mut end = m.end();
+            let passwords = dsn::passwords(text, m.start(), &mut end);
+            if passwords.iter().any(|&(s, e)| !is_placeholder_password(&text[s..e])) {
+                out.push(PiiMatch { kind: PiiKind::Dsn, start: m.start(), end });
+                covered = end;
+            }
+        }
+        if window_end == text.len() {
+            return;
+        }
+        let mut next = window_end.saturating_sub(DSN_OVERLAP).max(covered).max(from + 1);
+        while !text.is_char_boundary(next) {
+            next += 1;
+        }
+        from = next;
     }
 }
 

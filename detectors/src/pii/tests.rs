@@ -225,6 +225,17 @@ fn no_part_of_a_connection_strings_password_survives() {
         ("Server=db;Password=correct horse battery;", &["correct", "horse", "battery"]),
         ("host=db password=s3cr3tpw123 dbname=x password=other9", &["s3cr3tpw123", "other9"]),
         ("log: Server=db;Password=first1;Encrypt=True then text", &["first1"]),
+        // A quote, `<` or `#` inside a value belongs to it; a user may be an email.
+        ("Server=db;Password=S3cret\"Pw9XYZ\";", &["S3cret", "Pw9XYZ"]),
+        ("Server=db;Password=S3cret'Pw9XYZ';", &["S3cret", "Pw9XYZ"]),
+        ("Server=db;Password=S3cret<Pw9XYZ>;", &["S3cret", "Pw9XYZ"]),
+        ("host=db password=S3cret'Pw9XYZ'", &["S3cret", "Pw9XYZ"]),
+        ("jdbc:postgresql://db/app?user=u&password=hunter#2pwXYZ", &["hunter", "2pwXYZ"]),
+        ("<add cs=\"Server=db;Password=Qx7Zk9\" /> <next a=\"b\"/>", &["Qx7Zk9"]),
+        ("{\"cs\": \"Server=db;Password=Qx7Zk9\", \"n\": 1}", &["Qx7Zk9"]),
+        ("Server=db;ConnectionPassword=Qx7Zk9Lm;", &["Qx7Zk9Lm"]),
+        ("postgres://maria.silva@example.com:hunter2pw@db/x", &["hunter2pw", "maria.silva"]),
+        ("azure postgres://admin@srv:Qx7Zk9@srv.postgres.database.azure.com/db", &["Qx7Zk9"]),
         // A second URL right after a first one's host, with no scheme left to start it.
         ("proxy https://u:Qx7Zk9@https://v:Lm2Wp4@h/x", &["Qx7Zk9", "Lm2Wp4"]),
         ("see http://mirror.example//svc:Qx7Zk9@db.internal/x", &["Qx7Zk9"]),
@@ -295,6 +306,10 @@ fn mask_never_shows_the_value() {
         "jdbc:postgresql://db/app?user=admin&password=***"
     );
     assert_eq!(mask(Dsn, "PWD=hunter22;SERVER=db01"), "PWD=***;SERVER=db01");
+    // What the preview keeps of a connection string hides any other finding in it.
+    assert_eq!(mask(Dsn, "postgres://maria.silva@example.com:pw@db"), "postgres://[REDACTED:email]:***@db");
+    assert_eq!(mask(Dsn, "postgres://AKIAIOSFODNN7EXAMPLE:pw@db"), "postgres://[REDACTED:aws_key]:***@db");
+    assert_eq!(mask(Dsn, "Server=db;User Id=123-45-6789;Password=x"), "Server=db;User Id=[REDACTED:ssn];Password=***");
     assert_eq!(mask(Dsn, "Server=db;Password=\"se;cret\""), "Server=db;Password=***");
     assert_eq!(mask(Dsn, "PWD={S3c;ret};SERVER=db01"), "PWD=***;SERVER=db01");
     assert_eq!(mask(Dsn, "host=db password='s3 cr3t'"), "host=db password=***");
