@@ -127,6 +127,12 @@ fn hostile_event(kind: &str, size: usize) -> String {
             r#"{{"type":"log","ts":1767225600000,"service":"s","level":"info","message":"{}"}}"#,
             fill("4111 1111 1111 1112 000-12-3456 ")
         ),
+        // Connection-string near-misses: open braces and quotes that never close
+        // (each once read the rest of the line at every match: quadratic).
+        "open_quotes" => format!(
+            r#"{{"type":"log","ts":1767225600000,"service":"s","level":"info","message":"{}"}}"#,
+            fill("Server=x;Pwd={a;jdbc:x://h?password={ host=a pwd=' Password='a;")
+        ),
         // Zero-width and full-width characters that normalisation rewrites.
         "unicode_rewrite" => format!(
             r#"{{"type":"webhook","ts":1767225600000,"tenant":"t","source":"s","visitor":"v","text":"{}"}}"#,
@@ -148,7 +154,7 @@ fn bench_hostile(c: &mut Criterion) {
     let source = Provenance::File { file: "bench".into(), line: 1 };
     let mut g = c.benchmark_group("detectors::engine::hostile");
     g.sample_size(20);
-    for kind in ["near_miss_text", "digit_runs", "unicode_rewrite", "giant_args"] {
+    for kind in ["near_miss_text", "digit_runs", "open_quotes", "unicode_rewrite", "giant_args"] {
         for size in [1 << 10, 256 << 10] {
             let event = hostile_event(kind, size);
             g.throughput(Throughput::Bytes(event.len() as u64));
