@@ -162,6 +162,27 @@ pub struct StateConfig {
     pub tenant_key_quota: Option<u64>,
 }
 
+/// Whether a librdkafka property holds a credential: a password, a secret, a
+/// private key or its passphrase, a SASL user or login config. The
+/// config file is printed (`check-config`) and often committed; these are
+/// refused there.
+fn is_secret_property(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "passphrase",
+        "token",
+        "sasl.username",
+        "sasl.jaas",
+        "sasl.oauthbearer.config",
+        "key.pem",
+        "private.key",
+    ]
+    .iter()
+    .any(|part| key.contains(part))
+}
+
 /// Bytes one in-memory key costs, for the default tenant quota: measured with
 /// `warden scan` over generated streams (bench/RESULTS.md, "Memory budget").
 pub const BYTES_PER_KEY: usize = 200;
@@ -220,8 +241,20 @@ impl Config {
 
     /// Parses and validates config text (`path` only names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.into(), message: e.to_string().trim().to_string() })?;
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            // toml's own rendering quotes the offending line, which may hold a
+            // secret someone put in the file by mistake: say where, not what.
+            message: match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+                    format!("line {line}, column {column}: {}", e.message().trim())
+                }
+                None => e.message().trim().to_string(),
+            },
+        })?;
         let mut errors = Vec::new();
         if let Err(rule_errors) = config.compile_rules() {
             errors.extend(rule_errors.iter().map(|e| e.to_string()));
@@ -260,14 +293,10 @@ impl Config {
                 errors.push("kafka.sasl_mechanism: one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512".into());
             }
         }
-        for key in k.client.keys() {
-            if key.contains("password")
-                || key.contains("secret")
-                || key.contains("sasl.username")
-                || key.contains("sasl.jaas")
-            {
+        for (section, map) in [("client", &k.client), ("consumer", &k.consumer), ("producer", &k.producer)] {
+            for key in map.keys().filter(|key| is_secret_property(key)) {
                 errors.push(format!(
-                    "kafka.client.{key}: secrets come from the environment (WARDEN_KAFKA_SASL_*), not the config file"
+                    "kafka.{section}.{key}: secrets come from the environment (WARDEN_KAFKA_SASL_*), not the config file"
                 ));
             }
         }
@@ -368,6 +397,19 @@ mod tests {
         assert!(e.contains("processing.guarantee") && e.contains("rules.visitor_rate.limit"), "{e}");
         let e = parse("[kafka.client]\n\"sasl.password\" = \"x\"\n").unwrap_err().to_string();
         assert!(e.contains("kafka.client.sasl.password"), "{e}");
+        for (section, key) in [
+            ("consumer", "sasl.password"),
+            ("producer", "ssl.key.password"),
+            ("client", "ssl.key.pem"),
+            ("client", "sasl.oauthbearer.config"),
+            ("client", "sasl.oauthbearer.assertion.private.key.passphrase"),
+        ] {
+            let e = parse(&format!("[kafka.{section}]\n\"{key}\" = \"Cfg5ecretVal\"\n")).unwrap_err().to_string();
+            assert!(e.contains(&format!("kafka.{section}.{key}")) && !e.contains("Cfg5ecretVal"), "{e}");
+        }
+        // A syntax error says where, and never quotes the line (it may hold a secret).
+        let e = parse("[kafka.client]\n\"sasl.password\" = Cfg5ecretVal-77\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && !e.contains("Cfg5ecretVal"), "{e}");
     }
 
     #[test]
