@@ -355,6 +355,17 @@ fn a_secret_used_as_a_key_is_found_and_never_named_in_a_path() {
 }
 
 #[test]
+fn a_secret_past_the_findings_cap_still_makes_the_alert_p0() {
+    let ssns = "ssn 123-45-6789 ".repeat(20);
+    let r = run(&[log(T0, &format!("{ssns} key AKIAIOSFODNN7EXAMPLE"))]);
+    let d = by_rule(&r, "pii_leak")[0];
+    assert_eq!(d["evidence"]["findings"].as_array().unwrap().len(), 16);
+    assert_eq!(d["evidence"]["kinds"], json!(["aws_key", "ssn"]));
+    let alert = r.iter().find(|x| x["schema"] == "warden.alert.v1").unwrap();
+    assert_eq!(alert["signal"], "secret_in_logs");
+}
+
+#[test]
 fn signature_failures_alert_the_source_past_20_a_minute() {
     let bad = |n: i64| {
         (0..n)

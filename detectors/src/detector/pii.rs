@@ -172,7 +172,12 @@ impl Pii {
     fn report(&self, text: &str, matches: &[PiiMatch], path: &str, out: &mut Vec<(bool, Finding)>) {
         for m in matches {
             if out.len() >= MAX_FINDINGS {
-                return;
+                // The list is full, but a first secret still outranks the last
+                // personal finding: it makes a log's alert P0 (`secret_in_logs`).
+                if !m.kind.is_secret() || out.iter().any(|(secret, _)| *secret) {
+                    continue;
+                }
+                out.pop();
             }
             let Some(value) = text.get(m.start..m.end) else {
                 continue;

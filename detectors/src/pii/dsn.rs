@@ -137,10 +137,12 @@ enum Form {
 }
 
 impl Form {
-    /// The form of the string a match `seg` starts, read from its start only, so
-    /// that the finder (which may grow the match) and the mask (which sees the
-    /// grown one) always agree: a URL's first separator after `//`, or the
-    /// separator after a keyword string's first value.
+    /// The form of the string a match `seg` starts: a URL's first separator after
+    /// `//`; else `;`-separated when a `;` stands outside its quoted values
+    /// (`Server=db Port=1433;Password=a b;` too), else space-separated. The form
+    /// can change as a match grows, once at most (a `;` stays in it), and
+    /// [`passwords`] reads until it stops changing, so the finder and the mask
+    /// (which sees the grown match) read alike.
     fn of(seg: &str) -> Form {
         if let Some(slashes) = seg.find("://").filter(|&i| !seg[..i].contains('=')) {
             let after = &seg[slashes + 3..];
@@ -149,13 +151,7 @@ impl Form {
                 _ => Form::Url,
             };
         }
-        let Some(eq) = seg.find('=') else { return Form::Spaces };
-        let value = eq + 1 + (seg[eq + 1..].len() - seg[eq + 1..].trim_start_matches([' ', '\t']).len());
-        let value_end = Form::Semicolons
-            .quoted_end(seg, value)
-            .unwrap_or_else(|| seg[value..].find([';', ' ', '\t', '\r', '\n']).map_or(seg.len(), |n| value + n));
-        let separator = seg[value_end..].trim_start_matches([' ', '\t']);
-        if separator.starts_with(';') {
+        if has_unquoted_semicolon(seg) {
             Form::Semicolons
         } else {
             Form::Spaces
@@ -283,4 +279,21 @@ fn ends_quoted(b: u8) -> bool {
 /// than sat inside a value.
 fn closes_string(b: u8) -> bool {
     b.is_ascii_whitespace() || matches!(b, b'/' | b'>' | b'<' | b',' | b'}' | b']' | b')')
+}
+
+/// Whether `seg` holds a `;` outside its quoted values (libpq's
+/// `password='a;b'` is still a space-separated string).
+fn has_unquoted_semicolon(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    let mut at = 0;
+    while let Some(&c) = b.get(at) {
+        match c {
+            b';' => return true,
+            b'"' | b'\'' | b'{' if after_equals(seg, at) => {
+                at = Form::Semicolons.quoted_end(seg, at).unwrap_or(at + 1);
+            }
+            _ => at += 1,
+        }
+    }
+    false
 }

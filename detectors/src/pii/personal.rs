@@ -10,7 +10,7 @@ pub(super) const EMAIL: &str =
     r"[\p{L}\p{M}\p{N}._%+\-]+@(?:[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}\-]*[\p{L}\p{M}\p{N}])?\.)+[\p{L}\p{M}]{2,}";
 /// E.164 with spaces or dashes, and one group in parentheses as people write an
 /// area code or a trunk prefix (`+1 (415) 555-2671`, `+44 (0)20 7946 0958`); the
-/// second form's digits are counted after the match (8 to 15).
+/// form with parentheses needs 10 to 15 digits in all, counted after the match.
 pub(super) const PHONE: &str =
     r"\+[1-9](?:[ -]?[0-9]){0,3}[ -]?\([0-9]{1,5}\)(?:[ -]?[0-9]){4,13}|\+[1-9](?:[ -]?[0-9]){7,14}";
 pub(super) const ETH: &str = r"0x[0-9a-fA-F]{40}";
@@ -56,9 +56,11 @@ impl Personal {
                 let prev = text[..m.start()].chars().next_back();
                 let next = text[m.end()..].chars().next();
                 let digits = m.as_str().bytes().filter(u8::is_ascii_digit).count();
+                // With a group in parentheses, short runs are scores and formulas.
+                let least = if m.as_str().contains('(') { 10 } else { 8 };
                 if !prev.is_some_and(char::is_alphanumeric)
                     && !next.is_some_and(char::is_alphanumeric)
-                    && (8..=15).contains(&digits)
+                    && (least..=15).contains(&digits)
                 {
                     out.push(PiiMatch { kind: PiiKind::Phone, start: m.start(), end: m.end() });
                 }

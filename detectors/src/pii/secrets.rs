@@ -199,14 +199,26 @@ fn find_dsns(re: &Regex, text: &str, out: &mut Vec<PiiMatch>) {
         while let Some(m) = re.find_at(window, at) {
             at = m.end();
             if m.start() < covered {
-                continue; // inside the previous finding, grown past its match
+                continue; // inside the previous string, read past its match
+            }
+            // A scheme-relative `//user:pw@host` counts right after another
+            // URL or inside a word (`https://u:p@https://v:q@h`), not after a
+            // space or `;` where `//TODO:fix@later` is a code comment.
+            let before = text[..m.start()].bytes().next_back();
+            if m.as_str().starts_with("//")
+                && !before.is_some_and(|b| b.is_ascii_alphanumeric() || b":./-_".contains(&b))
+            {
+                continue;
             }
             let mut end = m.end();
             let passwords = dsn::passwords(text, m.start(), &mut end);
             if passwords.iter().any(|&(s, e)| !is_placeholder_password(&text[s..e])) {
                 out.push(PiiMatch { kind: PiiKind::Dsn, start: m.start(), end });
-                covered = end;
             }
+            // Every password of the string was read, found or a placeholder:
+            // a match inside it would read them again (a line of `Password=$x;`
+            // would cost a run's reading per match).
+            covered = end;
         }
         if window_end == text.len() {
             return;
@@ -284,7 +296,23 @@ fn is_placeholder_password(pw: &str) -> bool {
         let index = inner.len() <= 2 && inner.bytes().all(|b| b.is_ascii_digit());
         return inner.starts_with('{') || name || index;
     }
-    pw.is_empty() || (pw.chars().count() > 1 && is_placeholder(pw)) || pw.starts_with(['$', '<', '{'])
+    pw.is_empty()
+        || (pw.chars().count() > 1 && is_placeholder(pw))
+        || pw.starts_with(['$', '<', '{'])
+        || is_masked_word(pw)
+        || is_path(pw)
+}
+
+/// `/srv/app`, `~/work`: logfmt's `pwd=` is the working directory.
+fn is_path(pw: &str) -> bool {
+    (pw.starts_with('/') || pw.starts_with("~/"))
+        && pw.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-~".contains(&b))
+}
+
+/// `[FILTERED]`, `REDACTED`, `masked`: what a log writes where it removed a password.
+fn is_masked_word(pw: &str) -> bool {
+    let word = pw.strip_prefix('[').and_then(|p| p.strip_suffix(']')).unwrap_or(pw);
+    ["filtered", "redacted", "masked", "hidden", "removed", "omitted"].iter().any(|w| word.eq_ignore_ascii_case(w))
 }
 
 /// Whether the first two dot-separated parts decode to JSON objects.

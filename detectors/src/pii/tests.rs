@@ -167,6 +167,13 @@ fn negatives_are_not_found() {
         "Server=db01;Password=\"\";Encrypt=True",
         "host=db password='{0}' dbname=x",
         "Server=db01;Password=\"<secret>\";",
+        // logfmt: a working directory, and passwords a logger already removed.
+        "level=info host=web-1 msg=\"request done\" pwd=/srv/app",
+        "level=warn host=web-1 msg=\"login failed\" user=bob password=[FILTERED]",
+        "host=web-1 msg=\"x\" password=\"REDACTED\"",
+        // A code comment is no scheme-relative URL; short parenthesised numbers are no phones.
+        "see https://example.com x = 1; //TODO:fix@later",
+        "score +1 (2) 345678 and +3 (12) 4567 89",
         "the password policy requires 12 characters",
     ];
     for text in negatives {
@@ -236,6 +243,7 @@ fn no_part_of_a_connection_strings_password_survives() {
         ("Server=db;ConnectionPassword=Qx7Zk9Lm;", &["Qx7Zk9Lm"]),
         ("postgres://maria.silva@example.com:hunter2pw@db/x", &["hunter2pw", "maria.silva"]),
         ("azure postgres://admin@srv:Qx7Zk9@srv.postgres.database.azure.com/db", &["Qx7Zk9"]),
+        ("Server=db Port=1433;Password=Qx7 Zk9;", &["Qx7", "Zk9"]),
         // A second URL right after a first one's host, with no scheme left to start it.
         ("proxy https://u:Qx7Zk9@https://v:Lm2Wp4@h/x", &["Qx7Zk9", "Lm2Wp4"]),
         ("see http://mirror.example//svc:Qx7Zk9@db.internal/x", &["Qx7Zk9"]),
