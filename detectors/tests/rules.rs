@@ -355,6 +355,20 @@ fn a_secret_used_as_a_key_is_found_and_never_named_in_a_path() {
 }
 
 #[test]
+fn a_mistyped_optional_fields_strings_are_still_scanned() {
+    let r = run(&[
+        tool(T0, "s1", "x", json!({}), json!({"duration_ms": "key AKIAIOSFODNN7EXAMPLE"})),
+        webhook(T0, "t", "v1", json!({"ip": ["4111111111111111"]})),
+    ]);
+    let found = |id: &str| {
+        let d = by_rule(&r, "pii_leak").into_iter().find(|d| d["subject"]["id"] == id).unwrap().clone();
+        (d["evidence"]["kinds"].clone(), d["evidence"]["findings"][0]["path"].clone())
+    };
+    assert_eq!(found("s1"), (json!(["aws_key"]), json!("duration_ms")));
+    assert_eq!(found("v1"), (json!(["card"]), json!("ip[0]")));
+}
+
+#[test]
 fn a_secret_past_the_findings_cap_still_makes_the_alert_p0() {
     let ssns = "ssn 123-45-6789 ".repeat(20);
     let r = run(&[log(T0, &format!("{ssns} key AKIAIOSFODNN7EXAMPLE"))]);

@@ -99,6 +99,16 @@ impl Pii {
                 (SubjectRef::new("visitor", w.visitor), false, None)
             }
         };
+        // Design §3: a mistyped optional field is not read, but its strings are
+        // still scanned (`"ip": {"note": "AKIA…"}`); text, args and fields were.
+        if !event.field_errors.is_empty() {
+            let scope = if is_log { Scope::ALL } else { Scope::SECRETS_CARDS_SSN };
+            for name in event.field_errors.iter().filter(|n| !matches!(*n, "text" | "args" | "fields")) {
+                if let Some(v) = event.object.get(name) {
+                    self.scan_value(v, rooted(&mut cx.scratch.path, name), scope, &mut findings);
+                }
+            }
+        }
         if findings.is_empty() {
             return;
         }
