@@ -164,6 +164,9 @@ impl Form {
     /// quote is followed by more of a value.
     fn quoted_end(self, s: &str, at: usize) -> Option<usize> {
         let b = s.as_bytes();
+        if let Some(end) = escaped_quote_end(&b[..b.len().min(at + MAX_QUOTED)], at) {
+            return Some(end);
+        }
         let close = match b.get(at)? {
             b'"' => b'"',
             b'\'' => b'\'',
@@ -296,4 +299,18 @@ fn has_unquoted_semicolon(seg: &str) -> bool {
         }
     }
     false
+}
+
+/// A value quoted the way it appears inside a string literal or markup: `\"…\"`,
+/// `\'…\'` (a connection string in code or a JSON-encoded log line) or
+/// `&quot;…&quot;`, `&apos;…&apos;` (XML). Where it ends, past the closing
+/// quote, if it opens at `at` and closes before a line break within `b`.
+fn escaped_quote_end(b: &[u8], at: usize) -> Option<usize> {
+    const QUOTES: [&[u8]; 4] = [b"\\\"", b"\\'", b"&quot;", b"&apos;"];
+    let rest = b.get(at..)?;
+    let quote = QUOTES.iter().find(|q| rest.starts_with(q))?;
+    let body = &rest[quote.len()..];
+    let line = body.iter().position(|&c| c == b'\n' || c == b'\r').unwrap_or(body.len());
+    let close = body[..line].windows(quote.len()).position(|w| w == *quote)?;
+    Some(at + quote.len() + close + quote.len())
 }

@@ -290,7 +290,10 @@ pub(super) fn is_placeholder(variable: &str) -> bool {
 /// name (`PWD={password}`): braces around anything but a bare name, or a one- or
 /// two-digit index, hold a password.
 fn is_placeholder_password(pw: &str) -> bool {
-    let pw = ['"', '\''].iter().find_map(|&q| pw.strip_prefix(q)?.strip_suffix(q)).unwrap_or(pw);
+    let pw = ["\\\"", "\\'", "&quot;", "&apos;", "\"", "'"]
+        .iter()
+        .find_map(|&q| pw.strip_prefix(q)?.strip_suffix(q))
+        .unwrap_or(pw);
     if let Some(inner) = pw.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
         let name = inner.bytes().all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'.' | b'-'));
         let index = inner.len() <= 2 && inner.bytes().all(|b| b.is_ascii_digit());

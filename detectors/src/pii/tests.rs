@@ -167,6 +167,8 @@ fn negatives_are_not_found() {
         "Server=db01;Password=\"\";Encrypt=True",
         "host=db password='{0}' dbname=x",
         "Server=db01;Password=\"<secret>\";",
+        r#"cs = "Server=db01;Password=\"\";""#,
+        "<add cs=\"Server=db01;Password=&quot;&quot;;\" />",
         // logfmt: a working directory, and passwords a logger already removed.
         "level=info host=web-1 msg=\"request done\" pwd=/srv/app",
         "level=warn host=web-1 msg=\"login failed\" user=bob password=[FILTERED]",
@@ -244,6 +246,10 @@ fn no_part_of_a_connection_strings_password_survives() {
         ("postgres://maria.silva@example.com:hunter2pw@db/x", &["hunter2pw", "maria.silva"]),
         ("azure postgres://admin@srv:Qx7Zk9@srv.postgres.database.azure.com/db", &["Qx7Zk9"]),
         ("Server=db Port=1433;Password=Qx7 Zk9;", &["Qx7", "Zk9"]),
+        // Quotes escaped inside a string literal or markup.
+        (r#"var cs = "Server=db;User ID=sa;Password=\"Qx7;Zk9 Lm2\";";"#, &["Qx7", "Zk9", "Lm2"]),
+        ("<add cs=\"Server=db;Password=&quot;Qx7;Zk9&quot;;\" />", &["Qx7", "Zk9"]),
+        (r#"{"log":"host=db password=\'Qx7 Zk9\' dbname=x"}"#, &["Qx7", "Zk9"]),
         // A second URL right after a first one's host, with no scheme left to start it.
         ("proxy https://u:Qx7Zk9@https://v:Lm2Wp4@h/x", &["Qx7Zk9", "Lm2Wp4"]),
         ("see http://mirror.example//svc:Qx7Zk9@db.internal/x", &["Qx7Zk9"]),

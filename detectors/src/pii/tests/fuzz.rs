@@ -61,6 +61,8 @@ const PIECES: &[&str] = &[
     "{",
     "}",
     "\\",
+    "\\\"",
+    "&quot;",
 ];
 
 struct XorShift(u64);
