@@ -59,10 +59,7 @@ fn read_passwords(text: &str, start: usize, end: &mut usize) -> Vec<(usize, usiz
     let run_end = form.run_end(text, start, *end);
     let run = &text[start..run_end];
     let lower = run.to_ascii_lowercase();
-    let mut limit = (start + MAX_RUN).max(run_end).min(text.len());
-    while !text.is_char_boundary(limit) {
-        limit -= 1;
-    }
+    let limit = floor_boundary(text, (start + MAX_RUN).max(run_end));
     let mut spans = Vec::new();
     for name in NAMES {
         let mut from = 0;
@@ -87,7 +84,9 @@ fn read_passwords(text: &str, start: usize, end: &mut usize) -> Vec<(usize, usiz
     // A name inside another password's quotes gives a span inside that one.
     spans.dedup_by(|next, kept| {
         let overlaps = next.0 < kept.1;
-        kept.1 = kept.1.max(if overlaps { next.1 } else { kept.1 });
+        if overlaps {
+            kept.1 = kept.1.max(next.1);
+        }
         overlaps
     });
     if let Some(last) = spans.iter().map(|&(_, e)| e).max() {
@@ -217,11 +216,7 @@ impl Form {
     fn run_end(self, text: &str, start: usize, end: usize) -> usize {
         // Nothing past the cap is read, so a long line costs each match at most
         // MAX_RUN bytes, whatever it holds.
-        let mut cap = (start + MAX_RUN).min(text.len());
-        while !text.is_char_boundary(cap) {
-            cap -= 1;
-        }
-        let text = &text[..cap.max(end)];
+        let text = &text[..floor_boundary(text, start + MAX_RUN).max(end)];
         let rest = &text[end..];
         let stop = match self {
             Form::Semicolons => {
@@ -313,4 +308,13 @@ fn escaped_quote_end(b: &[u8], at: usize) -> Option<usize> {
     let line = body.iter().position(|&c| c == b'\n' || c == b'\r').unwrap_or(body.len());
     let close = body[..line].windows(quote.len()).position(|w| w == *quote)?;
     Some(at + quote.len() + close + quote.len())
+}
+
+/// The char boundary at or before `at`, and never past the end of `text`.
+pub(super) fn floor_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }

@@ -190,10 +190,7 @@ fn find_dsns(re: &Regex, text: &str, out: &mut Vec<PiiMatch>) {
     let mut covered = 0;
     let mut from = 0;
     loop {
-        let mut window_end = (from + DSN_WINDOW).min(text.len());
-        while !text.is_char_boundary(window_end) {
-            window_end -= 1;
-        }
+        let window_end = dsn::floor_boundary(text, from + DSN_WINDOW);
         let window = &text[..window_end];
         let mut at = from;
         while let Some(m) = re.find_at(window, at) {
