@@ -205,11 +205,12 @@ impl Pii {
     }
 
     /// HMAC-SHA-256 of the value under the configured key, hex; none without a key
-    /// (an unkeyed hash of an SSN or card number is reversible).
+    /// (an unkeyed hash of an SSN or card number is reversible). A disguised value
+    /// is taken as a reader would type it, so it fingerprints as the plain one.
     fn fingerprint(&self, value: &str) -> Option<String> {
         let key = self.hmac_key.as_ref()?;
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
-        mac.update(value.as_bytes());
+        mac.update(crate::pii::canonical(value).as_bytes());
         Some(hex::encode(mac.finalize().into_bytes()))
     }
 }

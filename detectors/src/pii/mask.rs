@@ -5,7 +5,9 @@ use super::{PiiKind, PiiMatch};
 
 /// A masked preview of `value` (a finding of `kind`) that never contains the value:
 /// e.g. `sk-…abcd`, `[RSA PRIVATE KEY]`, `postgres://app:***@db.prod`, `**** 1111`.
+/// A disguised value is masked as a reader would type it ([`super::canonical`]).
 pub fn mask(kind: PiiKind, value: &str) -> String {
+    let value = &*super::canonical(value);
     let masked = match kind {
         PiiKind::PrivateKey => Some(format!("[{}]", pem_label(value).unwrap_or("PRIVATE KEY"))),
         PiiKind::Dsn => mask_dsn(value),

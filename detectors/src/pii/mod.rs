@@ -11,6 +11,7 @@
 //! regex runs only when its literal keyword appeared (the gitleaks approach).
 
 mod dsn;
+mod fold;
 mod mask;
 mod personal;
 mod prefilter;
@@ -18,6 +19,7 @@ mod secrets;
 #[cfg(test)]
 mod tests;
 
+pub use self::fold::canonical;
 pub use self::mask::{mask, redact};
 
 use self::prefilter::Prefilter;
@@ -212,15 +214,40 @@ impl PiiScanner {
 
     /// Appends the findings in `text` for kinds in `scope` to `out`, sorted by start
     /// and non-overlapping.
+    ///
+    /// A text written in disguise (full-width digits, a zero-width space inside a
+    /// key: see [`fold`]) is also searched as a reader would type it, and what is
+    /// found there is reported as the span of `text` that holds it.
     pub fn scan(&self, text: &str, scope: Scope, out: &mut Vec<PiiMatch>) {
+        let base = out.len();
+        self.find(text, scope, out);
+        let mut folded = fold::Folded::default();
+        if folded.fold(text) {
+            let from = out.len();
+            self.find(folded.as_str(), scope, out);
+            let mut keep = from;
+            for i in from..out.len() {
+                let m = out[i];
+                if let Some((start, end)) = folded.original_span(text, m.start, m.end) {
+                    out[keep] = PiiMatch { kind: m.kind, start, end };
+                    keep += 1;
+                }
+            }
+            out.truncate(keep);
+        }
+        if out.len() > base {
+            resolve_overlaps(out, base);
+        }
+    }
+
+    /// Appends what the regexes find in `text`, unsorted and possibly overlapping.
+    fn find(&self, text: &str, scope: Scope, out: &mut Vec<PiiMatch>) {
         let hits = self.prefilter.hits(text, scope);
         if hits.is_empty() {
             return;
         }
-        let base = out.len();
         self.secrets.find(text, hits, out);
         self.personal.find(text, hits, out);
-        resolve_overlaps(out, base);
     }
 }
 

@@ -374,6 +374,39 @@ fn multibyte_text_around_matches() {
     );
 }
 
+/// Values a reader sees as plain ASCII, written so a byte search misses them:
+/// found whole, as spans of the original text, and masked as typed.
+#[test]
+fn disguised_values_are_found_and_masked_as_typed() {
+    let cases: &[(&str, PiiKind, &str, &str)] = &[
+        ("card=４１１１１１１１１１１１１１１１ ok", Card, "４１１１１１１１１１１１１１１１", "**** 1111"),
+        ("card 4111\u{A0}1111\u{A0}1111\u{A0}1111.", Card, "4111\u{A0}1111\u{A0}1111\u{A0}1111", "**** 1111"),
+        ("mc 5555\u{2013}5555\u{2013}5555\u{2013}4444", Card, "5555\u{2013}5555\u{2013}5555\u{2013}4444", "**** 4444"),
+        ("ssn=１２３－４５－６７８９", Ssn, "１２３－４５－６７８９", "***-**-6789"),
+        ("key=AKIA\u{200B}IOSFODNN7EXAMPLE end", AwsKey, "AKIA\u{200B}IOSFODNN7EXAMPLE", "AKI…MPLE"),
+        ("ｓｋ－ａ1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6", OpenaiKey, "ｓｋ－ａ1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6", "sk-…o5P6"),
+        ("to ｍａｒｉａ＠ｅｘａｍｐｌｅ．ｃｏｍ", Email, "ｍａｒｉａ＠ｅｘａｍｐｌｅ．ｃｏｍ", "m***@example.com"),
+        ("to maria\u{200B}.silva@example.com", Email, "maria\u{200B}.silva@example.com", "m***@example.com"),
+        ("call +1\u{202F}415\u{202F}555\u{202F}2671", Phone, "+1\u{202F}415\u{202F}555\u{202F}2671", "+*******2671"),
+        ("postgres://app:hunter2\u{00AD}x@db/main", Dsn, "postgres://app:hunter2\u{00AD}x@db", "postgres://app:***@db"),
+    ];
+    for &(text, kind, value, preview) in cases {
+        assert_eq!(found(text), vec![(kind, value)], "{text:?}");
+        assert_eq!(mask(kind, value), preview, "{text:?}");
+    }
+    // The same card fingerprints alike however it is written: the detector
+    // hashes the canonical value, which is the plain one.
+    assert_eq!(canonical("４１１１\u{A0}1111"), "4111 1111");
+    // Folding does not make numbers out of text that holds none, and a
+    // full-width number still has to pass Luhn.
+    for text in ["Grüße aus Köln, ①②③", "trace ４１１１１１１１１１１１１１１２", "ｖｅｒｓｉｏｎ　１．２．３"]
+    {
+        assert_eq!(found(text), vec![], "{text:?}");
+    }
+    let red = redact("card=４１１１１１１１１１１１１１１１ ok", &scan("card=４１１１１１１１１１１１１１１１ ok"));
+    assert_eq!(red, "card=[REDACTED:card] ok");
+}
+
 #[test]
 fn several_findings_in_one_text() {
     let text = "cards=4111111111111111,5555555555554444; mail a@b.io key AKIAIOSFODNN7EXAMPLE";

@@ -21,6 +21,7 @@ mod screen;
 mod tests;
 
 pub use injection::{InjectionConfig, InjectionHit, InjectionMatcher};
+pub(crate) use normalize::is_format;
 pub use normalize::{normalize_into, Normalized};
 pub use phrases::{PhraseMatch, PhraseSet};
 pub use screen::Screen;

@@ -142,7 +142,7 @@ fn is_line_break(c: char) -> bool {
 
 /// Invisible characters that split a word without showing: removed so they cannot
 /// hide a phrase (`fr\u{AD}ee`, `ign\u{200B}ore`).
-fn is_format(c: char) -> bool {
+pub(crate) fn is_format(c: char) -> bool {
     matches!(
         c,
         '\u{AD}'
