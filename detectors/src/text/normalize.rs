@@ -70,7 +70,7 @@ pub fn normalize_into(raw: &str, out: &mut Normalized) {
 fn normalize_unicode(raw: &str, out: &mut Normalized) {
     out.clear();
     let mut ws = Whitespace::default();
-    let chars = raw.chars().filter(|c| !is_format(*c)).nfkc().default_case_fold().nfkc();
+    let chars = raw.chars().filter(|c| !is_format(*c)).map(turkic_i).nfkc().default_case_fold().nfkc();
     for c in chars.filter(|c| !is_format(*c)) {
         ws.push(c, out, |c| c);
     }
@@ -138,6 +138,17 @@ impl Whitespace {
 
 fn is_line_break(c: char) -> bool {
     matches!(c, '\n' | '\r' | '\u{0B}' | '\u{0C}' | '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+/// The Turkic i's as the plain one: default case folding turns `İ` into `i` plus
+/// a combining dot and leaves dotless `ı` alone, so `İGNORE` and `ıgnore` would
+/// read as other words than `ignore` (the phrases are English; Unicode's Turkic
+/// folding maps both pairs to `i` too).
+fn turkic_i(c: char) -> char {
+    match c {
+        '\u{130}' | '\u{131}' => 'i',
+        c => c,
+    }
 }
 
 /// Invisible characters that split a word without showing: removed so they cannot
