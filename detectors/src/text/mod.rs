@@ -5,7 +5,10 @@
 //! characters removed (zero-width space / joiner / non-joiner, word joiner, BOM, soft
 //! hyphen, bidi controls), Unicode NFKC, full case folding, every run of whitespace made
 //! one space, trimmed. Full-width, mixed-case and oddly spaced variants of a phrase
-//! therefore all reach the matchers as the same string.
+//! therefore all reach the matchers as the same string. Two disguises NFKC leaves
+//! are undone as well: the Turkic `İ` / `ı` read as `i`, and Cyrillic or Greek
+//! look-alikes inside a word that also holds Latin letters (`іgnоrе`) read as the
+//! Latin letters they imitate.
 //!
 //! Phrases ([`PhraseSet`]) match on word boundaries of the normalised text, so
 //! `act as` is not found inside `react as`. The injection matcher

@@ -74,6 +74,78 @@ fn normalize_unicode(raw: &str, out: &mut Normalized) {
     for c in chars.filter(|c| !is_format(*c)) {
         ws.push(c, out, |c| c);
     }
+    unmix_scripts(out);
+}
+
+/// Rewrites the Cyrillic and Greek look-alikes in each word that also holds a
+/// Latin letter (`іgnоrе`, `frее`) as the Latin letters they pass for. A word
+/// mixing scripts like that is a disguise; a word of one script is left alone,
+/// so Russian and Greek text read as themselves.
+fn unmix_scripts(out: &mut Normalized) {
+    let text = &out.text;
+    let needs = |word: &str| {
+        word.bytes().any(|b| b.is_ascii_alphabetic()) && word.chars().any(|c| latin_lookalike(c).is_some())
+    };
+    if !text.chars().any(|c| latin_lookalike(c).is_some()) || !words(text).any(needs) {
+        return;
+    }
+    let mut rewritten = String::with_capacity(text.len());
+    let mut breaks = Vec::with_capacity(out.breaks.len());
+    let mut next_break = out.breaks.iter().copied().peekable();
+    let mut word_end = 0;
+    let mut unmix = false;
+    for (i, c) in text.char_indices() {
+        if next_break.peek() == Some(&i) {
+            next_break.next();
+            breaks.push(rewritten.len());
+        }
+        if i >= word_end && c.is_alphabetic() {
+            let len = text[i..].find(|c: char| !c.is_alphabetic()).unwrap_or(text.len() - i);
+            word_end = i + len;
+            unmix = needs(&text[i..word_end]);
+        }
+        match latin_lookalike(c) {
+            Some(latin) if unmix && i < word_end => rewritten.push(latin),
+            _ => rewritten.push(c),
+        }
+    }
+    out.text = rewritten;
+    out.breaks = breaks;
+}
+
+/// The runs of letters in `text`.
+fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty())
+}
+
+/// The Latin letter a case-folded Cyrillic or Greek letter is made to pass for
+/// (uppercase look-alikes such as `В`, `Н`, `Т` fold to letters listed here).
+fn latin_lookalike(c: char) -> Option<char> {
+    Some(match c {
+        'а' | 'α' => 'a',
+        'в' | 'β' => 'b',
+        'с' => 'c',
+        'ԁ' => 'd',
+        'е' | 'ε' => 'e',
+        'һ' | 'н' | 'η' => 'h',
+        'і' | 'ι' => 'i',
+        'ј' => 'j',
+        'к' | 'κ' => 'k',
+        'ӏ' => 'l',
+        'м' | 'μ' => 'm',
+        'ν' => 'v',
+        'о' | 'ο' => 'o',
+        'р' | 'ρ' => 'p',
+        'ԛ' => 'q',
+        'ѕ' => 's',
+        'т' | 'τ' => 't',
+        'υ' => 'u',
+        'ԝ' => 'w',
+        'х' | 'χ' => 'x',
+        'у' | 'ү' => 'y',
+        'ζ' => 'z',
+        _ => return None,
+    })
 }
 
 /// [`normalize_into`] for ASCII text (most chat and log text), byte by byte:
