@@ -25,8 +25,10 @@ use crate::{EventTime, Verdict};
 const SWEEP_EVERY_MS: i64 = 60_000;
 /// Keys a detector-table sweep may visit per event since the last one.
 const SWEEP_KEYS_PER_EVENT: usize = 32;
-/// Consecutive far-future events that, together, move the watermark anyway: a
-/// whole partition jumping ahead is a real gap in traffic, not one bad clock.
+/// Consecutive far-future events that, together, move the watermark anyway when
+/// they come from more than one actor: a partition's traffic jumping ahead is a
+/// real gap (a quiet night), while one actor's events, however many, are one bad
+/// clock (design §6).
 const FUTURE_QUORUM: u32 = 8;
 
 /// A partition's event-time clock (design §6).
@@ -40,6 +42,11 @@ pub struct Clock {
     pub future_run: u32,
     /// See `future_run`.
     pub future_min: EventTime,
+    /// Digest of the actor (tenant and visitor, session or service) of the run's
+    /// first far-future event; 0 before one.
+    pub future_actor: u64,
+    /// A far-future event of the run came from another actor than the first.
+    pub future_actors_differ: bool,
     /// Watermark at which the next sweep of expired state runs.
     pub next_sweep: EventTime,
 }
@@ -51,6 +58,8 @@ impl Default for Clock {
             watermark: EventTime::MIN,
             future_run: 0,
             future_min: EventTime::MAX,
+            future_actor: 0,
+            future_actors_differ: false,
             next_sweep: EventTime::MIN,
         }
     }
@@ -66,14 +75,21 @@ pub struct Tick {
 }
 
 impl Clock {
-    /// Advances the clock for an event at `ts`.
-    pub fn observe(&mut self, ts: EventTime, lateness_ms: i64, future_ms: i64) -> Tick {
+    /// Advances the clock for an event at `ts`; `actor` digests who sent it
+    /// ([`actor_digest`]) and is called only for a far-future event.
+    pub fn observe(&mut self, ts: EventTime, lateness_ms: i64, future_ms: i64, actor: impl FnOnce() -> u64) -> Tick {
         let late = ts < self.watermark;
         let future = self.max_ts.is_some_and(|m| ts > m.saturating_add(future_ms));
         if future {
-            self.future_run += 1;
+            self.future_run = self.future_run.saturating_add(1);
             self.future_min = self.future_min.min(ts);
-            if self.future_run < FUTURE_QUORUM {
+            let actor = actor();
+            if self.future_run == 1 {
+                self.future_actor = actor;
+            } else if actor != self.future_actor {
+                self.future_actors_differ = true;
+            }
+            if self.future_run < FUTURE_QUORUM || !self.future_actors_differ {
                 return Tick { late, future };
             }
             self.max_ts = Some(self.future_min);
@@ -82,11 +98,28 @@ impl Clock {
         }
         self.future_run = 0;
         self.future_min = EventTime::MAX;
+        self.future_actor = 0;
+        self.future_actors_differ = false;
         if let Some(m) = self.max_ts {
             self.watermark = self.watermark.max(m.saturating_sub(lateness_ms));
         }
         Tick { late, future }
     }
+}
+
+/// Who sent `event`, for the far-future quorum: a digest of its tenant and its
+/// visitor, session or service. Stable across runs (it is checkpointed).
+pub fn actor_digest(event: &Event<'_>) -> u64 {
+    let who = match &event.body {
+        Body::Webhook(w) => w.visitor,
+        Body::ToolCall(t) => t.session,
+        Body::Log(l) => l.service,
+    };
+    let mut h = xxhash_rust::xxh3::Xxh3Default::new();
+    h.update(event.tenant.unwrap_or("").as_bytes());
+    h.update(&[0xff]);
+    h.update(who.as_bytes());
+    h.digest()
 }
 
 /// How much state a partition holds (the `warden_state_keys` / `warden_state_bytes`
@@ -376,7 +409,9 @@ impl Engine {
         for f in event.field_errors.iter() {
             tally.field_error(f);
         }
-        let tick = state.clock.observe(event.ts, self.rules.lateness_ms, self.rules.future_tolerance_ms);
+        let tick = state
+            .clock
+            .observe(event.ts, self.rules.lateness_ms, self.rules.future_tolerance_ms, || actor_digest(event));
         state.tables.set_watermark(state.clock.watermark);
         state.since_sweep += 1;
         tally.late_events += u64::from(tick.late);
@@ -523,23 +558,35 @@ mod tests {
     #[test]
     fn watermark_trails_the_newest_event() {
         let mut c = Clock::default();
-        c.observe(100_000, 60_000, 3_600_000);
+        c.observe(100_000, 60_000, 3_600_000, || 0);
         assert_eq!(c.watermark, 40_000);
-        assert!(c.observe(30_000, 60_000, 3_600_000).late);
-        c.observe(90_000, 60_000, 3_600_000);
+        assert!(c.observe(30_000, 60_000, 3_600_000, || 0).late);
+        c.observe(90_000, 60_000, 3_600_000, || 0);
         assert_eq!(c.watermark, 40_000, "an older event never moves it back");
     }
 
     #[test]
-    fn one_far_future_event_does_not_move_the_watermark_but_a_run_does() {
+    fn one_far_future_actor_never_moves_the_watermark_but_a_partition_wide_run_does() {
         let mut c = Clock::default();
-        c.observe(1_000_000, 0, 3_600_000);
-        let t = c.observe(1_000_000 + 7_200_000, 0, 3_600_000);
+        c.observe(1_000_000, 0, 3_600_000, || 1);
+        let t = c.observe(1_000_000 + 7_200_000, 0, 3_600_000, || 1);
         assert!(t.future);
         assert_eq!(c.watermark, 1_000_000);
-        c.observe(1_000_001, 0, 3_600_000);
+        c.observe(1_000_001, 0, 3_600_000, || 1);
+        // One bad clock, however many events it sends in a row.
+        for i in 0..100 {
+            c.observe(9_000_000 + i, 0, 3_600_000, || 7);
+        }
+        assert_eq!(c.watermark, 1_000_001, "one actor's clock is not the partition's");
+        c.observe(1_000_002, 0, 3_600_000, || 1);
+        // Seven in a row from several actors are not enough; eight are.
+        for i in 0..FUTURE_QUORUM - 1 {
+            c.observe(9_000_000 + i64::from(i), 0, 3_600_000, || u64::from(i % 2));
+        }
+        assert_eq!(c.watermark, 1_000_002);
+        c.observe(1_000_003, 0, 3_600_000, || 1);
         for i in 0..FUTURE_QUORUM {
-            c.observe(9_000_000 + i64::from(i), 0, 3_600_000);
+            c.observe(9_000_000 + i64::from(i), 0, 3_600_000, || u64::from(i % 2));
         }
         assert_eq!(c.watermark, 9_000_000, "a partition-wide jump is followed");
     }

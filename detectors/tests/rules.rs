@@ -95,6 +95,25 @@ fn out_of_order_events_count_only_what_lies_in_their_own_window() {
     assert!(by_rule(&run(&events), "visitor_rate").is_empty());
 }
 
+/// Design §6: an event over an hour ahead "does not move the watermark, so one
+/// bad clock can't expire everyone's state", however many events that clock
+/// sends. A run of them from several actors is the partition moving on.
+#[test]
+fn one_bad_clock_never_expires_the_others_state() {
+    let login =
+        |i: i64| webhook(T0 + i * 1000, "t", &format!("v{i}"), json!({"ip": "192.0.2.9", "route": "/auth/login"}));
+    let skewed = |i: i64, visitor: &str| webhook(T0 + 2 * 3_600_000 + i, "t-skew", visitor, json!({"text": "hi"}));
+    let mut events: Vec<Value> = (0..10).map(login).collect();
+    events.extend((0..40).map(|i| skewed(i, "clock")));
+    events.push(login(10));
+    assert_eq!(by_rule(&run(&events), "login_ip").len(), 1, "the 11th login in 15 min still blocks the IP");
+
+    let mut events: Vec<Value> = (0..10).map(login).collect();
+    events.extend((0..8).map(|i| skewed(i, &format!("v-{}", i % 2))));
+    events.push(login(10));
+    assert!(by_rule(&run(&events), "login_ip").is_empty(), "eight in a row from two visitors move the watermark");
+}
+
 #[test]
 fn keys_are_scoped_by_tenant() {
     let events: Vec<Value> =
@@ -504,13 +523,14 @@ fn a_checkpoint_restores_its_blocks_and_refuses_keys_it_cannot_read() {
     assert_eq!((active[0].rule.as_str(), active[0].tenant.as_deref()), ("visitor_rate", Some("t")));
     assert_eq!((active[0].subject.kind.as_str(), active[0].subject.id.as_str()), ("visitor", "v"));
 
-    // A checkpoint without the key-format mark at the end of its clock entry (an
-    // older warden's) is refused, not restored into entries no lookup would find.
+    // A checkpoint whose clock entry ends before the key-format mark (an older
+    // warden's: the mark is 9 bytes, then come the far-future run's 9) is
+    // refused, not restored into entries no lookup would find.
     let unmarked: Vec<StoredEntry> = entries
         .into_iter()
         .map(|(t, k, mut v)| {
             if t == tag::META && k.as_slice() == b"clock" {
-                v.truncate(v.len() - 9);
+                v.truncate(v.len() - 18);
             }
             (t, k, v)
         })

@@ -25,14 +25,12 @@ pub(super) struct Folded {
 }
 
 impl Folded {
-    /// Folds `original` into `self`; false (and `self` unspecified) when nothing in
-    /// it folds, which is always the case for ASCII text and costs no copy then.
+    /// Folds `original` into `self`; false (and `self` unspecified) when it shows
+    /// no disguise (see [`disguises`]), which is always the case for ASCII text,
+    /// and then costs no copy.
     /// Texts over 4 GiB are never folded (offsets are 32-bit).
     pub(super) fn fold(&mut self, original: &str) -> bool {
-        if original.is_ascii() || original.len() > u32::MAX as usize {
-            return false;
-        }
-        if !original.chars().any(folds) {
+        if original.is_ascii() || original.len() > u32::MAX as usize || !disguises(original) {
             return false;
         }
         self.text.clear();
@@ -75,6 +73,31 @@ pub fn canonical(value: &str) -> Cow<'_, str> {
         push_folded(c, &mut out);
     }
     Cow::Owned(out)
+}
+
+/// True when `text` may hide a value from a byte search, so that it is worth
+/// searching folded: a full-width or mathematical letter or digit, or `＠`; a
+/// format character right after an ASCII letter or digit (`AKIA\u{200B}…`); a
+/// Unicode space or dash right after an ASCII digit (`4111\u{A0}1111`). Ordinary
+/// non-ASCII text (CJK with its full-width punctuation, an emoji joined by
+/// U+200D, French with a no-break space before `:`) does not qualify and costs
+/// one pass over its characters.
+fn disguises(text: &str) -> bool {
+    let mut prev = ' ';
+    for c in text.chars() {
+        let hides = match c {
+            '\u{FF10}'..='\u{FF19}' | '\u{FF20}'..='\u{FF3A}' | '\u{FF41}'..='\u{FF5A}' => true,
+            '\u{1D400}'..='\u{1D7FF}' => true,
+            c if c.is_ascii() => false,
+            c if crate::text::is_format(c) => prev.is_ascii_alphanumeric(),
+            c => prev.is_ascii_digit() && (c.is_whitespace() || is_dash(c)),
+        };
+        if hides {
+            return true;
+        }
+        prev = c;
+    }
+    false
 }
 
 /// True when `c` is not ASCII and [`push_folded`] changes it.
@@ -147,6 +170,9 @@ mod tests {
         let mut f = Folded::default();
         assert!(!f.fold("plain ascii"));
         assert!(!f.fold("Grüße aus Köln, Ж"));
+        assert!(!f.fold("你好，我想了解价格？（谢谢）"), "CJK punctuation");
+        assert!(!f.fold("family 👨\u{200D}👩\u{200D}👧 prix\u{A0}: dix"), "emoji joiner, French spacing");
+        assert!(f.fold("订单４８２１"), "full-width digits");
         assert!(matches!(canonical("Grüße"), Cow::Borrowed(_)));
         assert_eq!(canonical("１２３－４５"), "123-45");
     }

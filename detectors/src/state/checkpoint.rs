@@ -81,8 +81,14 @@ const META_CLOCK: &[u8] = b"clock";
 /// State keys as [`super::keys::StateKey`] digests (format 1 held the key bytes).
 const KEY_FORMAT: u8 = 2;
 
-fn key_format() -> [u8; 9] {
-    let mut v = [KEY_FORMAT; 9];
+/// Bytes of the key-format mark.
+const KEY_MARK_LEN: usize = 9;
+/// Bytes of the far-future run's actor fields after the mark.
+#[cfg(test)]
+const ACTORS_LEN: usize = 9;
+
+fn key_format() -> [u8; KEY_MARK_LEN] {
+    let mut v = [KEY_FORMAT; KEY_MARK_LEN];
     v[1..].copy_from_slice(&super::key_fingerprint());
     v
 }
@@ -283,6 +289,11 @@ fn encode_clock(c: &Clock, next_close: i64, out: &mut Vec<u8>) {
     put_i64(out, c.next_sweep);
     put_i64(out, next_close);
     out.extend_from_slice(&key_format());
+    // After the mark, so a checkpoint from before these fields reads as a run
+    // with one actor so far; an older build takes the longer tail for a foreign
+    // mark and replays instead of restoring.
+    put_i64(out, c.future_actor as i64);
+    out.push(u8::from(c.future_actors_differ));
 }
 
 /// The clock, the next bucket close, and what follows them: the key-format mark,
@@ -297,10 +308,19 @@ fn decode_clock(mut input: &[u8]) -> Result<(Clock, i64, &[u8]), CodecError> {
         watermark: get_i64(input)?,
         future_run: u32::try_from(get_varint(input)?).map_err(|_| CodecError("future_run"))?,
         future_min: get_i64(input)?,
+        future_actor: 0,
+        future_actors_differ: false,
         next_sweep: get_i64(input)?,
     };
     let next_close = get_i64(input)?;
-    Ok((clock, next_close, input))
+    let mut clock = clock;
+    let mark = input.get(..KEY_MARK_LEN).unwrap_or(input);
+    if let Some(mut actors) = input.get(KEY_MARK_LEN..).filter(|rest| !rest.is_empty()) {
+        clock.future_actor = get_i64(&mut actors)? as u64;
+        let (&differ, _) = actors.split_first().ok_or(CodecError("truncated clock"))?;
+        clock.future_actors_differ = differ != 0;
+    }
+    Ok((clock, next_close, mark))
 }
 
 #[cfg(test)]
@@ -311,6 +331,20 @@ mod tests {
 
     fn checkpoint(changes: ChangeSet) -> Checkpoint {
         Checkpoint { position: b"7".to_vec(), changes }
+    }
+
+    #[test]
+    fn the_clock_round_trips_mid_far_future_run() {
+        let clock =
+            Clock { future_run: 3, future_min: 9, future_actor: 42, future_actors_differ: true, ..Clock::default() };
+        let mut v = Vec::new();
+        encode_clock(&clock, 5, &mut v);
+        let (back, next_close, mark) = decode_clock(&v).unwrap();
+        assert_eq!((back, next_close, mark), (clock, 5, &key_format()[..]));
+        // A clock written before the run's actors were kept reads as no actor yet.
+        v.truncate(v.len() - ACTORS_LEN);
+        let (back, _, mark) = decode_clock(&v).unwrap();
+        assert_eq!((back.future_actor, back.future_actors_differ, mark), (0, false, &key_format()[..]));
     }
 
     #[test]
@@ -327,7 +361,7 @@ mod tests {
         // An older warden's checkpoint: key bytes, a clock without the mark.
         let old_clock = |v: &mut Vec<u8>| {
             encode_clock(&Clock::default(), 0, v);
-            v.truncate(v.len() - key_format().len());
+            v.truncate(v.len() - KEY_MARK_LEN - ACTORS_LEN);
         };
         let mut old = ChangeSet::new();
         old.put(tag::META, |k| k.extend_from_slice(META_CLOCK), old_clock);
@@ -345,8 +379,8 @@ mod tests {
         // Another deployment's: the mark names another digest secret.
         let other_clock = |v: &mut Vec<u8>| {
             encode_clock(&Clock::default(), 0, v);
-            let at = v.len() - key_format().len() + 1;
-            v[at..].fill(0xee);
+            let at = v.len() - ACTORS_LEN - KEY_MARK_LEN + 1;
+            v[at..at + KEY_MARK_LEN - 1].fill(0xee);
         };
         let mut other = ChangeSet::new();
         other.put(tag::META, |k| k.extend_from_slice(META_CLOCK), other_clock);

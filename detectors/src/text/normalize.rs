@@ -80,32 +80,28 @@ fn normalize_unicode(raw: &str, out: &mut Normalized) {
 /// Rewrites the Cyrillic and Greek look-alikes in each word that also holds a
 /// Latin letter (`іgnоrе`, `frее`) as the Latin letters they pass for. A word
 /// mixing scripts like that is a disguise; a word of one script is left alone,
-/// so Russian and Greek text read as themselves.
+/// so Russian and Greek text read as themselves. Words here are split at ASCII
+/// characters other than letters, which costs no Unicode property lookup.
 fn unmix_scripts(out: &mut Normalized) {
     let text = &out.text;
-    let needs = |word: &str| {
-        word.bytes().any(|b| b.is_ascii_alphabetic()) && word.chars().any(|c| latin_lookalike(c).is_some())
-    };
-    if !text.chars().any(|c| latin_lookalike(c).is_some()) || !words(text).any(needs) {
+    if !words(text).any(is_mixed) {
         return;
     }
     let mut rewritten = String::with_capacity(text.len());
     let mut breaks = Vec::with_capacity(out.breaks.len());
     let mut next_break = out.breaks.iter().copied().peekable();
-    let mut word_end = 0;
-    let mut unmix = false;
+    let (mut word_end, mut mixed) = (0, false);
     for (i, c) in text.char_indices() {
         if next_break.peek() == Some(&i) {
             next_break.next();
             breaks.push(rewritten.len());
         }
-        if i >= word_end && c.is_alphabetic() {
-            let len = text[i..].find(|c: char| !c.is_alphabetic()).unwrap_or(text.len() - i);
-            word_end = i + len;
-            unmix = needs(&text[i..word_end]);
+        if i >= word_end && !splits_words(c) {
+            word_end = text[i..].find(splits_words).map_or(text.len(), |n| i + n);
+            mixed = is_mixed(&text[i..word_end]);
         }
         match latin_lookalike(c) {
-            Some(latin) if unmix && i < word_end => rewritten.push(latin),
+            Some(latin) if mixed && i < word_end => rewritten.push(latin),
             _ => rewritten.push(c),
         }
     }
@@ -113,9 +109,20 @@ fn unmix_scripts(out: &mut Normalized) {
     out.breaks = breaks;
 }
 
-/// The runs of letters in `text`.
+fn splits_words(c: char) -> bool {
+    c.is_ascii() && !c.is_ascii_alphabetic()
+}
+
+/// The words of `text` (see [`unmix_scripts`]).
 fn words(text: &str) -> impl Iterator<Item = &str> {
-    text.split(|c: char| !c.is_alphabetic()).filter(|w| !w.is_empty())
+    text.split(splits_words).filter(|w| !w.is_empty())
+}
+
+/// A word holding a Latin letter and a look-alike of one.
+fn is_mixed(word: &str) -> bool {
+    !word.is_ascii()
+        && word.bytes().any(|b| b.is_ascii_alphabetic())
+        && word.chars().any(|c| latin_lookalike(c).is_some())
 }
 
 /// The Latin letter a case-folded Cyrillic or Greek letter is made to pass for
