@@ -89,8 +89,8 @@ fn disguises(text: &str) -> bool {
             '\u{FF10}'..='\u{FF19}' | '\u{FF20}'..='\u{FF3A}' | '\u{FF41}'..='\u{FF5A}' => true,
             '\u{1D400}'..='\u{1D7FF}' => true,
             c if c.is_ascii() => false,
-            c if crate::text::is_format(c) => prev.is_ascii_alphanumeric(),
-            c => prev.is_ascii_digit() && (c.is_whitespace() || is_dash(c)),
+            c if prev.is_ascii_digit() => crate::text::is_format(c) || c.is_whitespace() || is_dash(c),
+            c => prev.is_ascii_alphabetic() && crate::text::is_format(c),
         };
         if hides {
             return true;
@@ -130,8 +130,14 @@ fn is_dash(c: char) -> bool {
     matches!(c, '\u{2010}'..='\u{2015}' | '\u{2212}' | '\u{FE58}' | '\u{FE63}' | '\u{FF0D}')
 }
 
-/// `c`'s compatibility decomposition when it is 1–4 ASCII characters.
+/// `c`'s compatibility decomposition when it is 1–4 ASCII characters. The
+/// large blocks that hold no such character (Cyrillic to Vedic, CJK and Yi,
+/// Hangul, the supplementary ideographs) are not looked up, so most non-Latin
+/// text costs a range test per character.
 fn ascii_decomposition(c: char) -> Option<([u8; 4], usize)> {
+    if matches!(c, '\u{400}'..='\u{1CFF}' | '\u{3400}'..='\u{A6FF}' | '\u{AC00}'..='\u{D7FF}' | '\u{20000}'..) {
+        return None;
+    }
     let (mut buf, mut n, mut ascii) = ([0u8; 4], 0, true);
     decompose_compatible(c, |d| {
         if d.is_ascii() && n < buf.len() {
@@ -175,6 +181,21 @@ mod tests {
         assert!(f.fold("订单４８２１"), "full-width digits");
         assert!(matches!(canonical("Grüße"), Cow::Borrowed(_)));
         assert_eq!(canonical("１２３－４５"), "123-45");
+    }
+
+    /// The blocks [`ascii_decomposition`] skips hold no character whose
+    /// compatibility decomposition is ASCII.
+    #[test]
+    fn the_range_gate_skips_no_foldable_character() {
+        for c in (0x80..=0x10FFFFu32).filter_map(char::from_u32) {
+            let (mut ascii, mut n) = (true, 0);
+            decompose_compatible(c, |d| {
+                ascii &= d.is_ascii();
+                n += 1;
+            });
+            let folds_to_ascii = ascii && n > 0 && n <= 4;
+            assert_eq!(ascii_decomposition(c).is_some(), folds_to_ascii, "U+{:04X}", u32::from(c));
+        }
     }
 
     proptest! {
