@@ -220,9 +220,9 @@ impl PiiScanner {
     /// found there is reported as the span of `text` that holds it.
     pub fn scan(&self, text: &str, scope: Scope, out: &mut Vec<PiiMatch>) {
         let base = out.len();
-        let ascii = self.find(text, scope, out);
+        self.find(text, scope, out);
         let mut folded = fold::Folded::default();
-        if !ascii && folded.fold(text) {
+        if folded.fold(text) {
             let from = out.len();
             self.find(folded.as_str(), scope, out);
             let mut keep = from;
@@ -240,15 +240,14 @@ impl PiiScanner {
         }
     }
 
-    /// Appends what the regexes find in `text`, unsorted and possibly
-    /// overlapping; returns whether `text` is ASCII (the pre-filter reads it).
-    fn find(&self, text: &str, scope: Scope, out: &mut Vec<PiiMatch>) -> bool {
-        let (hits, ascii) = self.prefilter.hits_and_ascii(text, scope);
-        if !hits.is_empty() {
-            self.secrets.find(text, hits, out);
-            self.personal.find(text, hits, out);
+    /// Appends what the regexes find in `text`, unsorted and possibly overlapping.
+    fn find(&self, text: &str, scope: Scope, out: &mut Vec<PiiMatch>) {
+        let hits = self.prefilter.hits(text, scope);
+        if hits.is_empty() {
+            return;
         }
-        ascii
+        self.secrets.find(text, hits, out);
+        self.personal.find(text, hits, out);
     }
 }
 

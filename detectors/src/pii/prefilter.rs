@@ -65,8 +65,6 @@ struct ByteClass(u32);
 
 impl ByteClass {
     const DIGIT: u32 = 1 << 16;
-    /// A byte of a non-ASCII character (no keyword holds one).
-    const NON_ASCII: u32 = 1 << 24;
 
     fn first(self) -> usize {
         (self.0 & 0xff) as usize
@@ -77,7 +75,7 @@ impl ByteClass {
     }
 
     fn digit(self) -> u32 {
-        self.0 >> 16 & 1
+        self.0 >> 16
     }
 }
 
@@ -107,31 +105,20 @@ impl Prefilter {
             // KEYWORDS has far fewer than 256 entries, so both fit a byte; a byte
             // that anchors nothing keeps `first` at 0 so its class is 0 or DIGIT.
             let first = if count == 0 { 0 } else { first };
-            let non_ascii = if b.is_ascii() { 0 } else { ByteClass::NON_ASCII };
-            bytes[usize::from(b)] = ByteClass(first as u32 | (count as u32) << 8 | digit | non_ascii);
+            bytes[usize::from(b)] = ByteClass(first as u32 | (count as u32) << 8 | digit);
         }
         let words = KEYWORDS.iter().map(|&(word, kind, at)| Word::new(word, kind, at)).collect();
         Prefilter { bytes, anchored, words }
     }
 
     /// The kinds in `scope` worth running on `text`.
-    #[cfg(test)]
     pub(super) fn hits(&self, text: &str, scope: Scope) -> Scope {
-        self.hits_and_ascii(text, scope).0
-    }
-
-    /// [`Prefilter::hits`], and whether `text` is ASCII, read in the same pass
-    /// where it walks the whole text.
-    pub(super) fn hits_and_ascii(&self, text: &str, scope: Scope) -> (Scope, bool) {
         let wanted = scope.intersect(KEYWORD_KINDS);
         let numeric = scope.contains(PiiKind::Card) || scope.contains(PiiKind::Ssn);
         let bytes = text.as_bytes();
         let mut hits = Scope::empty();
         let mut digits = 0u32;
-        let mut non_ascii = false;
-        let mut walked = false;
         if !wanted.is_empty() {
-            walked = true;
             // Indexed, not `iter().enumerate()`: the compiled loop is shorter.
             for i in 0..bytes.len() {
                 let class = self.bytes[usize::from(bytes[i])];
@@ -143,10 +130,6 @@ impl Prefilter {
                     digits += 1;
                     continue;
                 }
-                if class.0 == ByteClass::NON_ASCII {
-                    non_ascii = true;
-                    continue;
-                }
                 digits += class.digit();
                 for &k in &self.anchored[class.first()..][..class.count()] {
                     let word = &self.words[usize::from(k)];
@@ -155,7 +138,6 @@ impl Prefilter {
                     }
                 }
                 if !numeric && hits.intersect(wanted) == wanted {
-                    walked = i + 1 == bytes.len();
                     break;
                 }
             }
@@ -173,8 +155,7 @@ impl Prefilter {
                 hits = hits.with(PiiKind::Card);
             }
         }
-        let ascii = if walked { !non_ascii } else { text.is_ascii() };
-        (hits.intersect(scope), ascii)
+        hits.intersect(scope)
     }
 }
 
@@ -284,17 +265,10 @@ mod tests {
     #[test]
     fn bytes_that_anchor_nothing_cost_one_test() {
         let p = Prefilter::new();
-        for b in [b'q', b'Q', b'z', b' ', b'.'] {
+        for b in [b'q', b'Q', b'z', b' ', b'.', 0xc3] {
             assert_eq!(p.bytes[usize::from(b)], ByteClass(0), "{b:#x}");
         }
         assert_eq!(p.bytes[usize::from(b'7')], ByteClass(ByteClass::DIGIT));
-        // A non-ASCII byte costs two: it is noted, so the text needs no second
-        // pass to know it is not ASCII.
-        assert_eq!(p.bytes[0xc3], ByteClass(ByteClass::NON_ASCII));
-        for (text, ascii) in [("plain key=AKIA", true), ("clé 4111", false), ("", true)] {
-            assert_eq!(p.hits_and_ascii(text, Scope::ALL).1, ascii, "{text:?}");
-            assert_eq!(p.hits_and_ascii(text, Scope::empty()).1, ascii, "{text:?}: nothing walked");
-        }
         assert_eq!(p.bytes[usize::from(b'K')].count(), 2, "akia, sk-");
     }
 
