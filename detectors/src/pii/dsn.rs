@@ -297,13 +297,18 @@ fn has_unquoted_semicolon(seg: &str) -> bool {
 }
 
 /// A value quoted the way it appears inside a string literal or markup: `\"…\"`,
-/// `\'…\'` (a connection string in code or a JSON-encoded log line) or
-/// `&quot;…&quot;`, `&apos;…&apos;` (XML). Where it ends, past the closing
+/// `\'…\'` (a connection string in code or a JSON-encoded log line),
+/// `&quot;…&quot;`, `&apos;…&apos;` (XML) or `""…""` (a CSV cell). Where it ends, past the closing
 /// quote, if it opens at `at` and closes before a line break within `b`.
 fn escaped_quote_end(b: &[u8], at: usize) -> Option<usize> {
-    const QUOTES: [&[u8]; 4] = [b"\\\"", b"\\'", b"&quot;", b"&apos;"];
+    const QUOTES: [&[u8]; 5] = [b"\\\"", b"\\'", b"&quot;", b"&apos;", b"\"\""];
     let rest = b.get(at..)?;
     let quote = QUOTES.iter().find(|q| rest.starts_with(q))?;
+    // Quotes doubled as a CSV cell writes them (`""se;cret""`) open a value only
+    // when a value character follows: `Password="";` is an empty value.
+    if *quote == b"\"\"" && rest.get(2).is_none_or(|&c| c.is_ascii_whitespace() || b";\"',".contains(&c)) {
+        return None;
+    }
     let body = &rest[quote.len()..];
     let line = body.iter().position(|&c| c == b'\n' || c == b'\r').unwrap_or(body.len());
     let close = body[..line].windows(quote.len()).position(|w| w == *quote)?;

@@ -256,6 +256,9 @@ fn no_part_of_a_connection_strings_password_survives() {
         // Quoted values hold `;`, spaces and their own escaped quotes.
         ("Server=db;User ID=sa;Password=\"Qx7;Zk9 Lm2\";Encrypt=True", &["Qx7", "Zk9", "Lm2"]),
         ("Server=db;Password=\"Qx7\"\"Zk9\";", &["Qx7", "Zk9"]),
+        // A connection string in a CSV cell: its quotes are doubled.
+        ("row: 1,\"Server=db;Password=\"\"Qx7;Zk9\"\";Database=x\",ok", &["Qx7", "Zk9"]),
+        ("row: 1,\"Server=db;Password=\"\"Qx7 Zk9\"\"\",ok", &["Qx7", "Zk9"]),
         ("Password='Qx7;''Zk9';Server=db", &["Qx7", "Zk9"]),
         (
             "Driver={ODBC Driver 18 for SQL Server};Server=tcp:db,1433;Uid=sa;Pwd={Qx7;Zk9}};Lm2};Encrypt=yes",
