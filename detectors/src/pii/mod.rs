@@ -212,8 +212,9 @@ impl PiiScanner {
         }
     }
 
-    /// Appends the findings in `text` for kinds in `scope` to `out`, sorted by start
-    /// and non-overlapping.
+    /// Appends the findings in `text` for kinds in `scope` to `out`, sorted by
+    /// start. They do not overlap, but for a secret of another kind found wholly
+    /// inside a secret, listed right after it (see `resolve_overlaps`).
     ///
     /// A text written in disguise (full-width digits, a zero-width space inside a
     /// key: see [`fold`]) is also searched as a reader would type it, and what is
@@ -251,24 +252,38 @@ impl PiiScanner {
     }
 }
 
-/// Sorts `out[base..]` by start and drops findings overlapping an earlier one: the
-/// earlier start wins, then the longer span, then secrets over personal data (a DSN
-/// wins over the email-looking `user:pw@host` inside it).
+/// Sorts `out[base..]` by start and resolves overlaps: the earlier start wins,
+/// then the longer span, then secrets over personal data (a DSN wins over the
+/// email-looking `user:pw@host` inside it). Two exceptions keep a secret from
+/// being hidden by what surrounds it:
+/// - personal data holding a secret is that secret (`ghp_…@github.com` is a
+///   GitHub token, not an email), over both spans;
+/// - a secret of another kind wholly inside a secret is kept too, listed right
+///   after it (`https://oauth2:ghp_…@github.com` is a DSN *and* a GitHub
+///   token), so both kinds are reported; redaction skips it, being covered.
 fn resolve_overlaps(out: &mut Vec<PiiMatch>, base: usize) {
     let tail = &mut out[base..];
     tail.sort_unstable_by(|a, b| {
         a.start.cmp(&b.start).then(b.end.cmp(&a.end)).then(b.kind.is_secret().cmp(&a.kind.is_secret()))
     });
     let mut keep = base;
-    let mut last_end = 0;
+    // The last finding kept that no other contains.
+    let mut outer: Option<usize> = None;
     for i in base..out.len() {
         let m = out[i];
-        if keep > base && m.start < last_end {
+        if let Some(o) = outer.filter(|&o| m.start < out[o].end) {
+            let kept = out[o];
+            if m.kind.is_secret() && !kept.kind.is_secret() {
+                out[o] = PiiMatch { kind: m.kind, start: kept.start, end: kept.end.max(m.end) };
+            } else if m.kind.is_secret() && m.end <= kept.end && !out[o..keep].iter().any(|n| n.kind == m.kind) {
+                out[keep] = m;
+                keep += 1;
+            }
             continue;
         }
         out[keep] = m;
+        outer = Some(keep);
         keep += 1;
-        last_end = m.end;
     }
     out.truncate(keep);
 }

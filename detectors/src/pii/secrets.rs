@@ -13,7 +13,7 @@ pub(super) const AWS: &str = r"(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}";
 pub(super) const OPENAI: &str = r"sk-[A-Za-z0-9_-]{20,}";
 pub(super) const STRIPE: &str = r"[sr]k_(?:live|test)_[A-Za-z0-9]{16,}";
 pub(super) const GITHUB: &str = r"gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,}";
-pub(super) const SLACK: &str = r"(?:xox[abposr]-|xapp-|xoxe\.xox[a-z]-|xoxe-)[A-Za-z0-9-]{10,}";
+pub(super) const SLACK: &str = r"(?:xox[a-z]-|xapp-|xoxe\.xox[a-z]-)[A-Za-z0-9-]{10,}";
 pub(super) const JWT: &str = r"eyJ[A-Za-z0-9_-]{2,}={0,2}\.[A-Za-z0-9_-]{2,}={0,2}(?:\.[A-Za-z0-9_-]*)?";
 pub(super) const PEM: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
 /// A quoted value in a connection string: `"…"` or `'…'` (a doubled quote or a
@@ -146,7 +146,11 @@ impl Secrets {
                 continue;
             }
             for m in re.iter().flat_map(|re| re.find_iter(text)) {
-                if bounded(text, m.start(), m.end()) && !is_placeholder(variable_part(kind, m.as_str())) {
+                // A prefixed token may follow `_` (`KEY_AKIA…`, `token_ghp_…`): its
+                // prefix already marks where it starts.
+                let after_underscore = m.start() > 0 && text.as_bytes()[m.start() - 1] == b'_';
+                let bounded = bounded(text, m.start(), m.end()) || after_underscore && bounded(text, 0, m.end());
+                if bounded && !is_placeholder(variable_part(kind, m.as_str())) {
                     out.push(PiiMatch { kind, start: m.start(), end: m.end() });
                 }
             }

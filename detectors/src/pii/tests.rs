@@ -410,6 +410,31 @@ fn disguised_values_are_found_and_masked_as_typed() {
     assert_eq!(red, "card=[REDACTED:card] ok");
 }
 
+/// A secret is never hidden inside another finding: personal data holding one
+/// is that secret; one inside a connection string is listed beside it.
+#[test]
+fn a_secret_inside_another_finding_is_reported_as_itself() {
+    const TOKEN: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
+    let remote = format!("remote https://{TOKEN}@github.com/o/r.git");
+    assert_eq!(found(&remote), vec![(GithubToken, &remote[15..15 + TOKEN.len() + 11])]);
+    let at = format!("key {TOKEN}@example.com");
+    assert_eq!(found(&at), vec![(GithubToken, &at[4..])]);
+    for (text, dsn) in [
+        (
+            format!("git clone https://{TOKEN}:x-oauth-basic@github.com/o/r"),
+            format!("https://{TOKEN}:x-oauth-basic@github.com"),
+        ),
+        (format!("https://oauth2:{TOKEN}@github.com"), format!("https://oauth2:{TOKEN}@github.com")),
+    ] {
+        assert_eq!(found(&text), vec![(Dsn, dsn.as_str()), (GithubToken, TOKEN)], "{text}");
+        assert!(!redact(&text, &scan(&text)).contains(&TOKEN[4..]), "{text}");
+    }
+    // Slack's other `xox?-` tokens, and prefixed tokens glued on by `_`.
+    assert_eq!(found("tok xoxc-123456789012-123456789012-0123456789abcdef").len(), 1);
+    assert_eq!(found("v KEY_AKIAIOSFODNN7EXAMPLE e"), vec![(AwsKey, "AKIAIOSFODNN7EXAMPLE")]);
+    assert_eq!(found("v KEYAKIAIOSFODNN7EXAMPLE e"), vec![], "a letter before is part of a longer token");
+}
+
 #[test]
 fn several_findings_in_one_text() {
     let text = "cards=4111111111111111,5555555555554444; mail a@b.io key AKIAIOSFODNN7EXAMPLE";
