@@ -84,7 +84,9 @@ impl Clock {
             self.future_run = self.future_run.saturating_add(1);
             self.future_min = self.future_min.min(ts);
             let actor = actor();
-            if self.future_run == 1 {
+            // A run restored from a checkpoint written before actors were kept
+            // has none yet: its next event's actor is its first.
+            if self.future_run == 1 || self.future_actor == 0 {
                 self.future_actor = actor;
             } else if actor != self.future_actor {
                 self.future_actors_differ = true;
@@ -589,5 +591,15 @@ mod tests {
             c.observe(9_000_000 + i64::from(i), 0, 3_600_000, || u64::from(i % 2));
         }
         assert_eq!(c.watermark, 9_000_000, "a partition-wide jump is followed");
+
+        // A run restored from a checkpoint that kept no actor (0) takes its next
+        // event's actor as its first: one clock straddling an upgrade stays one.
+        let mut c = Clock { future_run: 3, future_min: 9_000_000, ..Clock::default() };
+        c.observe(1_000_000, 0, 3_600_000, || 1);
+        let mut c = Clock { future_run: 3, future_min: 9_000_000, max_ts: c.max_ts, ..c };
+        for i in 0..20 {
+            c.observe(9_000_000 + i, 0, 3_600_000, || 7);
+        }
+        assert_eq!(c.watermark, 1_000_000);
     }
 }

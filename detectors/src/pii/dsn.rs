@@ -52,7 +52,7 @@ pub(super) fn passwords(text: &str, start: usize, end: &mut usize) -> Vec<(usize
 
 fn read_passwords(text: &str, start: usize, end: &mut usize) -> Vec<(usize, usize)> {
     let Some(seg) = text.get(start..*end) else { return Vec::new() };
-    if let Some((s, e)) = userinfo_password(seg) {
+    if let Some((s, e)) = userinfo_password(seg).or_else(|| oracle_password(seg)) {
         return vec![(start + s, start + e)];
     }
     let form = Form::of(seg);
@@ -122,6 +122,20 @@ fn userinfo_password(dsn: &str) -> Option<(usize, usize)> {
     }
     let offset = dsn.len() - rest.len();
     (at > colon + 1).then_some((offset + colon + 1, offset + at))
+}
+
+/// The password of Oracle's `jdbc:oracle:thin:user/password@host…` (the regex's
+/// second form): from the first `/` to the last `@`, as a range of `dsn`.
+fn oracle_password(dsn: &str) -> Option<(usize, usize)> {
+    let lower = dsn.get(..16)?.to_ascii_lowercase();
+    if !lower.starts_with("jdbc:oracle:") {
+        return None;
+    }
+    let driver_end = 12 + dsn[12..].find(':')? + 1;
+    let rest = &dsn[driver_end..];
+    let at = rest.rfind('@')?;
+    let slash = rest[..at].find('/')?;
+    (at > slash + 1).then_some((driver_end + slash + 1, driver_end + at))
 }
 
 /// How a parameter string separates its pairs.

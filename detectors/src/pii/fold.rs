@@ -76,8 +76,9 @@ pub fn canonical(value: &str) -> Cow<'_, str> {
 }
 
 /// True when `text` may hide a value from a byte search, so that it is worth
-/// searching folded: a full-width or mathematical letter or digit, or `＠`; a
-/// format character right after an ASCII letter or digit (`AKIA\u{200B}…`); a
+/// searching folded: a full-width or mathematical letter or digit, `＠`, a small
+/// form (`﹫`); a format character right after a visible ASCII character
+/// (`AKIA\u{200B}…`, `ghp_\u{200B}…`); a
 /// Unicode space or dash right after an ASCII digit (`4111\u{A0}1111`). Ordinary
 /// non-ASCII text (CJK with its full-width punctuation, an emoji joined by
 /// U+200D, French with a no-break space before `:`) does not qualify and costs
@@ -87,10 +88,10 @@ fn disguises(text: &str) -> bool {
     for c in text.chars() {
         let hides = match c {
             '\u{FF10}'..='\u{FF19}' | '\u{FF20}'..='\u{FF3A}' | '\u{FF41}'..='\u{FF5A}' => true,
-            '\u{1D400}'..='\u{1D7FF}' => true,
+            '\u{1D400}'..='\u{1D7FF}' | '\u{FE50}'..='\u{FE6B}' => true,
             c if c.is_ascii() => false,
             c if prev.is_ascii_digit() => crate::text::is_format(c) || c.is_whitespace() || is_dash(c),
-            c => prev.is_ascii_alphabetic() && crate::text::is_format(c),
+            c => prev.is_ascii_graphic() && crate::text::is_format(c),
         };
         if hides {
             return true;

@@ -5,12 +5,17 @@ use super::{PiiKind, PiiMatch};
 
 /// A masked preview of `value` (a finding of `kind`) that never contains the value:
 /// e.g. `sk-…abcd`, `[RSA PRIVATE KEY]`, `postgres://app:***@db.prod`, `**** 1111`.
-/// A disguised value is masked as a reader would type it ([`super::canonical`]).
+/// A disguised value is masked as a reader would type it ([`super::canonical`]),
+/// but for a connection string, which is masked as found: folding can end a
+/// password early (a full-width `；` inside it) and leave its tail in the
+/// preview. One whose passwords cannot be read as found shows as `***`.
 pub fn mask(kind: PiiKind, value: &str) -> String {
+    if kind == PiiKind::Dsn {
+        return mask_dsn(value).unwrap_or_else(|| "***".to_string());
+    }
     let value = &*super::canonical(value);
     let masked = match kind {
         PiiKind::PrivateKey => Some(format!("[{}]", pem_label(value).unwrap_or("PRIVATE KEY"))),
-        PiiKind::Dsn => mask_dsn(value),
         PiiKind::Jwt if value.starts_with("eyJ") && value.chars().count() >= 12 => {
             Some(format!("eyJ…{}", last_chars(value, 4)))
         }

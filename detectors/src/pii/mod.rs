@@ -254,9 +254,10 @@ impl PiiScanner {
 
 /// Sorts `out[base..]` by start and resolves overlaps: the earlier start wins,
 /// then the longer span, then secrets over personal data (a DSN wins over the
-/// email-looking `user:pw@host` inside it). Two exceptions keep a secret from
-/// being hidden by what surrounds it:
-/// - personal data holding a secret is that secret (`ghp_…@github.com` is a
+/// email-looking `user:pw@host` inside it); the winner's span grows over the
+/// whole of what it overlaps. Two exceptions keep a secret from being hidden
+/// by what surrounds it:
+/// - personal data holding a token is that token (`ghp_…@github.com` is a
 ///   GitHub token, not an email), over both spans;
 /// - a secret of another kind wholly inside a secret is kept too, listed right
 ///   after it (`https://oauth2:ghp_…@github.com` is a DSN *and* a GitHub
@@ -273,11 +274,22 @@ fn resolve_overlaps(out: &mut Vec<PiiMatch>, base: usize) {
         let m = out[i];
         if let Some(o) = outer.filter(|&o| m.start < out[o].end) {
             let kept = out[o];
-            if m.kind.is_secret() && !kept.kind.is_secret() {
+            // Only a token takes over: a connection string or a key read from
+            // another start would be read (and previewed) differently.
+            if m.kind.is_secret() && !kept.kind.is_secret() && !matches!(m.kind, PiiKind::Dsn | PiiKind::PrivateKey) {
                 out[o] = PiiMatch { kind: m.kind, start: kept.start, end: kept.end.max(m.end) };
-            } else if m.kind.is_secret() && m.end <= kept.end && !out[o..keep].iter().any(|n| n.kind == m.kind) {
+            } else if m.kind.is_secret()
+                && kept.kind.is_secret()
+                && m.end <= kept.end
+                && !out[o..keep].iter().any(|n| n.kind == m.kind)
+            {
                 out[keep] = m;
                 keep += 1;
+            } else if kept.kind != PiiKind::Dsn {
+                // A finding running past the kept one's end is covered with it,
+                // so redaction leaves none of it. (Not a connection string's:
+                // its span is where its reading ends, and a longer one reads on.)
+                out[o].end = kept.end.max(m.end);
             }
             continue;
         }

@@ -40,6 +40,7 @@ const KEYWORDS: &[(&str, PiiKind, usize)] = &[
     ("@", PiiKind::Email, 0),
     ("0x", PiiKind::EthAddress, 1),
     ("+", PiiKind::Phone, 0),
+    ("jdbc:oracle:", PiiKind::Dsn, 0),
 ];
 
 /// Kinds a keyword can report (everything but cards and SSNs).

@@ -62,12 +62,13 @@ macro_rules! other_pairs {
     };
 }
 
-/// A URL or connection string with a password, in three forms:
+/// A URL or connection string with a password, in four forms:
 /// - `scheme://user:password@host`, or `//user:password@host` without a scheme
 ///   (as in `https://u:p@https://v:q@h`); the user may hold `@` (Azure's
 ///   `admin@server`). A password may hold `@` unescaped
 ///   (`u:p@ss@host`): the userinfo ends at the last `@` of the authority, as URL
 ///   parsers read it, so no part of it is taken for the host and left in a preview;
+/// - Oracle's `jdbc:oracle:thin:user/password@host:port:sid`;
 /// - a URL with a password parameter, as JDBC writes them
 ///   (`jdbc:postgresql://db/app?user=a&password=…`, `jdbc:sqlserver://db;password=…`);
 /// - keyword/value strings naming a server and a password, in either order
@@ -77,6 +78,7 @@ macro_rules! other_pairs {
 /// [`dsn`] reads the quotes the same way.
 pub(super) const DSN: &str = concat!(
     r#"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//[^\s:/?#"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
+    r#"|(?i:jdbc:oracle:(?:thin|oci8?|kprb):)[^\s/@:"'<>]+/[^\s@"'<>]+@[^\s"'<>,;()\[\]{}]*"#,
     r#"|[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9+.\-]+:)?//[^\s"'<>?;#]*[?;&][^\s"'<>#]*?"#,
     r#"(?i:password|passwd|pwd)=(?:\{(?:[^}\r\n]|\}\})*\}|[^\s&;"'<>#{][^\s&;"'<>#]*)"#,
     "|(?i:",
@@ -108,9 +110,10 @@ pub(super) struct Secrets {
     jwt: Option<Regex>,
     pem: Option<Regex>,
     dsn: Option<Regex>,
-    /// `password`, `passwd`, `pwd` in any case: a text without a URL must name a
-    /// password before the connection-string regex runs.
-    password_names: Option<aho_corasick::AhoCorasick>,
+    /// `password`, `passwd`, `pwd` or `jdbc:oracle:` in any case: a text without
+    /// a URL must name a password (or be Oracle's `user/password@host`) before
+    /// the connection-string regex runs.
+    dsn_markers: Option<aho_corasick::AhoCorasick>,
 }
 
 impl Secrets {
@@ -125,9 +128,9 @@ impl Secrets {
             jwt: re(JWT),
             pem: re(PEM),
             dsn: re(DSN),
-            password_names: aho_corasick::AhoCorasick::builder()
+            dsn_markers: aho_corasick::AhoCorasick::builder()
                 .ascii_case_insensitive(true)
-                .build(["password", "passwd", "pwd"])
+                .build(["password", "passwd", "pwd", "jdbc:oracle:"])
                 .ok(),
         }
     }
@@ -170,7 +173,7 @@ impl Secrets {
             }
         }
         if hits.contains(PiiKind::Dsn)
-            && (text.contains("://") || self.password_names.as_ref().is_none_or(|a| a.is_match(text)))
+            && (text.contains("://") || self.dsn_markers.as_ref().is_none_or(|a| a.is_match(text)))
         {
             if let Some(re) = &self.dsn {
                 find_dsns(re, text, out);

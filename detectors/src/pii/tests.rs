@@ -429,10 +429,48 @@ fn a_secret_inside_another_finding_is_reported_as_itself() {
         assert_eq!(found(&text), vec![(Dsn, dsn.as_str()), (GithubToken, TOKEN)], "{text}");
         assert!(!redact(&text, &scan(&text)).contains(&TOKEN[4..]), "{text}");
     }
+    // Oracle's `user/password@host`.
+    let oracle = "url=jdbc:oracle:thin:scott/TigerPw4455@db.prod:1521:ORCL next";
+    assert_eq!(found(oracle), vec![(Dsn, "jdbc:oracle:thin:scott/TigerPw4455@db.prod:1521:ORCL")]);
+    assert_eq!(mask(Dsn, &oracle[4..oracle.len() - 5]), "jdbc:oracle:thin:scott/***@db.prod:1521:ORCL");
+    assert_eq!(found("jdbc:oracle:thin:@db.prod:1521:ORCL"), vec![], "no user, no password");
     // Slack's other `xox?-` tokens, and prefixed tokens glued on by `_`.
     assert_eq!(found("tok xoxc-123456789012-123456789012-0123456789abcdef").len(), 1);
     assert_eq!(found("v KEY_AKIAIOSFODNN7EXAMPLE e"), vec![(AwsKey, "AKIAIOSFODNN7EXAMPLE")]);
     assert_eq!(found("v KEYAKIAIOSFODNN7EXAMPLE e"), vec![], "a letter before is part of a longer token");
+}
+
+/// Review findings on disguised text: a connection string is masked as found,
+/// a format character after punctuation still triggers the folded search, and
+/// a folded finding overlapping another is redacted with it.
+#[test]
+fn disguises_leave_no_part_of_a_value_in_previews_or_samples() {
+    for (text, tail) in [
+        ("Server=db;Password=Pa\u{FF1B}ssw0rdXYZ;User=x", "ssw0rdXYZ"),
+        ("jdbc:mysql://db/x?user=a&password=Pa\u{FF06}ssw0rdXYZ&x=1", "ssw0rdXYZ"),
+        ("host=db password=Pa\u{3000}ssw0rdXYZ", "ssw0rdXYZ"),
+        ("host=db password=abc\u{A0}zzsecret", "zzsecret"),
+    ] {
+        let m = scan(text);
+        assert!(!m.is_empty(), "{text:?}");
+        for f in &m {
+            let preview = mask(f.kind, &text[f.start..f.end]);
+            assert!(!preview.contains(tail), "{text:?}: {preview}");
+        }
+        assert!(!redact(text, &m).contains(tail), "{text:?}");
+    }
+    for (text, kind) in [
+        ("ghp_\u{200B}ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", GithubToken),
+        ("sk-\u{200B}proj-AAAABBBBCCCCDDDDEEEEFFFFGGGGHHHH1234", OpenaiKey),
+        ("sent to maria@\u{200B}example.com", Email),
+        ("card 4111-\u{200B}1111-1111-1111", Card),
+        ("sent to maria\u{FE6B}example.com", Email),
+    ] {
+        assert_eq!(scan(text).iter().map(|m| m.kind).collect::<Vec<_>>(), vec![kind], "{text:?}");
+    }
+    let text = "+1 415 555 2671\u{200B}john.d\u{200B}oe@example.com";
+    let red = redact(text, &scan(text));
+    assert!(!red.contains("john") && !red.contains("oe@"), "{red}");
 }
 
 #[test]
