@@ -19,6 +19,20 @@ pub(super) const ETH: &str = r"0x[0-9a-fA-F]{40}";
 #[cfg(test)]
 pub(super) const PATTERNS: [&str; 3] = [EMAIL, PHONE, ETH];
 
+/// `text[start..end]`, a match of the phone pattern or a part of one ending at
+/// a space, is a phone: nothing alphanumeric follows it, and it has 8 to 15
+/// digits (10 to 15 with a group in parentheses, which it must close: short
+/// runs with one are scores and formulas).
+fn is_phone(text: &str, start: usize, end: usize) -> bool {
+    let candidate = &text[start..end];
+    let digits = candidate.bytes().filter(u8::is_ascii_digit).count();
+    let least = if candidate.contains('(') { 10 } else { 8 };
+    !text[end..].chars().next().is_some_and(char::is_alphanumeric)
+        && (least..=15).contains(&digits)
+        && candidate.contains('(') == candidate.contains(')')
+        && !candidate.ends_with([' ', '-', '('])
+}
+
 /// Digit groups kept per run; a longer run is cut (it is no card or SSN anyway).
 const MAX_GROUPS: usize = 16;
 
@@ -53,16 +67,19 @@ impl Personal {
         }
         if hits.contains(PiiKind::Phone) {
             for m in self.phone.iter().flat_map(|re| re.find_iter(text)) {
-                let prev = text[..m.start()].chars().next_back();
-                let next = text[m.end()..].chars().next();
-                let digits = m.as_str().bytes().filter(u8::is_ascii_digit).count();
-                // With a group in parentheses, short runs are scores and formulas.
-                let least = if m.as_str().contains('(') { 10 } else { 8 };
-                if !prev.is_some_and(char::is_alphanumeric)
-                    && !next.is_some_and(char::is_alphanumeric)
-                    && (least..=15).contains(&digits)
-                {
-                    out.push(PiiMatch { kind: PiiKind::Phone, start: m.start(), end: m.end() });
+                if text[..m.start()].chars().next_back().is_some_and(char::is_alphanumeric) {
+                    continue;
+                }
+                // The pattern reads on into a number a space after the phone
+                // (`+14155552671 123-45-6789`): when the whole match is no
+                // phone, its longest part ending at a space may be.
+                let cuts = m.as_str().rmatch_indices(' ').map(|(i, _)| i);
+                let end = std::iter::once(m.as_str().len())
+                    .chain(cuts)
+                    .map(|len| m.start() + len)
+                    .find(|&end| is_phone(text, m.start(), end));
+                if let Some(end) = end {
+                    out.push(PiiMatch { kind: PiiKind::Phone, start: m.start(), end });
                 }
             }
         }
@@ -143,18 +160,36 @@ fn edge_ok(neighbour: Option<char>, beyond: Option<u8>) -> bool {
     }
 }
 
+/// The whole run as an SSN (`123-45-6789`, `123 45 6789`, or 9 digits after an
+/// `ssn` keyword); else each dashed `ddd-dd-dddd` set off by spaces inside a
+/// longer run (`4111… 078-05-1120`, `+1415… 123-45-6789`: numbers a space
+/// apart read as one run). Space-joined groups inside a run are not tried:
+/// `555 123 45 6789` is more likely a phone.
 fn ssn(text: &str, run: &Run, out: &mut Vec<PiiMatch>) {
-    if !(run.left_ok && run.right_ok) {
-        return;
+    let shape = |a: usize| [run.len(a), run.len(a + 1), run.len(a + 2)] == [3, 2, 4];
+    if run.left_ok && run.right_ok {
+        let (start, end) = (run.groups[0].0, run.groups[run.n - 1].1);
+        let dashed = run.n == 3 && run.seps[0] == run.seps[1] && shape(0);
+        let bare = run.n == 1 && run.len(0) == 9 && ssn_keyword_before(text, start);
+        if dashed || bare {
+            push_valid_ssn(text, start, end, out);
+            return;
+        }
     }
-    let (start, end) = (run.groups[0].0, run.groups[run.n - 1].1);
-    let digits = &text.as_bytes()[start..end];
-    let dashed = run.n == 3 && run.seps[0] == run.seps[1] && [run.len(0), run.len(1), run.len(2)] == [3, 2, 4];
-    let bare = run.n == 1 && run.len(0) == 9 && ssn_keyword_before(text, start);
-    if !(dashed || bare) {
-        return;
+    for a in 0..run.n.saturating_sub(2) {
+        let z = a + 2;
+        let left = if a == 0 { run.left_ok } else { run.seps[a - 1] == b' ' };
+        let right = if z == run.n - 1 { run.right_ok } else { run.seps[z] == b' ' };
+        if left && right && run.seps[a] == b'-' && run.seps[a + 1] == b'-' && shape(a) && run.n > 3 {
+            push_valid_ssn(text, run.groups[a].0, run.groups[z].1, out);
+        }
     }
-    let mut d = digits.iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0');
+}
+
+/// Pushes `text[start..end]` (9 digits, maybe separated) if its groups are a
+/// valid SSN's: no 000, 666 or 9xx area, no 00 group, no 0000 serial.
+fn push_valid_ssn(text: &str, start: usize, end: usize, out: &mut Vec<PiiMatch>) {
+    let mut d = text.as_bytes()[start..end].iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0');
     let mut num = |k: usize| d.by_ref().take(k).fold(0u32, |acc, x| acc * 10 + u32::from(x));
     let (area, group, serial) = (num(3), num(2), num(4));
     if area != 0 && area != 666 && area < 900 && group != 0 && serial != 0 {

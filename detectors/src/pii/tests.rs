@@ -473,6 +473,18 @@ fn disguises_leave_no_part_of_a_value_in_previews_or_samples() {
     assert!(!red.contains("john") && !red.contains("oe@"), "{red}");
 }
 
+/// Numbers a space apart read as one run of digit groups; each is still found.
+#[test]
+fn adjacent_numbers_are_each_found() {
+    assert_eq!(found("+14155552671 123-45-6789"), vec![(Phone, "+14155552671"), (Ssn, "123-45-6789")]);
+    assert_eq!(found("card 4111111111111111 078-05-1120"), vec![(Card, "4111111111111111"), (Ssn, "078-05-1120")]);
+    assert_eq!(found("ssn 123-45-6789 4111 1111 1111 1111"), vec![(Ssn, "123-45-6789"), (Card, "4111 1111 1111 1111")]);
+    assert_eq!(found("call +1 415 555 2671 123-45-6789"), vec![(Phone, "+1 415 555 2671"), (Ssn, "123-45-6789")]);
+    // Still no SSN inside a dashed number, nor among space-joined groups.
+    assert_eq!(found("part 12-123-45-6789 ok"), vec![]);
+    assert_eq!(found("order 555 123 45 6789"), vec![]);
+}
+
 #[test]
 fn several_findings_in_one_text() {
     let text = "cards=4111111111111111,5555555555554444; mail a@b.io key AKIAIOSFODNN7EXAMPLE";
