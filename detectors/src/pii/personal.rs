@@ -19,6 +19,22 @@ pub(super) const ETH: &str = r"0x[0-9a-fA-F]{40}";
 #[cfg(test)]
 pub(super) const PATTERNS: [&str; 3] = [EMAIL, PHONE, ETH];
 
+/// `scheme://user@host` with no password, the host ending the URL or followed
+/// by a port or a path: `text[start..end]` is the URL's user and host, not an
+/// email address (`postgres://app@db.internal:5432/app`). A user that is itself
+/// an address (`postgres://maria@example.com:pw@db`) is followed by `:` and a
+/// password, and stays an email.
+fn is_url_user_at_host(text: &str, start: usize, end: usize) -> bool {
+    let rest = &text.as_bytes()[end..];
+    text[..start].ends_with("//")
+        && match rest.first() {
+            None => true,
+            Some(b) if b.is_ascii_whitespace() || b"/?#\"'>)],".contains(b) => true,
+            Some(b':') => rest.get(1).is_some_and(u8::is_ascii_digit),
+            Some(_) => false,
+        }
+}
+
 /// `text[start..end]`, a match of the phone pattern or a part of one ending at
 /// a space, is a phone: nothing alphanumeric follows it, and it has 8 to 15
 /// digits (10 to 15 with a group in parentheses, which it must close: short
@@ -59,7 +75,9 @@ impl Personal {
                 // A local part cannot start with a dot; the domain must end the token.
                 let start = m.start() + (m.as_str().len() - m.as_str().trim_start_matches('.').len());
                 let next = text[m.end()..].chars().next();
-                if !next.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_') && !text[start..].starts_with('@')
+                if !next.is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_')
+                    && !text[start..].starts_with('@')
+                    && !is_url_user_at_host(text, start, m.end())
                 {
                     out.push(PiiMatch { kind: PiiKind::Email, start, end: m.end() });
                 }

@@ -416,7 +416,12 @@ fn disguised_values_are_found_and_masked_as_typed() {
 fn a_secret_inside_another_finding_is_reported_as_itself() {
     const TOKEN: &str = "ghp_16C7e42F292c6912E7710c838347Ae178B4a";
     let remote = format!("remote https://{TOKEN}@github.com/o/r.git");
-    assert_eq!(found(&remote), vec![(GithubToken, &remote[15..15 + TOKEN.len() + 11])]);
+    assert_eq!(found(&remote), vec![(GithubToken, TOKEN)]);
+    // A URL's user with no password is no email address; one that is an
+    // address, before a password, still is.
+    assert_eq!(found("retrying postgres://app@db.internal:5432/app"), vec![]);
+    assert_eq!(found("see ftp://maria@example.com/pub ok"), vec![]);
+    assert_eq!(mask(Dsn, "postgres://maria.silva@example.com:pw@db"), "postgres://[REDACTED:email]:***@db");
     let at = format!("key {TOKEN}@example.com");
     assert_eq!(found(&at), vec![(GithubToken, &at[4..])]);
     for (text, dsn) in [
