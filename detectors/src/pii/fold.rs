@@ -101,28 +101,33 @@ fn disguises(text: &str) -> bool {
     false
 }
 
-/// True when `c` is not ASCII and [`push_folded`] changes it.
+/// True when [`push_folded`] changes `c`.
 fn folds(c: char) -> bool {
-    if c.is_ascii() {
-        return false;
-    }
-    crate::text::is_format(c) || c.is_whitespace() || is_dash(c) || ascii_decomposition(c).is_some()
+    folded(c).is_some()
 }
 
-/// Appends `c` folded: nothing for an invisible format character.
+/// Appends `c` folded.
 fn push_folded(c: char, out: &mut String) {
+    match folded(c) {
+        Some((buf, n)) => out.extend(buf[..n].iter().map(|&b| char::from(b))),
+        None => out.push(c),
+    }
+}
+
+/// The ASCII `c` folds to (1–4 bytes; none for an invisible format character,
+/// which only ever splits what a reader sees as one word), or `None` when `c`
+/// stays itself.
+fn folded(c: char) -> Option<([u8; 4], usize)> {
     if c.is_ascii() {
-        out.push(c);
+        None
     } else if crate::text::is_format(c) {
-        // Dropped: it only ever splits what a reader sees as one word.
+        Some(([0; 4], 0))
     } else if c.is_whitespace() {
-        out.push(' ');
+        Some(([b' ', 0, 0, 0], 1))
     } else if is_dash(c) {
-        out.push('-');
-    } else if let Some((buf, n)) = ascii_decomposition(c) {
-        out.extend(buf[..n].iter().map(|&b| char::from(b)));
+        Some(([b'-', 0, 0, 0], 1))
     } else {
-        out.push(c);
+        ascii_decomposition(c)
     }
 }
 

@@ -149,11 +149,12 @@ impl Secrets {
                 continue;
             }
             for m in re.iter().flat_map(|re| re.find_iter(text)) {
-                // A prefixed token may follow `_` (`KEY_AKIA…`, `token_ghp_…`): its
-                // prefix already marks where it starts.
-                let after_underscore = m.start() > 0 && text.as_bytes()[m.start() - 1] == b'_';
-                let bounded = bounded(text, m.start(), m.end()) || after_underscore && bounded(text, 0, m.end());
-                if bounded && !is_placeholder(variable_part(kind, m.as_str())) {
+                // Unlike other candidates, a prefixed token may follow `_`
+                // (`KEY_AKIA…`, `token_ghp_…`): its prefix marks where it starts.
+                let b = text.as_bytes();
+                let starts_clean = m.start().checked_sub(1).is_none_or(|i| b[i] == b'_' || !is_word(b[i]));
+                let ends_clean = !b.get(m.end()).copied().is_some_and(is_word);
+                if starts_clean && ends_clean && !is_placeholder(variable_part(kind, m.as_str())) {
                     out.push(PiiMatch { kind, start: m.start(), end: m.end() });
                 }
             }
