@@ -112,7 +112,7 @@ fn userinfo_password(dsn: &str) -> Option<(usize, usize)> {
     let at = rest.rfind('@')?;
     let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
     if host.chars().any(|c| c.is_whitespace() || "/?#@\"'<>,;()[]{}".contains(c))
-        || userinfo.chars().any(|c| c.is_whitespace() || "/?#\"'<>".contains(c))
+        || userinfo.chars().any(|c| c.is_whitespace() && !is_no_break_space(c) || "/?#\"'<>".contains(c))
     {
         return None;
     }
@@ -122,6 +122,12 @@ fn userinfo_password(dsn: &str) -> Option<(usize, usize)> {
     }
     let offset = dsn.len() - rest.len();
     (at > colon + 1).then_some((offset + colon + 1, offset + at))
+}
+
+/// True for the spaces that glue (U+00A0, U+2007, U+202F): the regex lets a
+/// URL's password run on through them, and so does its reading here.
+fn is_no_break_space(c: char) -> bool {
+    matches!(c, '\u{A0}' | '\u{2007}' | '\u{202F}')
 }
 
 /// The password of Oracle's `jdbc:oracle:thin:user/password@host…` (the regex's

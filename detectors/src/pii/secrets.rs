@@ -67,7 +67,9 @@ macro_rules! other_pairs {
 ///   (as in `https://u:p@https://v:q@h`); the user may hold `@` (Azure's
 ///   `admin@server`). A password may hold `@` unescaped
 ///   (`u:p@ss@host`): the userinfo ends at the last `@` of the authority, as URL
-///   parsers read it, so no part of it is taken for the host and left in a preview;
+///   parsers read it, so no part of it is taken for the host and left in a preview.
+///   No-break spaces (U+00A0, U+2007, U+202F) glue rather than separate, so a
+///   password runs on through them (`u:pa\u{A0}ss@host` leaves no `pa` behind);
 /// - Oracle's `jdbc:oracle:thin:user/password@host:port:sid`;
 /// - a URL with a password parameter, as JDBC writes them
 ///   (`jdbc:postgresql://db/app?user=a&password=…`, `jdbc:sqlserver://db;password=…`);
@@ -77,7 +79,8 @@ macro_rules! other_pairs {
 /// A value may be quoted (`"…"`, `'…'`, ODBC's `{…}`) and then hold `;` and spaces;
 /// [`dsn`] reads the quotes the same way.
 pub(super) const DSN: &str = concat!(
-    r#"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//[^\s:/?#"'<>\[\]]*:[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
+    r#"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//[^\s:/?#"'<>\[\]]*:(?:[^\s/?#"'<>]|[\x{A0}\x{2007}\x{202F}])+@"#,
+    r#"[^\s/?#@"'<>,;()\[\]{}]*"#,
     r#"|(?i:jdbc:oracle:(?:thin|oci8?|kprb):)[^\s/@:"'<>]+/[^\s@"'<>]+@[^\s"'<>,;()\[\]{}]*"#,
     r#"|[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9+.\-]+:)?//[^\s"'<>?;#]*[?;&][^\s"'<>#]*?"#,
     r#"(?i:password|passwd|pwd)=(?:\{(?:[^}\r\n]|\}\})*\}|[^\s&;"'<>#{][^\s&;"'<>#]*)"#,

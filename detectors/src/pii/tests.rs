@@ -455,6 +455,10 @@ fn disguises_leave_no_part_of_a_value_in_previews_or_samples() {
         ("jdbc:mysql://db/x?user=a&password=Pa\u{FF06}ssw0rdXYZ&x=1", "ssw0rdXYZ"),
         ("host=db password=Pa\u{3000}ssw0rdXYZ", "ssw0rdXYZ"),
         ("host=db password=abc\u{A0}zzsecret", "zzsecret"),
+        // No-break spaces glue, so a URL's password runs on through them.
+        ("conn https://admin:pa\u{A0}ssw0rd99@db.example.com:5432/app", ":pa"),
+        ("https://admin:pa\u{202F}ss\u{2007}w0rd99@db.example.com", ":pa"),
+        ("jdbc:postgresql://db/app?user=a&password=pa\u{A0}ssw0rd99&ssl=true", "ssw0rd99"),
     ] {
         let m = scan(text);
         assert!(!m.is_empty(), "{text:?}");
