@@ -85,7 +85,7 @@ impl Secrets {
 }
 
 /// The secret of [`keys::StateKey`] digests.
-fn digest_secret() -> &'static [u8] {
+pub(crate) fn digest_secret() -> &'static [u8] {
     &Secrets::get().digest
 }
 
