@@ -164,6 +164,31 @@ fn normalize_ascii(raw: &str, out: &mut Normalized) {
     out.breaks.clear();
     let mut bytes = std::mem::take(&mut out.text).into_bytes();
     bytes.clear();
+    if is_single_spaced(raw.as_bytes()) {
+        // Most chat lines: nothing to collapse or trim, so normalising is
+        // lowercasing, done on the whole line at once.
+        bytes.extend_from_slice(raw.as_bytes());
+        bytes.make_ascii_lowercase();
+    } else {
+        collapse_ascii(raw, &mut bytes, &mut out.breaks);
+    }
+    out.text = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    out.ascii = true;
+}
+
+/// True when the only whitespace in `raw` is single spaces between other
+/// characters (and it holds no control character): then [`collapse_ascii`]
+/// would only lowercase it. Written as passes without early exits so that they
+/// vectorise.
+fn is_single_spaced(raw: &[u8]) -> bool {
+    let controls = raw.iter().fold(false, |seen, &b| seen | (b < b' '));
+    !controls && raw.first() != Some(&b' ') && raw.last() != Some(&b' ') && memchr::memmem::find(raw, b"  ").is_none()
+}
+
+/// [`normalize_ascii`]'s general case: lowercases `raw` into `bytes`, whitespace
+/// runs collapsed to one space and trimmed; a run holding a line break is noted
+/// in `breaks` (the offset of its space).
+fn collapse_ascii(raw: &str, bytes: &mut Vec<u8>, breaks: &mut Vec<usize>) {
     bytes.reserve(raw.len());
     let (mut pending, mut pending_break) = (false, false);
     for &b in raw.as_bytes() {
@@ -176,7 +201,7 @@ fn normalize_ascii(raw: &str, out: &mut Normalized) {
         }
         if pending && !bytes.is_empty() {
             if pending_break {
-                out.breaks.push(bytes.len());
+                breaks.push(bytes.len());
             }
             bytes.push(b' ');
         }
@@ -184,8 +209,6 @@ fn normalize_ascii(raw: &str, out: &mut Normalized) {
         pending_break = false;
         bytes.push(b.to_ascii_lowercase());
     }
-    out.text = String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    out.ascii = true;
 }
 
 /// Collapses whitespace runs while characters are appended.
@@ -260,6 +283,18 @@ mod tests {
             prop_assert_eq!(fast.as_str(), general.as_str());
             prop_assert_eq!(&fast.breaks, &general.breaks);
             prop_assert!(fast.is_ascii() && !general.is_ascii());
+        }
+
+        /// Mostly words and single spaces, so the lowercasing shortcut is taken
+        /// (and, where a space doubles or ends the line, left) often.
+        #[test]
+        fn plain_lines_normalise_as_any_text_does(raw in "[A-Za-z0-9 .,?]{0,60}") {
+            let (mut fast, mut general) = (Normalized::new(), Normalized::new());
+            normalize_ascii(&raw, &mut fast);
+            normalize_unicode(&raw, &mut general);
+            prop_assert_eq!(fast.as_str(), general.as_str());
+            prop_assert_eq!(&fast.breaks, &general.breaks);
+            prop_assert_eq!(is_single_spaced(raw.as_bytes()), fast.as_str() == raw.to_ascii_lowercase());
         }
 
         #[test]
