@@ -440,7 +440,12 @@ impl Engine {
                 if let Some(t) = event.tenant {
                     match state.visitors.by_tenant.get_mut(t) {
                         Some(hll) => hll.insert_by_hash_value(hash),
-                        None => state.visitors.by_tenant.entry(t.to_owned()).or_insert_with(new_visitor_hll).insert_by_hash_value(hash),
+                        None => state
+                            .visitors
+                            .by_tenant
+                            .entry(t.to_owned())
+                            .or_insert_with(new_visitor_hll)
+                            .insert_by_hash_value(hash),
                     }
                 }
             }

@@ -112,22 +112,40 @@ fn userinfo_password(dsn: &str) -> Option<(usize, usize)> {
     let at = rest.rfind('@')?;
     let (userinfo, host) = (&rest[..at], &rest[at + 1..]);
     if host.chars().any(|c| c.is_whitespace() || "/?#@\"'<>,;()[]{}".contains(c))
-        || userinfo.chars().any(|c| c.is_whitespace() && !is_no_break_space(c) || "/?#\"'<>".contains(c))
+        || userinfo.contains(['/', '?', '#', '"', '\'', '<', '>'])
     {
         return None;
     }
     let colon = userinfo.find(':')?;
-    if userinfo[..colon].contains(['[', ']']) {
+    let user = &userinfo[..colon];
+    if user.contains(['[', ']']) || user.contains(char::is_whitespace) || !spaces_are_inner(&userinfo[colon + 1..]) {
         return None;
     }
     let offset = dsn.len() - rest.len();
     (at > colon + 1).then_some((offset + colon + 1, offset + at))
 }
 
-/// True for the spaces that glue (U+00A0, U+2007, U+202F): the regex lets a
-/// URL's password run on through them, and so does its reading here.
-fn is_no_break_space(c: char) -> bool {
-    matches!(c, '\u{A0}' | '\u{2007}' | '\u{202F}')
+/// A space a URL's password may hold (the regex's `inner_space!`): Unicode
+/// whitespace that is neither ASCII nor a line break. A URL cannot hold a space
+/// unescaped, so one inside a password is there to split it.
+pub(super) fn is_inner_space(c: char) -> bool {
+    c.is_whitespace() && !c.is_ascii() && !matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')
+}
+
+/// True when every whitespace in `password` is one [`is_inner_space`] between
+/// other characters, after a first part holding a character that is neither an
+/// ASCII digit nor ASCII punctuation (`3000\u{A0}log\u{A0}in` and
+/// `443)\u{A0}mail` are a port and then text), and no `@` before the last space,
+/// as the regex's first form reads it.
+fn spaces_are_inner(password: &str) -> bool {
+    if !password.contains(char::is_whitespace) {
+        return true;
+    }
+    let parts: Vec<&str> = password.split(is_inner_space).collect();
+    let (last, before) = parts.split_last().unwrap_or((&"", &[]));
+    let is_port = |p: &str| p.chars().all(|c| c.is_ascii_digit() || c.is_ascii_punctuation());
+    let is_word = |p: &str| !p.is_empty() && !p.contains(char::is_whitespace);
+    parts.first().is_some_and(|p| !is_port(p)) && is_word(last) && before.iter().all(|p| is_word(p) && !p.contains('@'))
 }
 
 /// The password of Oracle's `jdbc:oracle:thin:user/password@host…` (the regex's

@@ -62,15 +62,31 @@ macro_rules! other_pairs {
     };
 }
 
+/// One space inside a URL's password ([`dsn::is_inner_space`]): Unicode
+/// whitespace but ASCII whitespace and the line breaks.
+macro_rules! inner_space {
+    () => {
+        r"[\s&&[^\t\n\x0B\x0C\r \x{85}\x{2028}\x{2029}]]"
+    };
+}
+
 /// A URL or connection string with a password, in four forms:
 /// - `scheme://user:password@host`, or `//user:password@host` without a scheme
 ///   (as in `https://u:p@https://v:q@h`); the user may hold `@` (Azure's
 ///   `admin@server`). A password may hold `@` unescaped
 ///   (`u:p@ss@host`): the userinfo ends at the last `@` of the authority, as URL
 ///   parsers read it, so no part of it is taken for the host and left in a preview.
-///   No-break spaces (U+00A0, U+2007, U+202F) glue rather than separate, so a
-///   password runs on through them (`u:pa\u{A0}ss@host` leaves no `pa` behind);
-/// - Oracle's `jdbc:oracle:thin:user/password@host:port:sid`;
+///   A URL cannot hold a space unescaped, so a space inside a password is a
+///   disguise: a password may hold Unicode spaces that are neither ASCII nor
+///   line breaks ([`dsn::is_inner_space`]: no-break, thin, ideographic), each
+///   between other characters, when its first part holds a letter (or any
+///   character but an ASCII digit or punctuation) and no part but the last
+///   holds `@`. So `u:pa\u{A0}ss@host` is one password and no `pa` is left
+///   behind, while `host:3000\u{A0}…@` and `host:443)\u{A0}…@` are a port and
+///   then text, and `u:p@db\u{A0}→\u{A0}ops@x.io` a DSN ending at `db`. A plain
+///   space still ends a password;
+/// - Oracle's `jdbc:oracle:thin:user/password@host:port:sid` (its password
+///   read the same way);
 /// - a URL with a password parameter, as JDBC writes them
 ///   (`jdbc:postgresql://db/app?user=a&password=…`, `jdbc:sqlserver://db;password=…`);
 /// - keyword/value strings naming a server and a password, in either order
@@ -79,9 +95,18 @@ macro_rules! other_pairs {
 /// A value may be quoted (`"…"`, `'…'`, ODBC's `{…}`) and then hold `;` and spaces;
 /// [`dsn`] reads the quotes the same way.
 pub(super) const DSN: &str = concat!(
-    r#"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//[^\s:/?#"'<>\[\]]*:(?:[^\s/?#"'<>]|[\x{A0}\x{2007}\x{202F}])+@"#,
-    r#"[^\s/?#@"'<>,;()\[\]{}]*"#,
-    r#"|(?i:jdbc:oracle:(?:thin|oci8?|kprb):)[^\s/@:"'<>]+/[^\s@"'<>]+@[^\s"'<>,;()\[\]{}]*"#,
+    r#"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//[^\s:/?#"'<>\[\]]*:"#,
+    r#"(?:[^\s/?#@"'<>]*[^\s0-9[:punct:]][^\s/?#@"'<>]*(?:"#,
+    inner_space!(),
+    r#"[^\s/?#@"'<>]+)*"#,
+    inner_space!(),
+    r#")?[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
+    r#"|(?i:jdbc:oracle:(?:thin|oci8?|kprb):)[^\s/@:"'<>]+/"#,
+    r#"(?:[^\s@"'<>]*[^\s0-9[:punct:]][^\s@"'<>]*(?:"#,
+    inner_space!(),
+    r#"[^\s@"'<>]+)*"#,
+    inner_space!(),
+    r#")?[^\s@"'<>]+@[^\s"'<>,;()\[\]{}]*"#,
     r#"|[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9+.\-]+:)?//[^\s"'<>?;#]*[?;&][^\s"'<>#]*?"#,
     r#"(?i:password|passwd|pwd)=(?:\{(?:[^}\r\n]|\}\})*\}|[^\s&;"'<>#{][^\s&;"'<>#]*)"#,
     "|(?i:",

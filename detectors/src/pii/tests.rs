@@ -459,6 +459,9 @@ fn disguises_leave_no_part_of_a_value_in_previews_or_samples() {
         ("conn https://admin:pa\u{A0}ssw0rd99@db.example.com:5432/app", ":pa"),
         ("https://admin:pa\u{202F}ss\u{2007}w0rd99@db.example.com", ":pa"),
         ("jdbc:postgresql://db/app?user=a&password=pa\u{A0}ssw0rd99&ssl=true", "ssw0rd99"),
+        ("conn https://admin:pa\u{3000}ssw0rd99@db.example.com", ":pa"),
+        ("https://admin:pa\u{2009}ssw0rd99@db.example.com/x", ":pa"),
+        ("jdbc:oracle:thin:scott/ti\u{A0}ger99@db.example.com:1521:orcl", "/ti"),
     ] {
         let m = scan(text);
         assert!(!m.is_empty(), "{text:?}");
@@ -480,6 +483,26 @@ fn disguises_leave_no_part_of_a_value_in_previews_or_samples() {
     let text = "+1 415 555 2671\u{200B}john.d\u{200B}oe@example.com";
     let red = redact(text, &scan(text));
     assert!(!red.contains("john") && !red.contains("oe@"), "{red}");
+}
+
+/// Text glued to a URL by no-break spaces is not its password: a port before
+/// the first space, or a space at either end, ends the reading.
+#[test]
+fn words_after_a_url_are_no_password() {
+    let nb = |s: &str| s.replace('~', "\u{A0}");
+    assert_eq!(
+        found(&nb("App up at http://localhost:3000~—~log~in~as~admin@example.com")),
+        vec![(Email, "admin@example.com")]
+    );
+    assert_eq!(found(&nb("see http://example.com:8080~bob@example.org")), vec![(Email, "bob@example.org")]);
+    assert_eq!(found(&nb("redis://cache:6379~—~owner~ops@example.com")), vec![(Email, "ops@example.com")]);
+    assert_eq!(found(&nb("[docs](https://example.com:443)~mail~me@example.com")), vec![(Email, "me@example.com")]);
+    assert_eq!(found(&nb("Follow https://twitter.com:~@wardensec")), vec![]);
+    assert_eq!(found(&nb("a http://wiki.example.com:Main~~Page~x@y.io")), vec![(Email, "x@y.io")]);
+    assert_eq!(
+        found(&nb("postgres://app:s3cretPw@db.internal~→~owner@example.com")),
+        vec![(Dsn, "postgres://app:s3cretPw@db.internal"), (Email, "owner@example.com")]
+    );
 }
 
 /// Numbers a space apart read as one run of digit groups; each is still found.
