@@ -189,10 +189,11 @@ pub fn new_visitor_hll() -> hyperloglog::HyperLogLog {
     hyperloglog::HyperLogLog::new_deterministic(0.01, 0x5741_5244_454e)
 }
 
-/// What a visitor adds to the estimates: the visitor under its tenant, digested
-/// under the deployment's secret as state keys are (so ids cannot be chosen
-/// offline to skew an estimate). xxh3, not the crate's own SipHash, which cost
-/// five times as much on every webhook.
+/// What a visitor adds to the estimates: xxh3 of the visitor, seeded by a digest
+/// of its tenant under the deployment's secret (weaker than a state key's
+/// digest, which takes the secret itself, and enough for a metric no decision
+/// reads). Not the crate's own SipHash, which cost five times as much on every
+/// webhook.
 fn visitor_hash(tenant: Option<&str>, visitor: &str) -> u64 {
     use xxhash_rust::xxh3::{xxh3_64_with_secret, xxh3_64_with_seed};
     let secret = crate::state::digest_secret();
