@@ -67,6 +67,14 @@ const PIECES: &[&str] = &[
     "\\",
     "\\\"",
     "&quot;",
+    // Spaces a URL's password runs on through, and placeholder shapes.
+    "\u{3000}",
+    "\u{2009}",
+    "$",
+    "$(",
+    "<",
+    ">",
+    "jdbc:oracle:thin:",
 ];
 
 struct XorShift(u64);
