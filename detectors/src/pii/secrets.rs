@@ -342,17 +342,13 @@ fn is_placeholder_password(pw: &str) -> bool {
         || is_path(pw)
 }
 
-/// `$NAME`, `${…}`, `$(…)`, `$ENV{NAME}`, `$env:NAME`: a shell, Perl,
-/// PowerShell or template variable. After `$` comes a name, and nothing but
-/// name characters and the brackets, dots and colons of a lookup, so
-/// `$JJKEsfm*$MAiQ` is a password (and `$ecret` a variable: the two cannot be
-/// told apart). `${` and `$(` count whatever follows, since a space may have
-/// cut the value short (`password=$(cat /run/secret)`).
+/// `$NAME`, `${…}`, `$(…)`: a shell or template variable. Only a bare name
+/// after `$` counts, so `$JJKEsfm*$MAiQ` is a password (and `$ecret` a variable:
+/// the two cannot be told apart). `${` and `$(` count without their closing
+/// bracket, which a space may have cut off (`password=$(cat /run/secret)`).
 fn is_variable(pw: &str) -> bool {
     let Some(rest) = pw.strip_prefix('$') else { return false };
-    let lookup = |b: u8| b.is_ascii_alphanumeric() || b"_.:-{}()[]".contains(&b);
-    rest.starts_with(['{', '('])
-        || (rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') && rest.bytes().all(lookup))
+    rest.starts_with(['{', '(']) || (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 /// `/srv/app`, `~/work`: logfmt's `pwd=` is the working directory.
