@@ -320,9 +320,8 @@ pub(super) fn is_placeholder(variable: &str) -> bool {
 /// empty, quoted or not: documentation, not a password.
 ///
 /// ODBC braces a password that holds `;` (`PWD={S3c;ret}`) and templates brace a
-/// name (`PWD={password}`, `{{pw}}`): braces around anything but a bare name, a
-/// one- or two-digit index or a doubly braced template hold a password, and so
-/// does an open brace that does not close the value (`{S3cret}.`, `{{x}`).
+/// name (`PWD={password}`): braces around anything but a bare name, or a one- or
+/// two-digit index, hold a password.
 fn is_placeholder_password(pw: &str) -> bool {
     let pw = ["\\\"", "\\'", "&quot;", "&apos;", "\"", "'"]
         .iter()
@@ -331,24 +330,13 @@ fn is_placeholder_password(pw: &str) -> bool {
     if let Some(inner) = pw.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
         let name = inner.bytes().all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'.' | b'-'));
         let index = inner.len() <= 2 && inner.bytes().all(|b| b.is_ascii_digit());
-        let template = inner.starts_with('{') && inner.ends_with('}');
-        return template || name || index;
+        return inner.starts_with('{') || name || index;
     }
     pw.is_empty()
         || (pw.chars().count() > 1 && is_placeholder(pw))
-        || is_variable(pw)
-        || (pw.starts_with('<') && pw.ends_with('>'))
+        || pw.starts_with(['$', '<', '{'])
         || is_masked_word(pw)
         || is_path(pw)
-}
-
-/// `$NAME`, `${…}`, `$(…)`: a shell or template variable. Only a bare name
-/// after `$` counts, so `$JJKEsfm*$MAiQ` is a password (and `$ecret` a variable:
-/// the two cannot be told apart). `${` and `$(` count without their closing
-/// bracket, which a space may have cut off (`password=$(cat /run/secret)`).
-fn is_variable(pw: &str) -> bool {
-    let Some(rest) = pw.strip_prefix('$') else { return false };
-    rest.starts_with(['{', '(']) || (!rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 /// `/srv/app`, `~/work`: logfmt's `pwd=` is the working directory.
