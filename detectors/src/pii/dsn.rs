@@ -132,20 +132,23 @@ pub(super) fn is_inner_space(c: char) -> bool {
     c.is_whitespace() && !c.is_ascii() && !matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')
 }
 
-/// True when every whitespace in `password` is one [`is_inner_space`] between
-/// other characters, after a first part holding a character that is neither an
-/// ASCII digit nor ASCII punctuation (`3000\u{A0}log\u{A0}in` and
-/// `443)\u{A0}mail` are a port and then text), and no `@` before the last space,
-/// as the regex's first form reads it.
+/// True when `password` holds no whitespace, or one [`is_inner_space`] between
+/// other characters after a part holding an ASCII letter and no `@`
+/// (`3000\u{A0}log in` is a port and then text), as the regex's first form
+/// reads it.
 fn spaces_are_inner(password: &str) -> bool {
-    if !password.contains(char::is_whitespace) {
-        return true;
+    let mut spaces = password.match_indices(char::is_whitespace);
+    match (spaces.next(), spaces.next()) {
+        (None, _) => true,
+        (Some((i, space)), None) => {
+            let (before, after) = (&password[..i], &password[i + space.len()..]);
+            space.chars().all(is_inner_space)
+                && before.bytes().any(|b| b.is_ascii_alphabetic())
+                && !before.contains('@')
+                && !after.is_empty()
+        }
+        _ => false,
     }
-    let parts: Vec<&str> = password.split(is_inner_space).collect();
-    let (last, before) = parts.split_last().unwrap_or((&"", &[]));
-    let is_port = |p: &str| p.chars().all(|c| c.is_ascii_digit() || c.is_ascii_punctuation());
-    let is_word = |p: &str| !p.is_empty() && !p.contains(char::is_whitespace);
-    parts.first().is_some_and(|p| !is_port(p)) && is_word(last) && before.iter().all(|p| is_word(p) && !p.contains('@'))
 }
 
 /// The password of Oracle's `jdbc:oracle:thin:user/password@host…` (the regex's

@@ -77,16 +77,16 @@ macro_rules! inner_space {
 ///   (`u:p@ss@host`): the userinfo ends at the last `@` of the authority, as URL
 ///   parsers read it, so no part of it is taken for the host and left in a preview.
 ///   A URL cannot hold a space unescaped, so a space inside a password is a
-///   disguise: a password may hold Unicode spaces that are neither ASCII nor
-///   line breaks ([`dsn::is_inner_space`]: no-break, thin, ideographic), each
-///   between other characters, when its first part holds a letter (or any
-///   character but an ASCII digit or punctuation) and no part but the last
-///   holds `@`. So `u:pa\u{A0}ss@host` is one password and no `pa` is left
-///   behind, while `host:3000\u{A0}…@` and `host:443)\u{A0}…@` are a port and
-///   then text, and `u:p@db\u{A0}→\u{A0}ops@x.io` a DSN ending at `db`. A plain
-///   space still ends a password;
-/// - Oracle's `jdbc:oracle:thin:user/password@host:port:sid` (its password
-///   read the same way);
+///   disguise: a password may hold one Unicode space that is neither ASCII nor
+///   a line break ([`dsn::is_inner_space`]: no-break, thin, ideographic)
+///   between other characters, when the part before it holds an ASCII letter
+///   and no `@`. So `u:pa\u{A0}ss@host` is one password and no `pa` is left
+///   behind, while `host:3000\u{A0}…@` (a port), `host:3000を参照\u{3000}…@`
+///   (CJK prose), `host:Main\u{2009}Page\u{2009}by\u{2009}bob@` (spaced words)
+///   and `u:p@db\u{A0}ops@x.io` (a DSN ending at `db`) read as text after a URL.
+///   A plain space still ends a password;
+/// - Oracle's `jdbc:oracle:thin:user/password@host:port:sid`, whose password
+///   may hold one such space too (after `/` there is no port to mistake);
 /// - a URL with a password parameter, as JDBC writes them
 ///   (`jdbc:postgresql://db/app?user=a&password=…`, `jdbc:sqlserver://db;password=…`);
 /// - keyword/value strings naming a server and a password, in either order
@@ -96,15 +96,10 @@ macro_rules! inner_space {
 /// [`dsn`] reads the quotes the same way.
 pub(super) const DSN: &str = concat!(
     r#"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//[^\s:/?#"'<>\[\]]*:"#,
-    r#"(?:[^\s/?#@"'<>]*[^\s0-9[:punct:]][^\s/?#@"'<>]*(?:"#,
-    inner_space!(),
-    r#"[^\s/?#@"'<>]+)*"#,
+    r#"(?:[^\s/?#@"'<>]*[A-Za-z][^\s/?#@"'<>]*"#,
     inner_space!(),
     r#")?[^\s/?#"'<>]+@[^\s/?#@"'<>,;()\[\]{}]*"#,
-    r#"|(?i:jdbc:oracle:(?:thin|oci8?|kprb):)[^\s/@:"'<>]+/"#,
-    r#"(?:[^\s@"'<>]*[^\s0-9[:punct:]][^\s@"'<>]*(?:"#,
-    inner_space!(),
-    r#"[^\s@"'<>]+)*"#,
+    r#"|(?i:jdbc:oracle:(?:thin|oci8?|kprb):)[^\s/@:"'<>]+/(?:[^\s@"'<>]+"#,
     inner_space!(),
     r#")?[^\s@"'<>]+@[^\s"'<>,;()\[\]{}]*"#,
     r#"|[A-Za-z][A-Za-z0-9+.\-]*:(?:[A-Za-z0-9+.\-]+:)?//[^\s"'<>?;#]*[?;&][^\s"'<>#]*?"#,

@@ -457,11 +457,13 @@ fn disguises_leave_no_part_of_a_value_in_previews_or_samples() {
         ("host=db password=abc\u{A0}zzsecret", "zzsecret"),
         // No-break spaces glue, so a URL's password runs on through them.
         ("conn https://admin:pa\u{A0}ssw0rd99@db.example.com:5432/app", ":pa"),
-        ("https://admin:pa\u{202F}ss\u{2007}w0rd99@db.example.com", ":pa"),
+        ("https://admin:pa\u{202F}ssw0rd99@db.example.com", ":pa"),
+        ("https://admin:pa\u{2007}ssw0rd99@db.example.com", ":pa"),
         ("jdbc:postgresql://db/app?user=a&password=pa\u{A0}ssw0rd99&ssl=true", "ssw0rd99"),
         ("conn https://admin:pa\u{3000}ssw0rd99@db.example.com", ":pa"),
         ("https://admin:pa\u{2009}ssw0rd99@db.example.com/x", ":pa"),
         ("jdbc:oracle:thin:scott/ti\u{A0}ger99@db.example.com:1521:orcl", "/ti"),
+        ("jdbc:oracle:thin:scott/2024\u{A0}ger99@db.example.com:1521:orcl", "2024"),
     ] {
         let m = scan(text);
         assert!(!m.is_empty(), "{text:?}");
@@ -485,8 +487,8 @@ fn disguises_leave_no_part_of_a_value_in_previews_or_samples() {
     assert!(!red.contains("john") && !red.contains("oe@"), "{red}");
 }
 
-/// Text glued to a URL by no-break spaces is not its password: a port before
-/// the first space, or a space at either end, ends the reading.
+/// Text glued to a URL by Unicode spaces is not its password: a port or prose
+/// before the space, a second space, or a space at either end ends the reading.
 #[test]
 fn words_after_a_url_are_no_password() {
     let nb = |s: &str| s.replace('~', "\u{A0}");
@@ -499,6 +501,11 @@ fn words_after_a_url_are_no_password() {
     assert_eq!(found(&nb("[docs](https://example.com:443)~mail~me@example.com")), vec![(Email, "me@example.com")]);
     assert_eq!(found(&nb("Follow https://twitter.com:~@wardensec")), vec![]);
     assert_eq!(found(&nb("a http://wiki.example.com:Main~~Page~x@y.io")), vec![(Email, "x@y.io")]);
+    assert_eq!(found(&nb("see http://localhost:3000\u{2026}~ask~bob@example.com")), vec![(Email, "bob@example.com")]);
+    let cjk = "詳細はhttp://localhost:3000を参照\u{3000}問い合わせはsupport@example.com";
+    assert_eq!(found(cjk).iter().map(|f| f.0).collect::<Vec<_>>(), vec![Email], "no dsn");
+    let thin = "a http://wiki.example.com:Main\u{2009}Page\u{2009}by\u{2009}bob@example.com";
+    assert_eq!(found(thin), vec![(Email, "bob@example.com")]);
     assert_eq!(
         found(&nb("postgres://app:s3cretPw@db.internal~→~owner@example.com")),
         vec![(Dsn, "postgres://app:s3cretPw@db.internal"), (Email, "owner@example.com")]
