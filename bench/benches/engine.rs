@@ -16,6 +16,11 @@ use warden_schemas::{Event, Provenance};
 
 const N: usize = 50_000;
 
+/// Each engine group's benchmarks: a name, and the text its events' lines hold
+/// (`None`: the mixed stream).
+const EVENT_TYPES: [(&str, Option<&str>); 4] =
+    [("webhook", Some("\"webhook\"")), ("tool_call", Some("\"tool_call\"")), ("log", Some("\"log\"")), ("mixed", None)];
+
 fn lines(filter: Option<&str>) -> Vec<String> {
     let mut g = Generator::new(Profile::mixed(N as u64 * 4), 42);
     let mut out = Vec::with_capacity(N);
@@ -78,12 +83,7 @@ fn bench_engine(c: &mut Criterion) {
     let engine = Engine::new(Rules::defaults(), Some(b"bench-key".to_vec()));
     let source = Provenance::File { file: "bench".into(), line: 1 };
     let mut g = c.benchmark_group("detectors::engine");
-    for (name, filter) in [
-        ("webhook", Some("\"webhook\"")),
-        ("tool_call", Some("\"tool_call\"")),
-        ("log", Some("\"log\"")),
-        ("mixed", None),
-    ] {
+    for (name, filter) in EVENT_TYPES {
         let input = lines(filter);
         let values: Vec<_> = input.iter().map(|l| decode::parse(l).expect("valid")).collect();
         g.throughput(Throughput::Elements(values.len() as u64));
@@ -120,12 +120,7 @@ fn bench_engine_fresh(c: &mut Criterion) {
     let engine = Engine::new(Rules::defaults(), Some(b"bench-key".to_vec()));
     let source = Provenance::File { file: "bench".into(), line: 1 };
     let mut g = c.benchmark_group("detectors::engine_fresh");
-    for (name, filter) in [
-        ("webhook", Some("\"webhook\"")),
-        ("tool_call", Some("\"tool_call\"")),
-        ("log", Some("\"log\"")),
-        ("mixed", None),
-    ] {
+    for (name, filter) in EVENT_TYPES {
         let input = lines(filter);
         g.throughput(Throughput::Elements(input.len() as u64));
         g.bench_function(name, |b| {

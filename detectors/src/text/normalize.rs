@@ -274,12 +274,18 @@ mod tests {
 
     use super::*;
 
+    /// `raw` normalised by the ASCII path and by the general one.
+    fn both_ways(raw: &str) -> (Normalized, Normalized) {
+        let (mut fast, mut general) = (Normalized::new(), Normalized::new());
+        normalize_ascii(raw, &mut fast);
+        normalize_unicode(raw, &mut general);
+        (fast, general)
+    }
+
     proptest! {
         #[test]
         fn ascii_text_normalises_as_any_text_does(raw in "[ -~\t\n\x0b\x0c\r\x00-\x1f]{0,60}") {
-            let (mut fast, mut general) = (Normalized::new(), Normalized::new());
-            normalize_ascii(&raw, &mut fast);
-            normalize_unicode(&raw, &mut general);
+            let (fast, general) = both_ways(&raw);
             prop_assert_eq!(fast.as_str(), general.as_str());
             prop_assert_eq!(&fast.breaks, &general.breaks);
             prop_assert!(fast.is_ascii() && !general.is_ascii());
@@ -289,9 +295,7 @@ mod tests {
         /// (and, where a space doubles or ends the line, left) often.
         #[test]
         fn plain_lines_normalise_as_any_text_does(raw in "[A-Za-z0-9 .,?]{0,60}") {
-            let (mut fast, mut general) = (Normalized::new(), Normalized::new());
-            normalize_ascii(&raw, &mut fast);
-            normalize_unicode(&raw, &mut general);
+            let (fast, general) = both_ways(&raw);
             prop_assert_eq!(fast.as_str(), general.as_str());
             prop_assert_eq!(&fast.breaks, &general.breaks);
             prop_assert_eq!(is_single_spaced(raw.as_bytes()), fast.as_str() == raw.to_ascii_lowercase());
@@ -299,9 +303,7 @@ mod tests {
 
         #[test]
         fn letter_runs_read_the_same_by_bytes_and_by_chars(raw in "[aAb1 .\t-]{0,60}") {
-            let (mut fast, mut general) = (Normalized::new(), Normalized::new());
-            normalize_ascii(&raw, &mut fast);
-            normalize_unicode(&raw, &mut general);
+            let (fast, general) = both_ways(&raw);
             prop_assert_eq!(crate::text::longest_letter_run(&fast), crate::text::longest_letter_run(&general));
         }
     }
