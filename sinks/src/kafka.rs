@@ -16,8 +16,9 @@ use rdkafka::config::RDKafkaLogLevel;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::Timestamp;
 
 use crate::metrics::Metrics;
 use sha2::{Digest, Sha256};
@@ -216,6 +217,38 @@ impl KafkaOutputs {
                 }
             }
         }
+    }
+
+    /// Queues again a message whose delivery failed, as it was first sent: same
+    /// topic, partition, key, bytes, headers and timestamp (the delivery report
+    /// hands the message back, so nothing is re-encoded).
+    pub async fn resend(&self, message: &OwnedMessage) -> DeliveryFuture {
+        let mut r: FutureRecord<'_, [u8], [u8]> =
+            FutureRecord::to(message.topic()).partition(message.partition()).payload(message.payload().unwrap_or(&[]));
+        if let Some(k) = message.key() {
+            r = r.key(k);
+        }
+        if let Some(h) = message.headers() {
+            r = r.headers(h.clone());
+        }
+        if let Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) = message.timestamp() {
+            r = r.timestamp(ms);
+        }
+        loop {
+            match self.producer.send_result(r) {
+                Ok(f) => return f,
+                Err((_, back)) => {
+                    r = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+    }
+
+    /// The producer's fatal error, if it has hit one: after it no send succeeds
+    /// until a new producer is made (librdkafka's `rd_kafka_fatal_error`).
+    pub fn fatal_error(&self) -> Option<String> {
+        self.producer.client().fatal_error().map(|(code, reason)| format!("{code}: {reason}"))
     }
 
     /// Makes this a transactional producer (exactly-once): `transactional.id` fences

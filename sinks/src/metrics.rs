@@ -170,7 +170,8 @@ pub struct Metrics {
     pub log_suppressed: Counter,
     /// `warden_http_requests_total{route,code}`.
     pub http_requests: Family<HttpLabels, Counter>,
-    /// `warden_output_errors_total`: records the broker refused for good.
+    /// `warden_output_errors_total`: failed output deliveries (each is sent again, or
+    /// aborts its transaction under exactly-once).
     pub output_errors: Counter,
     encoded: Mutex<String>,
     scrapes: AtomicU64,
@@ -277,7 +278,11 @@ impl Metrics {
             m.log_suppressed.clone(),
         );
         registry.register("http_requests", "HTTP requests, by route and status code", m.http_requests.clone());
-        registry.register("output_errors", "Output records the broker refused permanently", m.output_errors.clone());
+        registry.register(
+            "output_errors",
+            "Output deliveries that failed (sent again; under exactly-once the transaction aborts)",
+            m.output_errors.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -100,3 +100,42 @@ impl Drop for Tansu {
         let _ = self.child.wait();
     }
 }
+
+/// librdkafka's mock cluster (one broker), run by the test process on a loopback
+/// port that any client, `warden` included, can reach. Its data outlives
+/// [`MockBroker::restart`], which drops every connection and refuses new ones for
+/// a while: what clients see when a broker restarts. (tansu keeps topics across a
+/// restart only with its libsql storage, whose 0.6.0 release panics in
+/// `update_group` while a consumer group heartbeats — `tansu-storage` lite.rs:503,
+/// "more or less than one row" — so a restart test on it would test tansu.)
+pub struct MockBroker {
+    cluster: rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+}
+
+impl MockBroker {
+    /// Starts the broker with warden's topics: inputs of `partitions` partitions,
+    /// outputs of one.
+    pub fn start_with_warden_topics(partitions: i32) -> MockBroker {
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("the mock cluster starts");
+        for t in ["events.webhook", "events.tool_call", "events.log"] {
+            cluster.create_topic(t, partitions, 1).expect("topic created");
+        }
+        for t in ["warden.decisions", "warden.killswitch", "warden.alerts", "warden.dlq"] {
+            cluster.create_topic(t, 1, 1).expect("topic created");
+        }
+        MockBroker { cluster }
+    }
+
+    /// The bootstrap address.
+    pub fn bootstrap(&self) -> String {
+        self.cluster.bootstrap_servers()
+    }
+
+    /// Takes the broker down (connections closed, new ones refused) for `down`,
+    /// then brings it back with its data.
+    pub fn restart(&self, down: Duration) {
+        self.cluster.broker_down(1).expect("broker 1 goes down");
+        std::thread::sleep(down);
+        self.cluster.broker_up(1).expect("broker 1 comes back");
+    }
+}

@@ -127,6 +127,11 @@ impl Warden {
         }
     }
 
+    /// True while the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// SIGHUP: reload the rules.
     pub fn hangup(&self) {
         if let Some(child) = &self.child {
@@ -147,9 +152,10 @@ impl Warden {
         std::fs::read_to_string(&self.stdout).unwrap_or_default()
     }
 
-    /// The embedded cluster's bootstrap address, from the line `warden run` prints.
+    /// The embedded cluster's bootstrap address, from the line `warden run` prints
+    /// on stderr.
     pub fn embedded_bootstrap(&self) -> Option<String> {
-        let out = self.stdout_text();
+        let out = self.log_text();
         let rest = out.lines().find_map(|l| l.strip_prefix("warden: embedded Kafka cluster at "))?;
         rest.split_whitespace().next().map(str::to_string)
     }

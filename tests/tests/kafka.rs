@@ -23,7 +23,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 use serde_json::Value;
-use warden_tests::broker::Tansu;
+use warden_tests::broker::{MockBroker, Tansu};
 use warden_tests::kafka::{self, Loader};
 use warden_tests::process::{start_warden, Warden, FAST_CONFIG};
 use warden_tests::{generate_scenarios, json_lines, run_warden, warden_bin};
@@ -70,12 +70,12 @@ fn ids(records: &[Value], schema: &str, field: &str) -> BTreeSet<String> {
 }
 
 /// Waits until the group has committed every input partition up to its end.
-fn wait_all_committed(broker: &Tansu, group: &str, partitions: i32, within: Duration, wardens: &[&Warden]) {
+fn wait_all_committed(bootstrap: &str, group: &str, partitions: i32, within: Duration, wardens: &[&Warden]) {
     let deadline = Instant::now() + within;
-    let ends: Vec<BTreeMap<i32, i64>> = INPUTS.iter().map(|t| kafka::ends_by_reading(&broker.bootstrap(), t)).collect();
+    let ends: Vec<BTreeMap<i32, i64>> = INPUTS.iter().map(|t| kafka::ends_by_reading(bootstrap, t)).collect();
     loop {
         let done = INPUTS.iter().zip(&ends).all(|(t, end)| {
-            let committed = kafka::committed(&broker.bootstrap(), group, t, partitions);
+            let committed = kafka::committed(bootstrap, group, t, partitions);
             end.iter().all(|(p, e)| committed.get(p) == Some(e))
         });
         if done {
@@ -86,10 +86,7 @@ fn wait_all_committed(broker: &Tansu, group: &str, partitions: i32, within: Dura
                 .iter()
                 .zip(&ends)
                 .map(|(t, end)| {
-                    format!(
-                        "{t}: end {end:?} committed {:?}",
-                        kafka::committed(&broker.bootstrap(), group, t, partitions)
-                    )
+                    format!("{t}: end {end:?} committed {:?}", kafka::committed(bootstrap, group, t, partitions))
                 })
                 .collect();
             let logs: Vec<String> = wardens.iter().map(|w| w.log_text()).collect();
@@ -105,11 +102,11 @@ fn wait_all_committed(broker: &Tansu, group: &str, partitions: i32, within: Dura
 
 /// Every output record on the broker, de-duplicated by id after checking that
 /// copies of one id are identical.
-fn outputs(broker: &Tansu) -> Vec<Value> {
+fn outputs(bootstrap: &str) -> Vec<Value> {
     let mut all = Vec::new();
     for (topic, id) in [("warden.decisions", "decision_id"), ("warden.killswitch", "command_id")] {
         let mut by_id: BTreeMap<String, Value> = BTreeMap::new();
-        for r in kafka::read_records(&broker.bootstrap(), topic, Duration::from_secs(2)) {
+        for r in kafka::read_records(bootstrap, topic, Duration::from_secs(2)) {
             let key = r[id].as_str().unwrap().to_string();
             if let Some(prev) = by_id.get(&key) {
                 assert_eq!(prev, &r, "two records share id {key} but differ");
@@ -118,7 +115,7 @@ fn outputs(broker: &Tansu) -> Vec<Value> {
         }
         all.extend(by_id.into_values());
     }
-    all.extend(kafka::read_records(&broker.bootstrap(), "warden.alerts", Duration::from_secs(1)));
+    all.extend(kafka::read_records(bootstrap, "warden.alerts", Duration::from_secs(1)));
     all
 }
 
@@ -168,8 +165,8 @@ fn outputs_match_scan_over_the_scenario_corpus() {
     let mut w = start_warden(dir.path(), "a", &broker.bootstrap(), "eq", FAST_CONFIG, &[]);
     w.wait_ready(Duration::from_secs(60));
     load(&Loader::new(&broker.bootstrap()), &lines);
-    wait_all_committed(&broker, "eq", 3, Duration::from_secs(120), &[&w]);
-    let got = outputs(&broker);
+    wait_all_committed(&broker.bootstrap(), "eq", 3, Duration::from_secs(120), &[&w]);
+    let got = outputs(&broker.bootstrap());
     assert_same_detections(&expected, &got);
     let signals = |rs: &[Value]| -> BTreeSet<String> {
         rs.iter()
@@ -204,7 +201,7 @@ fn bad_input_reaches_the_dead_letter_topic_byte_for_byte() {
         loader.send_raw("events.webhook", Some("t-bad"), payload);
     }
     loader.flush();
-    wait_all_committed(&broker, "dlq", 1, Duration::from_secs(60), &[&w]);
+    wait_all_committed(&broker.bootstrap(), "dlq", 1, Duration::from_secs(60), &[&w]);
     let dead = kafka::read_topic(&broker.bootstrap(), "warden.dlq", Duration::from_secs(2));
     assert_eq!(dead.len(), cases.len(), "one dead letter per bad input");
     for (d, (reason, payload)) in dead.iter().zip(&cases) {
@@ -242,8 +239,8 @@ fn a_crash_mid_stream_loses_nothing_and_repeats_only_identical_records() {
     // Same state directory: resumes from its checkpoints.
     let mut b = start_warden(dir.path(), "a", &broker.bootstrap(), "crash", FAST_CONFIG, &[]);
     b.wait_ready(Duration::from_secs(60));
-    wait_all_committed(&broker, "crash", 3, Duration::from_secs(240), &[&b]);
-    assert_same_detections(&expected, &outputs(&broker));
+    wait_all_committed(&broker.bootstrap(), "crash", 3, Duration::from_secs(240), &[&b]);
+    assert_same_detections(&expected, &outputs(&broker.bootstrap()));
     b.stop();
 }
 
@@ -271,7 +268,7 @@ fn a_checkpoint_under_another_secret_is_dropped_and_its_state_rebuilt_by_replay(
     );
     a.wait_ready(Duration::from_secs(60));
     load(&loader, &lines[..half]);
-    wait_all_committed(&broker, "rekey", 3, Duration::from_secs(180), &[&a]);
+    wait_all_committed(&broker.bootstrap(), "rekey", 3, Duration::from_secs(180), &[&a]);
     a.stop();
     let mut b = start_warden(
         dir.path(),
@@ -283,11 +280,11 @@ fn a_checkpoint_under_another_secret_is_dropped_and_its_state_rebuilt_by_replay(
     );
     b.wait_ready(Duration::from_secs(60));
     load(&loader, &lines[half..]);
-    wait_all_committed(&broker, "rekey", 3, Duration::from_secs(180), &[&b]);
+    wait_all_committed(&broker.bootstrap(), "rekey", 3, Duration::from_secs(180), &[&b]);
     let log = b.log_text();
     assert!(log.contains("dropping a checkpoint this deployment cannot use"), "{log}");
     assert!(log.contains("another WARDEN_HMAC_KEY"), "{log}");
-    assert_same_detections(&expected, &outputs(&broker));
+    assert_same_detections(&expected, &outputs(&broker.bootstrap()));
     b.stop();
 }
 
@@ -305,7 +302,7 @@ fn a_checkpoint_past_a_new_logs_end_is_dropped() {
     let mut a = start_warden(dir.path(), "a", &first.bootstrap(), "relog", FAST_CONFIG, &[]);
     a.wait_ready(Duration::from_secs(60));
     load(&Loader::new(&first.bootstrap()), &lines);
-    wait_all_committed(&first, "relog", 3, Duration::from_secs(180), &[&a]);
+    wait_all_committed(&first.bootstrap(), "relog", 3, Duration::from_secs(180), &[&a]);
     a.stop();
     drop(first);
 
@@ -318,12 +315,16 @@ fn a_checkpoint_past_a_new_logs_end_is_dropped() {
     let mut b = start_warden(dir.path(), "a", &second.bootstrap(), "relog", FAST_CONFIG, &[]);
     b.wait_ready(Duration::from_secs(60));
     load(&Loader::new(&second.bootstrap()), tail);
-    wait_all_committed(&second, "relog", 3, Duration::from_secs(180), &[&b]);
+    wait_all_committed(&second.bootstrap(), "relog", 3, Duration::from_secs(180), &[&b]);
     let log = b.log_text();
     assert!(log.contains("discarding a checkpoint past the end of the partition's log"), "{log}");
     let want = ids(&expected, "warden.decision.v1", "decision_id");
     assert!(!want.is_empty());
-    assert_eq!(ids(&outputs(&second), "warden.decision.v1", "decision_id"), want, "the new log's decisions, as scan's");
+    assert_eq!(
+        ids(&outputs(&second.bootstrap()), "warden.decision.v1", "decision_id"),
+        want,
+        "the new log's decisions, as scan's"
+    );
     b.stop();
 }
 
@@ -347,10 +348,10 @@ fn blocks_in_force_keep_their_ids_across_a_restart() {
     let mut a = start_warden(dir.path(), "a", &broker.bootstrap(), "restart", FAST_CONFIG, &[]);
     a.wait_ready(Duration::from_secs(60));
     load(&Loader::new(&broker.bootstrap()), &lines);
-    wait_all_committed(&broker, "restart", 3, Duration::from_secs(60), &[&a]);
+    wait_all_committed(&broker.bootstrap(), "restart", 3, Duration::from_secs(60), &[&a]);
     let before = records(&a);
     a.stop();
-    let decided = ids(&outputs(&broker), "warden.decision.v1", "decision_id");
+    let decided = ids(&outputs(&broker.bootstrap()), "warden.decision.v1", "decision_id");
     assert!(!before.is_empty() && before.iter().all(|(_, id)| decided.contains(id.trim_matches('"'))), "{before:?}");
     let mut b = start_warden(dir.path(), "a", &broker.bootstrap(), "restart", FAST_CONFIG, &[]);
     b.wait_ready(Duration::from_secs(60));
@@ -376,8 +377,8 @@ fn a_stopped_instance_hands_its_partitions_over_without_missing_a_detection() {
     std::thread::sleep(Duration::from_secs(3));
     a.stop();
     load(&loader, &lines[half..]);
-    wait_all_committed(&broker, "rb", 6, Duration::from_secs(180), &[&b]);
-    assert_same_detections(&expected, &outputs(&broker));
+    wait_all_committed(&broker.bootstrap(), "rb", 6, Duration::from_secs(180), &[&b]);
+    assert_same_detections(&expected, &outputs(&broker.bootstrap()));
     b.stop();
 }
 
@@ -398,8 +399,31 @@ fn a_broker_outage_mid_stream_is_survived() {
     std::thread::sleep(Duration::from_secs(8));
     broker.resume();
     load(&loader, &lines[half..]);
-    wait_all_committed(&broker, "outage", 3, Duration::from_secs(180), &[&w]);
-    assert_same_detections(&expected, &outputs(&broker));
+    wait_all_committed(&broker.bootstrap(), "outage", 3, Duration::from_secs(180), &[&w]);
+    assert_same_detections(&expected, &outputs(&broker.bootstrap()));
+    w.stop();
+}
+
+/// The broker goes away mid-stream (every connection closed, new ones refused for
+/// 5 s) and comes back with its data: warden reconnects its consumer group,
+/// producer and commits, and every detection arrives once the stream is done.
+#[test]
+fn a_broker_restart_mid_stream_loses_nothing() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let (merged, lines) = merged_corpus(dir.path(), 4_000);
+    let expected = scan(&merged);
+    let broker = MockBroker::start_with_warden_topics(3);
+    let mut w = start_warden(dir.path(), "a", &broker.bootstrap(), "broker-restart", FAST_CONFIG, &[]);
+    w.wait_ready(Duration::from_secs(60));
+    let loader = Loader::new(&broker.bootstrap());
+    let half = lines.len() / 2;
+    load(&loader, &lines[..half]);
+    broker.restart(Duration::from_secs(5));
+    load(&loader, &lines[half..]);
+    wait_all_committed(&broker.bootstrap(), "broker-restart", 3, Duration::from_secs(180), &[&w]);
+    assert_same_detections(&expected, &outputs(&broker.bootstrap()));
+    assert!(w.is_running(), "warden exited across the broker's restart:\n{}", w.log_text());
     w.stop();
 }
 
@@ -420,7 +444,7 @@ fn exactly_once_survives_a_restart_without_a_single_duplicate() {
     a.stop();
     let mut b = start_warden(dir.path(), "a", &broker.bootstrap(), "eos", &config, &[]);
     b.wait_ready(Duration::from_secs(60));
-    wait_all_committed(&broker, "eos", 3, Duration::from_secs(240), &[&b]);
+    wait_all_committed(&broker.bootstrap(), "eos", 3, Duration::from_secs(240), &[&b]);
     let mut got = Vec::new();
     for (topic, field) in [("warden.decisions", "decision_id"), ("warden.killswitch", "command_id")] {
         let records: Vec<Value> = kafka::read_topic_with(&broker.bootstrap(), topic, Duration::from_secs(2), true)

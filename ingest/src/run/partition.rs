@@ -27,6 +27,7 @@ use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::producer::DeliveryFuture;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::Message;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use warden_detectors::rules::DetectorKind;
@@ -138,6 +139,44 @@ async fn transactional_outputs(shared: &Shared, topic: &str, partition: i32) -> 
 
 /// An output's acknowledgement: its sequence number, when its event arrived, success.
 type Ack = (u64, Instant, bool);
+
+/// The longest wait between two attempts to deliver a failed output.
+const MAX_RESEND_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits for an output's delivery; with `retry`, sends it again after each failure
+/// until the broker acknowledges it. Each failure counts in
+/// `warden_output_errors_total`. A producer that hit a fatal error can deliver
+/// nothing more: the process exits (75) so that its supervisor restarts it and
+/// the uncommitted inputs replay.
+async fn deliver(mut f: DeliveryFuture, shared: &Shared, outputs: &KafkaOutputs, retry: bool) -> bool {
+    let mut backoff = std::time::Duration::from_millis(100);
+    loop {
+        let (error, message) = match f.await {
+            Ok(Ok(_)) => return true,
+            Ok(Err(failed)) => failed,
+            // The producer was dropped (shutdown): not delivered.
+            Err(_) => return false,
+        };
+        shared.metrics.output_errors.inc();
+        if !retry {
+            tracing::error!(error = %error, "output refused by the broker; the transaction will abort");
+            return false;
+        }
+        if let Some(fatal) = outputs.fatal_error() {
+            tracing::error!(
+                error = fatal,
+                "the output producer hit a fatal error; exiting so a restart replays what is uncommitted"
+            );
+            std::process::exit(75);
+        }
+        if shared.quiet_logs.allow("output-resend") {
+            tracing::warn!(error = %error, topic = message.topic(), "output delivery failed; sending it again");
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_RESEND_BACKOFF);
+        f = outputs.resend(&message).await;
+    }
+}
 
 /// A checkpoint taken in memory, waiting for its outputs to be acknowledged.
 struct Sealed {
@@ -464,28 +503,30 @@ impl Task {
     }
 
     /// Remembers an output until the broker acknowledges it.
+    ///
+    /// At-least-once: a delivery that fails (librdkafka gives up on a batch, e.g.
+    /// when a restarted broker lost the idempotent producer's sequence) is sent
+    /// again, with backoff, until it is acknowledged: an output counted as done
+    /// without the broker's acknowledgement would let its input offset be committed
+    /// and the output be lost. Exactly-once: a failed delivery fails the
+    /// transaction's commit, which rewinds, so it is only reported.
     fn track(&mut self, f: DeliveryFuture, arrived: Instant) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.unacked.insert(seq);
+        let (shared, outputs, retry) = (self.shared.clone(), self.outputs.clone(), !self.transactional);
         self.pending.push(Box::pin(async move {
-            let ok = match f.await {
-                Ok(Ok(_)) => true,
-                Ok(Err((e, _))) => {
-                    tracing::error!(error = %e, "output refused by the broker");
-                    false
-                }
-                Err(_) => false,
-            };
-            (seq, arrived, ok)
+            let delivered = deliver(f, &shared, &outputs, retry).await;
+            (seq, arrived, delivered)
         }));
     }
 
-    fn acked(&mut self, (seq, arrived, ok): Ack) {
-        self.unacked.remove(&seq);
+    fn acked(&mut self, (seq, arrived, delivered): Ack) {
         self.latency.observe(arrived.elapsed().as_secs_f64());
-        if !ok {
-            self.shared.metrics.output_errors.inc();
+        // An output never acknowledged stays in `unacked`: no later checkpoint of
+        // this partition is written or committed, so a restart replays it.
+        if delivered || self.transactional {
+            self.unacked.remove(&seq);
         }
     }
 
