@@ -19,7 +19,7 @@ use warden_schemas::event::Event;
 use warden_schemas::output::{self, AlertStatus, KILLSWITCH_SCHEMA};
 use warden_schemas::{Action, Alert, Decision, KillSwitch, Mode, Provenance, Record, Subject};
 
-use crate::pii::{redact, PiiScanner, Scope};
+use crate::pii::{mask_credential_assignments, redact, PiiScanner, Scope};
 use crate::rules::{Rule, RuleId, Rules};
 use crate::state::codec::CodecError;
 use crate::state::keys::{KeyBuf, KeyReader, StateKey};
@@ -380,10 +380,17 @@ fn alert_record(
     bucket_start: EventTime,
     detector: &str,
 ) -> Record {
+    let one = b.count == 1;
+    // A signature_failures trigger is a failure past the rule's limit, so the
+    // count says how far past it the source went, not how many failed in all.
     let what = match signal {
+        Signal::PromptInjection if one => "prompt-injection attempt",
         Signal::PromptInjection => "prompt-injection attempts",
-        Signal::SignatureFailures => "webhooks failing signature checks",
+        Signal::SignatureFailures if one => "webhook failing signature checks past the limit",
+        Signal::SignatureFailures => "webhooks failing signature checks past the limit",
+        Signal::SecretInLogs if one => "log event leaking secrets",
         Signal::SecretInLogs => "log events leaking secrets",
+        Signal::PiiInLogs if one => "log event carrying PII",
         Signal::PiiInLogs => "log events carrying PII",
     };
     let summary = format!("{} {what} from {} {} in the 5-minute bucket", b.count, subject.kind, subject.id);
@@ -406,12 +413,17 @@ fn alert_record(
     })
 }
 
-/// A sample safe to show: every secret and PII finding masked, then cut short.
+/// A sample safe to show: every secret and PII finding masked, and the values of
+/// credential-named keys (`password=…`), then cut short.
 pub fn redacted_sample(scanner: &PiiScanner, text: &str) -> String {
     let mut matches = Vec::new();
     scanner.scan(text, Scope::ALL, &mut matches);
     let redacted: Cow<'_, str> =
         if matches.is_empty() { Cow::Borrowed(text) } else { Cow::Owned(redact(text, &matches)) };
+    let redacted = match mask_credential_assignments(&redacted) {
+        Cow::Borrowed(_) => redacted,
+        Cow::Owned(masked) => Cow::Owned(masked),
+    };
     let mut out: String = redacted.chars().take(SAMPLE_CHARS).collect();
     if redacted.chars().nth(SAMPLE_CHARS).is_some() {
         out.push('…');

@@ -312,7 +312,11 @@ impl Evidence {
             Evidence::Allowlist { tool } => {
                 format!("`{tool}` is not on the tenant's tool allowlist")
             }
-            Evidence::Target { path, phrase, .. } => format!("`{path}` reaches a {phrase}"),
+            Evidence::Target { path, phrase, .. } => {
+                // "an internal host name", "a unique local address".
+                let an = phrase.starts_with(['a', 'e', 'i', 'o', 'u']) && !phrase.starts_with("uni");
+                format!("`{path}` reaches {} {phrase}", if an { "an" } else { "a" })
+            }
             Evidence::Budget { cost_usd, tokens_in, .. } => {
                 format!("run spent ${cost_usd:.4} and {tokens_in} prompt tokens, over budget")
             }

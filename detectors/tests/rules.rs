@@ -412,6 +412,10 @@ fn signature_failures_alert_the_source_past_20_a_minute() {
     assert_eq!((r[0]["status"].as_str(), r[0]["count"].as_u64()), (Some("open"), Some(1)));
     assert_eq!((r[1]["status"].as_str(), r[1]["count"].as_u64()), (Some("update"), Some(5)), "closed at end of input");
     assert_eq!(r[0]["alert_id"], r[1]["alert_id"]);
+    // The count is of failures past the limit, and the summary says so.
+    let summary = |x: &Value| x["summary"].as_str().unwrap().to_string();
+    assert!(summary(&r[0]).starts_with("1 webhook failing signature checks past the limit from source salesiq"));
+    assert!(summary(&r[1]).starts_with("5 webhooks failing signature checks past the limit"), "{}", summary(&r[1]));
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! Masked previews and redaction. Both work on chars (never byte-slice a value
 //! mid-char) and never let a value through whole.
 
+use std::borrow::Cow;
+
 use super::{PiiKind, PiiMatch};
 
 /// A masked preview of `value` (a finding of `kind`) that never contains the value:
@@ -118,4 +120,124 @@ pub fn redact(text: &str, matches: &[PiiMatch]) -> String {
     }
     out.push_str(text.get(at..).unwrap_or(""));
     out
+}
+
+/// Key names whose values are credentials even when no detector recognises the
+/// value's shape (`password=hunter2`): matched as a part of the key, any case.
+const CREDENTIAL_KEYS: [&str; 10] =
+    ["password", "passwd", "pwd", "passphrase", "secret", "token", "apikey", "api_key", "credential", "auth"];
+
+/// Masks the value of every `key=value` / `key: value` / `"key": "value"` whose key
+/// names a credential (`[REDACTED:credential]`). For samples shown to people, after
+/// [`redact`]: a password has no shape to detect, but its key says what it is.
+/// Over-masks rather than under-masks (`author=` goes too); `Authorization: Bearer
+/// X` masks the scheme's token as well.
+pub fn mask_credential_assignments(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if (b == b'=' || b == b':') && i >= copied && names_a_credential(&bytes[..i]) {
+            if let Some((start, end)) = assigned_value(bytes, i + 1) {
+                out.push_str(&text[copied..start]);
+                out.push_str("[REDACTED:credential]");
+                copied = end;
+                i = end;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    if copied == 0 && out.is_empty() {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(&text[copied..]);
+    Cow::Owned(out)
+}
+
+/// Whether the key just before a separator (`before` ends there) names a credential:
+/// the run of key characters, past a closing quote and spaces.
+fn names_a_credential(before: &[u8]) -> bool {
+    let mut end = before.len();
+    while end > 0 && before[end - 1] == b' ' {
+        end -= 1;
+    }
+    if end > 0 && (before[end - 1] == b'"' || before[end - 1] == b'\'') {
+        end -= 1;
+    }
+    let start = before[..end]
+        .iter()
+        .rposition(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')))
+        .map_or(0, |p| p + 1);
+    let key = before[start..end].to_ascii_lowercase();
+    !key.is_empty() && CREDENTIAL_KEYS.iter().any(|k| key.windows(k.len()).any(|w| w == k.as_bytes()))
+}
+
+/// The byte span of the value after a separator at `from`: quoted (to the closing
+/// quote) or bare (to whitespace or a delimiter), with an auth scheme's token
+/// included. `None` when there is no value, or it starts another structure.
+fn assigned_value(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    while i < bytes.len() && bytes[i] == b' ' {
+        i += 1;
+    }
+    let quote = bytes.get(i).copied().filter(|q| *q == b'"' || *q == b'\'');
+    if let Some(q) = quote {
+        let start = i + 1;
+        let len = bytes[start..].iter().position(|c| *c == q).unwrap_or(bytes.len() - start);
+        return (len > 0).then_some((start, start + len));
+    }
+    let bare_end = |at: usize| {
+        at + bytes[at..]
+            .iter()
+            .position(|c| c.is_ascii_whitespace() || matches!(c, b',' | b';' | b'&' | b'}' | b']' | b'"' | b'\''))
+            .unwrap_or(bytes.len() - at)
+    };
+    let mut end = bare_end(i);
+    if end == i || matches!(bytes[i], b'{' | b'[' | b'/') {
+        return None;
+    }
+    let word = bytes[i..end].to_ascii_lowercase();
+    if matches!(word.as_slice(), b"bearer" | b"basic" | b"token" | b"digest") && bytes.get(end) == Some(&b' ') {
+        end = bare_end(end + 1);
+    }
+    Some((i, end))
+}
+
+#[cfg(test)]
+mod credential_tests {
+    use super::mask_credential_assignments as mask;
+
+    #[test]
+    fn credential_values_are_masked_whatever_their_shape() {
+        assert_eq!(
+            mask("login ok user=bob password=Sup3rS3cretPw from 10.0.0.1"),
+            "login ok user=bob password=[REDACTED:credential] from 10.0.0.1"
+        );
+        assert_eq!(mask("AWS_SECRET_ACCESS_KEY=abc/DEF+ghi"), "AWS_SECRET_ACCESS_KEY=[REDACTED:credential]");
+        assert_eq!(
+            mask(r#"{"db_password": "p a s s", "user": "x"}"#),
+            r#"{"db_password": "[REDACTED:credential]", "user": "x"}"#
+        );
+        assert_eq!(mask("Authorization: Bearer abc.def ok"), "Authorization: [REDACTED:credential] ok");
+        assert_eq!(mask("API-TOKEN: zz9;next"), "API-TOKEN: [REDACTED:credential];next");
+        assert_eq!(mask("pwd='q w'"), "pwd='[REDACTED:credential]'");
+    }
+
+    #[test]
+    fn other_assignments_and_urls_stay() {
+        for text in [
+            "user=bob status=ok",
+            "see https://example.com/a",
+            "time: 12:30",
+            "password reset requested",
+            "password= ",
+            "token: {",
+        ] {
+            assert_eq!(mask(text), text);
+        }
+        assert_eq!(mask("ünïcode secret=ß€ ok"), "ünïcode secret=[REDACTED:credential] ok");
+    }
 }

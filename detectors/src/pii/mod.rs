@@ -20,7 +20,7 @@ mod secrets;
 mod tests;
 
 pub use self::fold::canonical;
-pub use self::mask::{mask, redact};
+pub use self::mask::{mask, mask_credential_assignments, redact};
 
 use self::prefilter::Prefilter;
 
