@@ -75,7 +75,7 @@ pub enum Command {
         /// Kafka bootstrap servers.
         #[arg(long)]
         brokers: Option<String>,
-        /// Stop once nothing arrived for this many milliseconds (after the first record).
+        /// Stop once nothing arrived for this many milliseconds (also when nothing arrives at all).
         #[arg(long)]
         idle_ms: Option<u64>,
         /// Topics to print (default: every output topic).

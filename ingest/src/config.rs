@@ -241,20 +241,8 @@ impl Config {
 
     /// Parses and validates config text (`path` only names it in errors).
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.into(),
-            // toml's own rendering quotes the offending line, which may hold a
-            // secret someone put in the file by mistake: say where, not what.
-            message: match e.span() {
-                Some(span) => {
-                    let before = &text[..span.start.min(text.len())];
-                    let line = before.matches('\n').count() + 1;
-                    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-                    format!("line {line}, column {column}: {}", e.message().trim())
-                }
-                None => e.message().trim().to_string(),
-            },
-        })?;
+        let config: Config = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: path.into(), message: parse_error(text, &e) })?;
         let mut errors = Vec::new();
         if let Err(rule_errors) = config.compile_rules() {
             errors.extend(rule_errors.iter().map(|e| e.to_string()));
@@ -284,6 +272,17 @@ impl Config {
         }
         if k.input_topics.is_empty() {
             errors.push("kafka.input_topics: needs at least one topic".into());
+        }
+        for (field, topic) in [
+            ("decisions_topic", &k.decisions_topic),
+            ("killswitch_topic", &k.killswitch_topic),
+            ("alerts_topic", &k.alerts_topic),
+            ("dlq_topic", &k.dlq_topic),
+        ] {
+            if k.input_topics.contains(topic) {
+                // warden would read its own records back as (invalid) events, for ever.
+                errors.push(format!("kafka.{field}: `{topic}` is also an input topic"));
+            }
         }
         if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&k.security_protocol.as_str()) {
             errors.push("kafka.security_protocol: one of plaintext, ssl, sasl_plaintext, sasl_ssl".into());
@@ -368,6 +367,53 @@ impl Config {
     }
 }
 
+/// A TOML error as `line L, column C: field.path: problem`. toml's own rendering
+/// quotes the offending line, which may hold a secret someone put in the file by
+/// mistake: say where and which field, not what, and drop a quoted string value
+/// from the problem too.
+fn parse_error(text: &str, e: &toml::de::Error) -> String {
+    let mut problem = e.message().trim().to_string();
+    if let Some(rest) = problem.strip_prefix("invalid type: string \"") {
+        if let Some(i) = rest.rfind("\", expected") {
+            problem = format!("invalid type: a string{}", &rest[i + 1..]);
+        }
+    }
+    let Some(span) = e.span() else { return problem };
+    let start = span.start.min(text.len());
+    let Some(before) = text.get(..start) else { return problem };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    match field_at(text, start) {
+        Some(field) => format!("line {line}, column {column}: {field}: {problem}"),
+        None => format!("line {line}, column {column}: {problem}"),
+    }
+}
+
+/// The dotted path of the key on the line holding byte `offset` (its table header
+/// and key), or the table itself when the line is a header; `None` at top level
+/// outside any key. Best effort: it reads lines, not TOML.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    fn header(line: &str) -> Option<String> {
+        let t = line.trim();
+        let inner = t.strip_prefix('[')?.trim_start_matches('[');
+        Some(inner.split(']').next()?.trim().replace('"', ""))
+    }
+    let line_start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text.get(offset..)?.find('\n').map_or(text.len(), |i| offset + i);
+    let line = text.get(line_start..line_end)?;
+    if let Some(h) = header(line) {
+        return Some(h);
+    }
+    let table = text.get(..line_start)?.lines().rev().find_map(header);
+    let key = line.split_once('=').map(|(k, _)| k.trim().replace('"', "")).filter(|k| !k.is_empty());
+    match (table, key) {
+        (Some(t), Some(k)) => Some(format!("{t}.{k}")),
+        (None, Some(k)) => Some(k),
+        (Some(t), None) => Some(t),
+        (None, None) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -407,6 +453,18 @@ mod tests {
             let e = parse(&format!("[kafka.{section}]\n\"{key}\" = \"Cfg5ecretVal\"\n")).unwrap_err().to_string();
             assert!(e.contains(&format!("kafka.{section}.{key}")) && !e.contains("Cfg5ecretVal"), "{e}");
         }
+        let e = parse("[kafka]\ndlq_topic = \"events.log\"\n").unwrap_err().to_string();
+        assert!(e.contains("kafka.dlq_topic: `events.log` is also an input topic"), "{e}");
+        // A type error names the field's full path, and not the value it found.
+        let e = parse("[kafka]\ngroup = \"g\"\n\n[rules.visitor_rate]\nlimit = \"fifty\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 5") && e.contains("rules.visitor_rate.limit: invalid type"), "{e}");
+        assert!(!e.contains("fifty"), "{e}");
+        let e = parse("[rules.visitor_rate]\nwindow_secs = -5\n").unwrap_err().to_string();
+        assert!(e.contains("rules.visitor_rate.window_secs"), "{e}");
+        let e = parse("[rules.visitor_rate]\nlimt = 5\n").unwrap_err().to_string();
+        assert!(e.contains("rules.visitor_rate.limt: unknown field"), "{e}");
+        let e = parse("[state]\nmemory_budget_mb = 5\nmemory_budget_mb = 6\n").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("state.memory_budget_mb"), "{e}");
         // A syntax error says where, and never quotes the line (it may hold a secret).
         let e = parse("[kafka.client]\n\"sasl.password\" = Cfg5ecretVal-77\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && !e.contains("Cfg5ecretVal"), "{e}");

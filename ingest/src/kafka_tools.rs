@@ -105,7 +105,8 @@ pub fn produce(client: ClientConfig, kafka: &KafkaConfig, inputs: &[String], top
 }
 
 /// Prints the records on `topics` (from the beginning) as JSON lines until `stop` is
-/// set, or until nothing arrived for `idle` once something had.
+/// set, or until nothing arrived for `idle` (counted from the assignment, so an
+/// empty topic ends too).
 pub fn tail(client: ClientConfig, topics: &[String], idle: Option<Duration>, stop: Arc<AtomicBool>) -> Result<u64> {
     let consumer: BaseConsumer = client.create().context("cannot create the consumer")?;
     let mut tpl = TopicPartitionList::new();
@@ -159,7 +160,7 @@ pub fn tail(client: ClientConfig, topics: &[String], idle: Option<Duration>, sto
             }
             Some(Err(e)) => tracing::debug!(error = %e, "tail consumer error"),
             None => {
-                if idle.is_some_and(|d| printed > 0 && last.elapsed() > d) {
+                if idle.is_some_and(|d| last.elapsed() > d) {
                     break;
                 }
             }

@@ -75,8 +75,11 @@ fn report(e: anyhow::Error, code: u8) -> ExitCode {
     ExitCode::from(code)
 }
 
+/// Log filter from `WARDEN_LOG`, else the conventional `RUST_LOG`, else `info`.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG").unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
+        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -314,13 +314,14 @@ impl Scan<'_> {
         if self.progress.is_some() {
             eprintln!();
         }
+        let c = &self.counts;
         eprintln!(
-            "warden scan: {events} events, {} decisions, {} kill-switch commands, {} alerts, {} dead letters in {:.3} s ({:.0} events/s)",
-            self.counts.decisions,
-            self.counts.killswitch,
-            self.counts.alerts,
-            self.counts.dead_letters,
-            secs,
+            "warden scan: {}, {}, {}, {}, {} in {secs:.3} s ({:.0} events/s)",
+            counted(events, "event", "events"),
+            counted(c.decisions, "decision", "decisions"),
+            counted(c.killswitch, "kill-switch command", "kill-switch commands"),
+            counted(c.alerts, "alert", "alerts"),
+            counted(c.dead_letters, "dead letter", "dead letters"),
             events as f64 / secs.max(1e-9)
         );
         let usage = self.state.usage(self.engine.rules());
@@ -332,6 +333,11 @@ impl Scan<'_> {
             self.tally.quota_exceeded
         );
     }
+}
+
+/// `1 alert`, `2 alerts`.
+fn counted(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Spill space for a scan without `--state`: a RocksDB in a temporary directory,

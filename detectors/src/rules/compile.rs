@@ -271,7 +271,9 @@ fn compile_rule(id: RuleId, name: &str, raw: &RawRule, errors: &mut Vec<RuleErro
         }
         "spam_content" | "payment_redirect" => {
             let phrases = c.required(&raw.phrases, "phrases").unwrap_or_default();
-            if let Err(e) = text::PhraseSet::new(&phrases) {
+            if raw.phrases.as_ref().is_some_and(Vec::is_empty) {
+                c.fail("phrases", "needs at least one phrase (`enabled = false` turns the rule off)");
+            } else if let Err(e) = text::PhraseSet::new(&phrases) {
                 c.fail("phrases", e.to_string());
             }
             if kind == "spam_content" {
@@ -363,6 +365,11 @@ fn compile_rule(id: RuleId, name: &str, raw: &RawRule, errors: &mut Vec<RuleErro
                 "action",
                 format!("`{action}` stops a {stops}, but this rule's subject is a {}", kinds.join(" or ")),
             );
+        }
+        if ttl_ms == 0 {
+            // The command's `expires_at` is the trigger plus the TTL: 0 would stop
+            // nothing, and every triggering event would send another command.
+            c.fail("ttl_secs", "a kill-switch action needs a TTL above 0 (how long the command holds)");
         }
     }
     Some(Rule {
@@ -480,10 +487,20 @@ mod tests {
         assert!(pii[0].message.contains("service or session or visitor"), "{}", pii[0].message);
         // The subject fits: a rate rule keyed by session may halt it, a fan-out per run may kill its job.
         compile(&config(
-            "[rules.session_rate]\ntype = \"rate\"\nevents = \"tool_call\"\nkey = \"session\"\nlimit = 5\nwindow_secs = 1\naction = \"halt_session\"\n[rules.vendors_per_run]\naction = \"kill_job\"\n",
+            "[rules.session_rate]\ntype = \"rate\"\nevents = \"tool_call\"\nkey = \"session\"\nlimit = 5\nwindow_secs = 1\naction = \"halt_session\"\nttl_secs = 60\n[rules.vendors_per_run]\naction = \"kill_job\"\n",
         ))
         .unwrap();
         assert!(compile(&config("[rules.tool_tenant_rate]\naction = \"disable_tool\"\n")).is_ok());
+    }
+
+    #[test]
+    fn a_killswitch_needs_a_ttl_and_a_phrase_rule_a_phrase() {
+        let errs = compile(&config("[rules.repeat_call]\nttl_secs = 0\n")).unwrap_err();
+        assert_eq!(errs[0].path, "rules.repeat_call.ttl_secs");
+        assert!(errs[0].message.contains("TTL above 0"), "{}", errs[0].message);
+        let errs = compile(&config("[rules.spam_content]\nphrases = []\n")).unwrap_err();
+        assert_eq!(errs[0].path, "rules.spam_content.phrases");
+        assert!(compile(&config("[rules.spam_content]\nenabled = false\n")).is_ok());
     }
 
     #[test]

@@ -174,7 +174,8 @@ fn handle(
     counts.rejected += 1;
     // Only the id, tenant and reason: a forged record's content is not worth a log line.
     let Rejection { command_id, tenant, reason } = &rejection;
-    tracing::warn!(command_id = ?command_id, tenant = ?tenant, reason, "rejected a kill-switch command");
+    let (command_id, tenant) = (command_id.as_deref().unwrap_or("-"), tenant.as_deref().unwrap_or("-"));
+    tracing::warn!(command_id, tenant, reason, "rejected a kill-switch command");
     match db.retry(stop, "recording a rejection", |c| apply::reject(c, &rejection, &source)) {
         Tried::Done(()) => true,
         Tried::Refused(e) => {

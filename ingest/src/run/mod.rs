@@ -198,6 +198,11 @@ async fn run_async(
     args: RunArgs,
 ) -> Result<()> {
     let kafka = &config.kafka;
+    // A file to load that cannot be read is a mistake in the command: say so before
+    // anything starts, rather than log it later and run on with nothing loaded.
+    for file in args.load.iter().filter(|f| f.as_str() != "-") {
+        std::fs::File::open(file).with_context(|| format!("--load {file}"))?;
+    }
     let http_addr: SocketAddr = args
         .http
         .as_deref()
@@ -215,7 +220,8 @@ async fn run_async(
         None => {
             let e = embedded::Embedded::start(kafka).context("cannot start the embedded Kafka cluster")?;
             let bootstrap = e.bootstrap();
-            println!(
+            // stderr: with `--tail`, stdout carries only output records.
+            eprintln!(
                 "warden: embedded Kafka cluster at {bootstrap} (in memory; topics {} in, {} {} {} {} out)",
                 kafka.input_topics.join(" "),
                 kafka.decisions_topic,
@@ -296,7 +302,7 @@ async fn run_async(
     let admin = secrets.admin_token.as_ref().map(|t| t.expose().to_string());
     let (reload_tx, reload_rx) = mpsc::channel(4);
     let hmac = secrets.hmac_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
-    tokio::spawn(reload::serve(shared.clone(), args.config.clone(), hmac, reload_rx));
+    tokio::spawn(reload::serve(shared.clone(), config.clone(), args.config.clone(), hmac, reload_rx));
     let http_state =
         HttpState::new(metrics.clone(), registry.clone(), ready.clone(), admin, lift_tx, 50).with_reloads(reload_tx);
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();

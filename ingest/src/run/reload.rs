@@ -20,8 +20,11 @@ use super::Shared;
 use crate::config::Config;
 
 /// Serves reload requests from HTTP and SIGHUP until the HTTP side goes away.
+/// `running` is the config warden started with: a reload applies the detection
+/// sections only, and says which other sections changed (they need a restart).
 pub async fn serve(
     shared: Arc<Shared>,
+    running: Config,
     path: Option<PathBuf>,
     hmac: Option<Vec<u8>>,
     mut requests: mpsc::Receiver<ReloadRequest>,
@@ -47,7 +50,7 @@ pub async fn serve(
                 None
             }
         };
-        let outcome = reload(&shared, path.as_deref(), hmac.as_deref());
+        let outcome = reload(&shared, &running, path.as_deref(), hmac.as_deref());
         let result = match &outcome {
             Ok(summary) => {
                 tracing::info!(summary, "rules reloaded");
@@ -74,13 +77,49 @@ fn stamp(path: &Path) -> Option<(std::time::SystemTime, u64)> {
     Some((meta.modified().ok()?, meta.len()))
 }
 
-fn reload(shared: &Shared, path: Option<&Path>, hmac: Option<&[u8]>) -> Result<String, String> {
+fn reload(shared: &Shared, running: &Config, path: Option<&Path>, hmac: Option<&[u8]>) -> Result<String, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let rules =
         config.compile_rules().map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
     let enabled = rules.enabled().count();
     let generation = shared.replace_engine(Engine::new(rules, hmac.map(<[u8]>::to_vec)));
-    Ok(format!("generation {generation}: {enabled} rules enabled"))
+    let mut summary = format!("generation {generation}: {enabled} rules enabled");
+    let pending = restart_only_changes(running, &config);
+    if !pending.is_empty() {
+        let sections = pending.join(", ");
+        tracing::warn!(
+            sections,
+            "these config sections changed; a reload applies rules only, so they wait for a restart"
+        );
+        summary.push_str(&format!("; {sections} changed and take effect on restart"));
+    }
+    Ok(summary)
+}
+
+/// The sections other than the detection ones (`[engine]`, `[exempt]`, `[rules]`)
+/// that differ between the running config and `new`: clients, listeners and state
+/// are built once, at start.
+fn restart_only_changes(running: &Config, new: &Config) -> Vec<&'static str> {
+    fn differs<T: serde::Serialize>(a: &T, b: &T) -> bool {
+        serde_json::to_value(a).ok() != serde_json::to_value(b).ok()
+    }
+    let mut changed = Vec::new();
+    if differs(&running.kafka, &new.kafka) {
+        changed.push("[kafka]");
+    }
+    if differs(&running.processing, &new.processing) {
+        changed.push("[processing]");
+    }
+    if differs(&running.state, &new.state) {
+        changed.push("[state]");
+    }
+    if differs(&running.http, &new.http) {
+        changed.push("[http]");
+    }
+    if differs(&running.metrics, &new.metrics) {
+        changed.push("[metrics]");
+    }
+    changed
 }
 
 #[cfg(unix)]
@@ -112,4 +151,18 @@ async fn next_hangup(h: &mut Hangups) -> Option<()> {
     }
     let _ = h;
     std::future::pending().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_that_need_a_restart_are_named() {
+        let parse = |t: &str| Config::parse(t, Path::new("t.toml")).unwrap();
+        let running = parse("[rules.visitor_rate]\nlimit = 30\n");
+        assert!(restart_only_changes(&running, &parse("[rules.visitor_rate]\nlimit = 5\n")).is_empty());
+        let new = parse("[http]\naddr = \"127.0.0.1:9999\"\n[state]\nmemory_budget_mb = 64\n");
+        assert_eq!(restart_only_changes(&running, &new), ["[state]", "[http]"]);
+    }
 }
