@@ -69,5 +69,5 @@ fn outputs_do_not_depend_on_the_state_secrets_and_checkpoints_need_theirs() {
     let mut restored = engine.new_state();
     restored.restore(engine.rules(), &stored(&snapshot)).expect("a checkpoint restores under its own secret");
     let err = engine.new_state().restore(engine.rules(), &stored(&want_snapshot)).unwrap_err();
-    assert!(err.to_string().contains("another WARDEN_HMAC_KEY"), "{err}");
+    assert!(err.to_string().contains("a different WARDEN_HMAC_KEY"), "{err}");
 }

@@ -316,6 +316,19 @@ impl Config {
         }
     }
 
+    /// The detection sections as they run (`warden rules`): `[engine]`, `[exempt]`
+    /// and every rule, defaults merged with this config.
+    pub fn detection_toml(&self, rules: &Rules) -> String {
+        #[derive(Serialize)]
+        struct Detection<'a> {
+            engine: EffectiveEngine,
+            exempt: &'a RawExempt,
+            rules: &'a BTreeMap<String, RawRule>,
+        }
+        let d = Detection { engine: EffectiveEngine::of(rules), exempt: &self.exempt, rules: &rules.effective };
+        toml::to_string(&d).unwrap_or_default()
+    }
+
     /// The effective config as TOML (defaults filled in); secrets are never in it.
     pub fn to_toml(&self, rules: &Rules) -> String {
         #[derive(Serialize)]
@@ -329,18 +342,8 @@ impl Config {
             metrics: &'a MetricsConfig,
             rules: &'a BTreeMap<String, RawRule>,
         }
-        #[derive(Serialize)]
-        struct EffectiveEngine {
-            allowed_lateness_secs: i64,
-            future_tolerance_secs: i64,
-            max_event_bytes: usize,
-        }
         let e = Effective {
-            engine: EffectiveEngine {
-                allowed_lateness_secs: rules.lateness_ms / 1_000,
-                future_tolerance_secs: rules.future_tolerance_ms / 1_000,
-                max_event_bytes: rules.max_event_bytes,
-            },
+            engine: EffectiveEngine::of(rules),
             exempt: &self.exempt,
             kafka: &self.kafka,
             processing: &self.processing,
@@ -364,6 +367,24 @@ impl Config {
             quota(12)
         );
         text.replacen(&budget, &(budget.clone() + &note), 1)
+    }
+}
+
+/// `[engine]` as it runs (defaults filled in).
+#[derive(Serialize)]
+struct EffectiveEngine {
+    allowed_lateness_secs: i64,
+    future_tolerance_secs: i64,
+    max_event_bytes: usize,
+}
+
+impl EffectiveEngine {
+    fn of(rules: &Rules) -> EffectiveEngine {
+        EffectiveEngine {
+            allowed_lateness_secs: rules.lateness_ms / 1_000,
+            future_tolerance_secs: rules.future_tolerance_ms / 1_000,
+            max_event_bytes: rules.max_event_bytes,
+        }
     }
 }
 
@@ -468,6 +489,17 @@ mod tests {
         // A syntax error says where, and never quotes the line (it may hold a secret).
         let e = parse("[kafka.client]\n\"sasl.password\" = Cfg5ecretVal-77\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && !e.contains("Cfg5ecretVal"), "{e}");
+    }
+
+    #[test]
+    fn the_rules_command_prints_every_detection_section() {
+        let config = parse("[exempt]\ntenants = [\"t-internal\"]\n[engine]\nmax_event_bytes = 2048\n").unwrap();
+        let text = config.detection_toml(&config.compile_rules().unwrap());
+        for want in ["[engine]", "max_event_bytes = 2048", "[exempt]", "t-internal", "[rules.visitor_rate]"] {
+            assert!(text.contains(want), "{want} missing from {text}");
+        }
+        assert!(!text.contains("[kafka]"), "{text}");
+        assert!(text.parse::<toml::Table>().is_ok(), "still TOML: {text}");
     }
 
     #[test]

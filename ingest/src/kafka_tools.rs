@@ -4,19 +4,22 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context, Result};
+use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use warden_schemas::json::{self, Value};
+use warden_sinks::kafka::QuietLogs;
 
 use crate::config::KafkaConfig;
 
@@ -40,11 +43,47 @@ fn route<'a>(line: &[u8], kafka: &'a KafkaConfig) -> (&'a str, Option<String>, O
     (topic, key.map(str::to_string), ts)
 }
 
+/// The loader's producer context: counts deliveries that failed (queued is not
+/// delivered), and logs librdkafka through [`QuietLogs`], so a dead broker gives a
+/// few lines, not one per retry.
+struct LoaderContext {
+    failed: AtomicU64,
+    logs: QuietLogs,
+}
+
+impl ClientContext for LoaderContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.logs.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.logs.error(&error, reason);
+    }
+}
+
+impl ProducerContext for LoaderContext {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if self.logs.allow("delivery") {
+                tracing::warn!(error = %e, "a line was not delivered");
+            }
+        }
+    }
+}
+
 /// Sends every line of `inputs` (files, `-` = stdin) to its input topic, keyed by
 /// tenant with the event time as Kafka timestamp; with `topic`, every line goes there
 /// unchanged and unkeyed. Returns the number of messages sent.
 pub fn produce(client: ClientConfig, kafka: &KafkaConfig, inputs: &[String], topic: Option<&str>) -> Result<u64> {
-    let producer: ThreadedProducer<DefaultProducerContext> = client.create().context("cannot create the producer")?;
+    let context = LoaderContext {
+        failed: AtomicU64::new(0),
+        logs: QuietLogs::new(Arc::new(warden_sinks::metrics::Metrics::new())),
+    };
+    let producer: ThreadedProducer<LoaderContext> =
+        client.create_with_context(context).context("cannot create the producer")?;
     let inputs = if inputs.is_empty() { vec!["-".to_string()] } else { inputs.to_vec() };
     let (mut sent, mut refused) = (0u64, 0u64);
     for input in &inputs {
@@ -98,6 +137,10 @@ pub fn produce(client: ClientConfig, kafka: &KafkaConfig, inputs: &[String], top
         }
     }
     producer.flush(Duration::from_secs(30)).context("not every message was delivered within 30 s")?;
+    let failed = producer.context().failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        return Err(anyhow!("{failed} of {sent} lines were not delivered (see the warnings)"));
+    }
     if refused > 0 {
         return Err(anyhow!("{refused} lines were too large to send (see the warnings); {sent} were sent"));
     }

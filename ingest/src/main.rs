@@ -132,7 +132,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Rules { config } => {
             let config = Config::load(config.as_deref())?;
             let rules = config.compile_rules().map_err(|_| Failure::Usage(anyhow::anyhow!("invalid rules")))?;
-            print_out(&rules.to_toml())
+            print_out(&config.detection_toml(&rules))
         }
         Command::CheckConfig { config } => {
             let config = Config::load(config.as_deref())?;
@@ -165,7 +165,13 @@ fn build_engine(config: &Config, secrets: &Secrets) -> Result<Engine, Failure> {
     let hmac = secrets.hmac_key.as_ref().map(|k| k.expose().as_bytes().to_vec());
     match &hmac {
         // Before any state exists: every state map is seeded from the secret.
-        Some(key) => _ = warden_detectors::state::seed_state_hashes(key),
+        Some(key) => {
+            if key.len() < 16 {
+                // Fingerprints of SSNs and card numbers are only as unguessable as the key.
+                tracing::warn!(bytes = key.len(), "WARDEN_HMAC_KEY is short: use at least 32 random bytes (e.g. `openssl rand -base64 32`)");
+            }
+            _ = warden_detectors::state::seed_state_hashes(key)
+        }
         None => tracing::warn!("WARDEN_HMAC_KEY is not set: PII findings carry no fingerprint (an unkeyed hash of an SSN or card number is reversible), and state maps hash with the public default seeds"),
     }
     Ok(Engine::new(rules, hmac))

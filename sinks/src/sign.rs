@@ -24,7 +24,7 @@ pub enum SignError {
     #[error("unsigned command")]
     Unsigned,
     /// `key_id` names another key.
-    #[error("signed by key {0}, not this one")]
+    #[error("signed by key {0}, not this one (is the key given the `.pub` file of the signing key? a private seed is also 32 bytes)")]
     WrongKey(String),
     /// The signature does not match the content.
     #[error("signature does not match the command")]

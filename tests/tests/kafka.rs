@@ -283,7 +283,7 @@ fn a_checkpoint_under_another_secret_is_dropped_and_its_state_rebuilt_by_replay(
     wait_all_committed(&broker.bootstrap(), "rekey", 3, Duration::from_secs(180), &[&b]);
     let log = b.log_text();
     assert!(log.contains("dropping a checkpoint this deployment cannot use"), "{log}");
-    assert!(log.contains("another WARDEN_HMAC_KEY"), "{log}");
+    assert!(log.contains("a different WARDEN_HMAC_KEY"), "{log}");
     assert_same_detections(&expected, &outputs(&broker.bootstrap()));
     b.stop();
 }

@@ -110,7 +110,7 @@ pub fn foreign_keys<S: StateStore>(store: &S, partition: &str) -> Result<Option<
 fn key_format_error(clock: Option<&[u8]>) -> Option<&'static str> {
     match clock.and_then(|c| decode_clock(c).ok()).map(|(_, _, mark)| mark) {
         Some(mark) if mark == key_format() => None,
-        Some([KEY_FORMAT, ..]) => Some("its state keys were digested under another WARDEN_HMAC_KEY"),
+        Some([KEY_FORMAT, ..]) => Some("its state keys were digested under a different WARDEN_HMAC_KEY (another key, or one set where none is now, or the reverse)"),
         _ => Some("an older warden wrote (some of) its state keys, as key bytes rather than digests"),
     }
 }
