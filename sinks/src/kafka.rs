@@ -221,8 +221,10 @@ impl KafkaOutputs {
 
     /// Queues again a message whose delivery failed, as it was first sent: same
     /// topic, partition, key, bytes, headers and timestamp (the delivery report
-    /// hands the message back, so nothing is re-encoded).
-    pub async fn resend(&self, message: &OwnedMessage) -> DeliveryFuture {
+    /// hands the message back, so nothing is re-encoded). Only a full local queue
+    /// is waited out here; any other refusal is returned, for the caller to count
+    /// and back off.
+    pub async fn resend(&self, message: &OwnedMessage) -> Result<DeliveryFuture, KafkaError> {
         let mut r: FutureRecord<'_, [u8], [u8]> =
             FutureRecord::to(message.topic()).partition(message.partition()).payload(message.payload().unwrap_or(&[]));
         if let Some(k) = message.key() {
@@ -236,11 +238,12 @@ impl KafkaOutputs {
         }
         loop {
             match self.producer.send_result(r) {
-                Ok(f) => return f,
-                Err((_, back)) => {
+                Ok(f) => return Ok(f),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     r = back;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
+                Err((e, _)) => return Err(e),
             }
         }
     }

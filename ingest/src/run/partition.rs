@@ -148,18 +148,38 @@ const MAX_RESEND_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5
 /// `warden_output_errors_total`. A producer that hit a fatal error can deliver
 /// nothing more: the process exits (75) so that its supervisor restarts it and
 /// the uncommitted inputs replay.
-async fn deliver(mut f: DeliveryFuture, shared: &Shared, outputs: &KafkaOutputs, retry: bool) -> bool {
+async fn deliver(f: DeliveryFuture, shared: &Shared, outputs: &KafkaOutputs, retry: bool) -> bool {
     let mut backoff = std::time::Duration::from_millis(100);
+    let mut pending = Some(f);
+    let mut message = None;
     loop {
-        let (error, message) = match f.await {
-            Ok(Ok(_)) => return true,
-            Ok(Err(failed)) => failed,
-            // The producer was dropped (shutdown): not delivered.
-            Err(_) => return false,
+        // Either a delivery in flight, or a failed message to queue again.
+        let error = match pending.take() {
+            Some(f) => match f.await {
+                Ok(Ok(_)) => return true,
+                Ok(Err((e, m))) => {
+                    message = Some(m);
+                    e
+                }
+                // The producer was dropped (shutdown): not delivered.
+                Err(_) => return false,
+            },
+            None => {
+                let Some(m) = message.as_ref() else { return false };
+                match outputs.resend(m).await {
+                    Ok(f) => {
+                        pending = Some(f);
+                        continue;
+                    }
+                    Err(e) => e,
+                }
+            }
         };
         shared.metrics.output_errors.inc();
         if !retry {
-            tracing::error!(error = %error, "output refused by the broker; the transaction will abort");
+            if shared.quiet_logs.allow("output-abort") {
+                tracing::error!(error = %error, "output refused by the broker; the transaction will abort");
+            }
             return false;
         }
         if let Some(fatal) = outputs.fatal_error() {
@@ -170,11 +190,11 @@ async fn deliver(mut f: DeliveryFuture, shared: &Shared, outputs: &KafkaOutputs,
             std::process::exit(75);
         }
         if shared.quiet_logs.allow("output-resend") {
-            tracing::warn!(error = %error, topic = message.topic(), "output delivery failed; sending it again");
+            let topic = message.as_ref().map_or("", |m| m.topic());
+            tracing::warn!(error = %error, topic, "output delivery failed; sending it again");
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_RESEND_BACKOFF);
-        f = outputs.resend(&message).await;
     }
 }
 
@@ -483,7 +503,7 @@ impl Task {
                 }
                 self.shared.registry.observe(&record, &self.name);
                 let f = self.outputs.send(&record).await;
-                self.track(f, input.arrived);
+                self.track(f, input.arrived, self.outputs.clone(), !self.transactional);
                 sent = true;
             }
             if let Outcome::Dead(e) = outcome {
@@ -491,7 +511,9 @@ impl Task {
                 let src = DeadLetterSource { topic: &self.topic, partition: self.partition, offset: input.offset };
                 let f =
                     self.shared.outputs.send_dead_letter(&input.payload, input.key.as_deref(), e.reason(), src).await;
-                self.track(f, input.arrived);
+                // Dead letters go on the shared producer, outside any transaction:
+                // re-sent until delivered in either mode.
+                self.track(f, input.arrived, self.shared.outputs.clone(), true);
                 sent = true;
             }
         }
@@ -510,13 +532,13 @@ impl Task {
     /// without the broker's acknowledgement would let its input offset be committed
     /// and the output be lost. Exactly-once: a failed delivery fails the
     /// transaction's commit, which rewinds, so it is only reported.
-    fn track(&mut self, f: DeliveryFuture, arrived: Instant) {
+    fn track(&mut self, f: DeliveryFuture, arrived: Instant, via: Arc<KafkaOutputs>, retry: bool) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.unacked.insert(seq);
-        let (shared, outputs, retry) = (self.shared.clone(), self.outputs.clone(), !self.transactional);
+        let shared = self.shared.clone();
         self.pending.push(Box::pin(async move {
-            let delivered = deliver(f, &shared, &outputs, retry).await;
+            let delivered = deliver(f, &shared, &via, retry).await;
             (seq, arrived, delivered)
         }));
     }
@@ -616,6 +638,11 @@ impl Task {
             let result = w.handle.await;
             self.finish_write(w.next, w.started, result);
         }
+        if !self.unacked.is_empty() && !self.transactional {
+            // An output was never acknowledged (its producer went away): nothing
+            // from here on may be committed; a restart replays it.
+            return None;
+        }
         let next = self.next?;
         self.write_now(next).await.then(|| self.committable(next)).flatten()
     }
@@ -666,7 +693,7 @@ impl Task {
                 self.shared.registry.remove(subject, &d.rule);
             }
             let f = self.outputs.send(r).await;
-            self.track(f, Instant::now());
+            self.track(f, Instant::now(), self.outputs.clone(), !self.transactional);
         }
         if self.transactional {
             self.transaction_checkpoint(true).await;
