@@ -420,11 +420,10 @@ pub fn redacted_sample(scanner: &PiiScanner, text: &str) -> String {
     scanner.scan(text, Scope::ALL, &mut matches);
     let redacted: Cow<'_, str> =
         if matches.is_empty() { Cow::Borrowed(text) } else { Cow::Owned(redact(text, &matches)) };
-    let redacted = match mask_credential_assignments(&redacted) {
-        Cow::Borrowed(_) => redacted,
-        Cow::Owned(masked) => Cow::Owned(masked),
-    };
-    let mut out: String = redacted.chars().take(SAMPLE_CHARS).collect();
+    // Cut first: only the shown part needs its credentials masked, and a value the
+    // cut ends runs to the end of the cut, so it is masked whole.
+    let shown: String = redacted.chars().take(SAMPLE_CHARS).collect();
+    let mut out = mask_credential_assignments(&shown).into_owned();
     if redacted.chars().nth(SAMPLE_CHARS).is_some() {
         out.push('…');
     }

@@ -393,12 +393,7 @@ impl EffectiveEngine {
 /// mistake: say where and which field, not what, and drop a quoted string value
 /// from the problem too.
 fn parse_error(text: &str, e: &toml::de::Error) -> String {
-    let mut problem = e.message().trim().to_string();
-    if let Some(rest) = problem.strip_prefix("invalid type: string \"") {
-        if let Some(i) = rest.rfind("\", expected") {
-            problem = format!("invalid type: a string{}", &rest[i + 1..]);
-        }
-    }
+    let problem = scrub_value(e.message().trim());
     let Some(span) = e.span() else { return problem };
     let start = span.start.min(text.len());
     let Some(before) = text.get(..start) else { return problem };
@@ -408,6 +403,19 @@ fn parse_error(text: &str, e: &toml::de::Error) -> String {
         Some(field) => format!("line {line}, column {column}: {field}: {problem}"),
         None => format!("line {line}, column {column}: {problem}"),
     }
+}
+
+/// serde's `invalid type: string "…", expected …` (or `integer `…``, `invalid
+/// value: …`) without the value it found: `invalid type: string, expected …`.
+fn scrub_value(problem: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = problem.strip_prefix(prefix) else { continue };
+        let Some(at) = rest.rfind(", expected") else { continue };
+        let found = &rest[..at];
+        let kind = found.find(['"', '`', '\'']).map_or(found, |q| &found[..q]).trim_end();
+        return format!("{prefix}{kind}{}", &rest[at..]);
+    }
+    problem.to_string()
 }
 
 /// The dotted path of the key on the line holding byte `offset` (its table header
@@ -426,13 +434,44 @@ fn field_at(text: &str, offset: usize) -> Option<String> {
         return Some(h);
     }
     let table = text.get(..line_start)?.lines().rev().find_map(header);
-    let key = line.split_once('=').map(|(k, _)| k.trim().replace('"', "")).filter(|k| !k.is_empty());
+    let key = line_key(line);
     match (table, key) {
         (Some(t), Some(k)) => Some(format!("{t}.{k}")),
         (None, Some(k)) => Some(k),
         (Some(t), None) => Some(t),
         (None, None) => None,
     }
+}
+
+/// The key a `key = value` line assigns: a bare or quoted key (dotted parts
+/// allowed) followed by `=`; `None` for anything else, so that a value is never
+/// taken for a key.
+fn line_key(line: &str) -> Option<String> {
+    let mut rest = line.trim_start();
+    let mut key = String::new();
+    loop {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let end = quoted.find('"')?;
+            key.push_str(&quoted[..end]);
+            rest = &quoted[end + 1..];
+        } else {
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(rest.len());
+            if end == 0 {
+                return None;
+            }
+            key.push_str(&rest[..end]);
+            rest = &rest[end..];
+        }
+        rest = rest.trim_start();
+        match rest.strip_prefix('.') {
+            Some(more) => {
+                key.push('.');
+                rest = more.trim_start();
+            }
+            None => break,
+        }
+    }
+    rest.starts_with('=').then_some(key)
 }
 
 #[cfg(test)]
@@ -486,6 +525,13 @@ mod tests {
         assert!(e.contains("rules.visitor_rate.limt: unknown field"), "{e}");
         let e = parse("[state]\nmemory_budget_mb = 5\nmemory_budget_mb = 6\n").unwrap_err().to_string();
         assert!(e.contains("line 3") && e.contains("state.memory_budget_mb"), "{e}");
+        // Nor an unquoted number, nor a value that looks like part of a key.
+        let e = parse("[kafka.client]\n\"sasl.password\" = 12345678\n").unwrap_err().to_string();
+        assert!(!e.contains("12345678"), "{e}");
+        let e = parse("[kafka.client]\n\"sasl.password\": \"c2VjcmV0cGFzcw==\"\n").unwrap_err().to_string();
+        assert!(!e.contains("c2VjcmV0cGFzcw"), "{e}");
+        assert_eq!(line_key("  a.\"b c\" . d = 1"), Some("a.b c.d".into()));
+        assert_eq!(line_key("\"sasl.password\": \"x==\""), None);
         // A syntax error says where, and never quotes the line (it may hold a secret).
         let e = parse("[kafka.client]\n\"sasl.password\" = Cfg5ecretVal-77\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && !e.contains("Cfg5ecretVal"), "{e}");

@@ -123,15 +123,18 @@ pub fn redact(text: &str, matches: &[PiiMatch]) -> String {
 }
 
 /// Key names whose values are credentials even when no detector recognises the
-/// value's shape (`password=hunter2`): matched as a part of the key, any case.
-const CREDENTIAL_KEYS: [&str; 10] =
-    ["password", "passwd", "pwd", "passphrase", "secret", "token", "apikey", "api_key", "credential", "auth"];
+/// value's shape (`password=hunter2`): matched as a part of the key, any case, with
+/// `-` and `.` read as `_` (`X-API-Key`).
+const CREDENTIAL_KEYS: [&str; 9] =
+    ["pass", "pwd", "secret", "token", "apikey", "api_key", "private_key", "credential", "auth"];
 
-/// Masks the value of every `key=value` / `key: value` / `"key": "value"` whose key
-/// names a credential (`[REDACTED:credential]`). For samples shown to people, after
-/// [`redact`]: a password has no shape to detect, but its key says what it is.
-/// Over-masks rather than under-masks (`author=` goes too); `Authorization: Bearer
-/// X` masks the scheme's token as well.
+/// Masks the value of every `key=value` / `key: value` / `"key": "value"` /
+/// `key => value` whose key names a credential (`[REDACTED:credential]`), JSON
+/// escaped in a string (`{\"password\":\"x\"}`) too. For samples shown to people,
+/// after [`redact`]: a password has no shape to detect, but its key says what it
+/// is. Over-masks rather than under-masks (`author=` goes too); `Authorization:
+/// Bearer X` masks the scheme's token as well. Linear in the text, but meant for
+/// a sample's few hundred characters: callers cut first.
 pub fn mask_credential_assignments(text: &str) -> Cow<'_, str> {
     let bytes = text.as_bytes();
     let mut out = String::new();
@@ -139,7 +142,7 @@ pub fn mask_credential_assignments(text: &str) -> Cow<'_, str> {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if (b == b'=' || b == b':') && i >= copied && names_a_credential(&bytes[..i]) {
+        if (b == b'=' || b == b':') && names_a_credential(&bytes[copied..i]) {
             if let Some((start, end)) = assigned_value(bytes, i + 1) {
                 out.push_str(&text[copied..start]);
                 out.push_str("[REDACTED:credential]");
@@ -150,44 +153,73 @@ pub fn mask_credential_assignments(text: &str) -> Cow<'_, str> {
         }
         i += 1;
     }
-    if copied == 0 && out.is_empty() {
+    if out.is_empty() {
         return Cow::Borrowed(text);
     }
     out.push_str(&text[copied..]);
     Cow::Owned(out)
 }
 
+fn is_blank(c: u8) -> bool {
+    c == b' ' || c == b'\t'
+}
+
 /// Whether the key just before a separator (`before` ends there) names a credential:
-/// the run of key characters, past a closing quote and spaces.
+/// the run of key characters, past blanks and a closing `"`, `\"`, `'` or `]`.
 fn names_a_credential(before: &[u8]) -> bool {
     let mut end = before.len();
-    while end > 0 && before[end - 1] == b' ' {
+    while end > 0 && is_blank(before[end - 1]) {
         end -= 1;
     }
-    if end > 0 && (before[end - 1] == b'"' || before[end - 1] == b'\'') {
+    if end > 0 && matches!(before[end - 1], b'"' | b'\'' | b']') {
         end -= 1;
+        if end > 0 && before[end - 1] == b'\\' {
+            end -= 1;
+        }
     }
     let start = before[..end]
         .iter()
         .rposition(|c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')))
         .map_or(0, |p| p + 1);
-    let key = before[start..end].to_ascii_lowercase();
+    let key: Vec<u8> = before[start..end]
+        .iter()
+        .map(|c| match c {
+            b'-' | b'.' => b'_',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect();
     !key.is_empty() && CREDENTIAL_KEYS.iter().any(|k| key.windows(k.len()).any(|w| w == k.as_bytes()))
 }
 
 /// The byte span of the value after a separator at `from`: quoted (to the closing
-/// quote) or bare (to whitespace or a delimiter), with an auth scheme's token
-/// included. `None` when there is no value, or it starts another structure.
+/// quote, past escaped ones; `\"…\"` inside a JSON string) or bare (to a blank or
+/// a delimiter), with an auth scheme's token included. `None` when there is no
+/// value, or it opens a structure (`{`, `[`: a nested object, an earlier mask).
 fn assigned_value(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
     let mut i = from;
-    while i < bytes.len() && bytes[i] == b' ' {
+    if matches!(bytes.get(i), Some(b'>' | b'=' | b':')) {
+        i += 1; // `=>`, `==`, `:=`, `::`
+    }
+    while i < bytes.len() && is_blank(bytes[i]) {
         i += 1;
     }
-    let quote = bytes.get(i).copied().filter(|q| *q == b'"' || *q == b'\'');
-    if let Some(q) = quote {
-        let start = i + 1;
-        let len = bytes[start..].iter().position(|c| *c == q).unwrap_or(bytes.len() - start);
+    let first = *bytes.get(i)?;
+    if first == b'\\' && bytes.get(i + 1) == Some(&b'"') {
+        let start = i + 2;
+        let len = bytes[start..].windows(2).position(|w| w == b"\\\"").unwrap_or(bytes.len() - start);
         return (len > 0).then_some((start, start + len));
+    }
+    if first == b'"' || first == b'\'' {
+        let start = i + 1;
+        let mut end = start;
+        while end < bytes.len() && bytes[end] != first {
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        let end = end.min(bytes.len());
+        return (end > start).then_some((start, end));
+    }
+    if matches!(first, b'{' | b'[') {
+        return None;
     }
     let bare_end = |at: usize| {
         at + bytes[at..]
@@ -196,12 +228,18 @@ fn assigned_value(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
             .unwrap_or(bytes.len() - at)
     };
     let mut end = bare_end(i);
-    if end == i || matches!(bytes[i], b'{' | b'[' | b'/') {
+    if end == i {
         return None;
     }
     let word = bytes[i..end].to_ascii_lowercase();
-    if matches!(word.as_slice(), b"bearer" | b"basic" | b"token" | b"digest") && bytes.get(end) == Some(&b' ') {
-        end = bare_end(end + 1);
+    if matches!(word.as_slice(), b"bearer" | b"basic" | b"token" | b"digest") {
+        let mut next = end;
+        while next < bytes.len() && is_blank(bytes[next]) {
+            next += 1;
+        }
+        if next > end && next < bytes.len() {
+            end = bare_end(next);
+        }
     }
     Some((i, end))
 }
@@ -210,24 +248,37 @@ fn assigned_value(bytes: &[u8], from: usize) -> Option<(usize, usize)> {
 mod credential_tests {
     use super::mask_credential_assignments as mask;
 
+    const M: &str = "[REDACTED:credential]";
+
     #[test]
     fn credential_values_are_masked_whatever_their_shape() {
-        assert_eq!(
-            mask("login ok user=bob password=Sup3rS3cretPw from 10.0.0.1"),
-            "login ok user=bob password=[REDACTED:credential] from 10.0.0.1"
-        );
-        assert_eq!(mask("AWS_SECRET_ACCESS_KEY=abc/DEF+ghi"), "AWS_SECRET_ACCESS_KEY=[REDACTED:credential]");
-        assert_eq!(
-            mask(r#"{"db_password": "p a s s", "user": "x"}"#),
-            r#"{"db_password": "[REDACTED:credential]", "user": "x"}"#
-        );
-        assert_eq!(mask("Authorization: Bearer abc.def ok"), "Authorization: [REDACTED:credential] ok");
-        assert_eq!(mask("API-TOKEN: zz9;next"), "API-TOKEN: [REDACTED:credential];next");
-        assert_eq!(mask("pwd='q w'"), "pwd='[REDACTED:credential]'");
+        for (text, want) in [
+            (
+                "login ok user=bob password=Sup3rS3cretPw from 10.0.0.1",
+                format!("login ok user=bob password={M} from 10.0.0.1"),
+            ),
+            ("AWS_SECRET_ACCESS_KEY=abc/DEF+ghi", format!("AWS_SECRET_ACCESS_KEY={M}")),
+            (r#"{"db_password": "p a s s", "user": "x"}"#, format!(r#"{{"db_password": "{M}", "user": "x"}}"#)),
+            (r#"{"password":"ab\"cd"}"#, format!(r#"{{"password":"{M}"}}"#)),
+            (r#"{\"password\":\"hunter2\"}"#, format!(r#"{{\"password\":\"{M}\"}}"#)),
+            ("Authorization: Bearer abc.def ok", format!("Authorization: {M} ok")),
+            ("Authorization: Bearer  abc.def ok", format!("Authorization: {M} ok")),
+            ("API-TOKEN: zz9;next", format!("API-TOKEN: {M};next")),
+            ("X-API-Key: abc123", format!("X-API-Key: {M}")),
+            ("password:\thunter2", format!("password:\t{M}")),
+            ("password\t= hunter2", format!("password\t= {M}")),
+            ("password => hunter2", format!("password => {M}")),
+            ("[password] => hunter2", format!("[password] => {M}")),
+            ("password=/xY9!", format!("password={M}")),
+            ("pwd='q w'", format!("pwd='{M}'")),
+            ("ünïcode secret=ß€ ok", format!("ünïcode secret={M} ok")),
+        ] {
+            assert_eq!(mask(text), want, "{text}");
+        }
     }
 
     #[test]
-    fn other_assignments_and_urls_stay() {
+    fn other_assignments_and_edges_stay_and_never_panic() {
         for text in [
             "user=bob status=ok",
             "see https://example.com/a",
@@ -235,9 +286,24 @@ mod credential_tests {
             "password reset requested",
             "password= ",
             "token: {",
+            "password=",
+            "password=\"",
+            "token::",
+            "pwd:=",
+            "x=[REDACTED:jwt]",
         ] {
             assert_eq!(mask(text), text);
         }
-        assert_eq!(mask("ünïcode secret=ß€ ok"), "ünïcode secret=[REDACTED:credential] ok");
+        for text in [
+            "password==x",
+            "token::x",
+            "auth:/auth:/auth:/",
+            "pwd={pwd={",
+            "secret=\"\\",
+            "a\\\"=\\\"",
+            "пароль password=пароль",
+        ] {
+            let _ = mask(text);
+        }
     }
 }
