@@ -629,10 +629,19 @@ impl Task {
     }
 
     /// Finishes everything in flight and writes a checkpoint of the current state
-    /// (revocation, lifts); returns the offset that may be committed.
+    /// (revocation, lifts); returns the offset that may be committed. Outputs get
+    /// `drain_timeout` to be acknowledged (the consumer waits no longer for a
+    /// revocation): one the broker keeps refusing must not hold the task for ever,
+    /// so past it nothing is written or committed and the next owner replays.
     async fn checkpoint_now(&mut self) -> Option<i64> {
-        while let Some(ack) = self.pending.next().await {
-            self.acked(ack);
+        let within = self.shared.settings.drain_timeout;
+        if tokio::time::timeout(within, self.drain_pending()).await.is_err() {
+            tracing::warn!(
+                partition = self.name,
+                undelivered = self.unacked.len(),
+                "outputs still unacknowledged after {within:?}: not checkpointing; they replay from the last commit"
+            );
+            return None;
         }
         if let Some(w) = self.writing.take() {
             let result = w.handle.await;
@@ -645,6 +654,13 @@ impl Task {
         }
         let next = self.next?;
         self.write_now(next).await.then(|| self.committable(next)).flatten()
+    }
+
+    /// Waits until every output sent so far has its delivery settled.
+    async fn drain_pending(&mut self) {
+        while let Some(ack) = self.pending.next().await {
+            self.acked(ack);
+        }
     }
 
     /// Writes the current state at `next` (sealed changes first) and waits for it.
