@@ -380,19 +380,17 @@ fn alert_record(
     bucket_start: EventTime,
     detector: &str,
 ) -> Record {
-    let one = b.count == 1;
     // A signature_failures trigger is a failure past the rule's limit, so the
     // count says how far past it the source went, not how many failed in all.
-    let what = match signal {
-        Signal::PromptInjection if one => "prompt-injection attempt",
-        Signal::PromptInjection => "prompt-injection attempts",
-        Signal::SignatureFailures if one => "webhook failing signature checks past the limit",
-        Signal::SignatureFailures => "webhooks failing signature checks past the limit",
-        Signal::SecretInLogs if one => "log event leaking secrets",
-        Signal::SecretInLogs => "log events leaking secrets",
-        Signal::PiiInLogs if one => "log event carrying PII",
-        Signal::PiiInLogs => "log events carrying PII",
+    let (one, many) = match signal {
+        Signal::PromptInjection => ("prompt-injection attempt", "prompt-injection attempts"),
+        Signal::SignatureFailures => {
+            ("webhook failing signature checks past the limit", "webhooks failing signature checks past the limit")
+        }
+        Signal::SecretInLogs => ("log event leaking secrets", "log events leaking secrets"),
+        Signal::PiiInLogs => ("log event carrying PII", "log events carrying PII"),
     };
+    let what = if b.count == 1 { one } else { many };
     let summary = format!("{} {what} from {} {} in the 5-minute bucket", b.count, subject.kind, subject.id);
     Record::Alert(Alert {
         schema: output::ALERT_SCHEMA.into(),

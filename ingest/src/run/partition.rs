@@ -148,7 +148,10 @@ const MAX_RESEND_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5
 /// `warden_output_errors_total`. A producer that hit a fatal error can deliver
 /// nothing more: the process exits (75) so that its supervisor restarts it and
 /// the uncommitted inputs replay.
-async fn deliver(f: DeliveryFuture, shared: &Shared, outputs: &KafkaOutputs, retry: bool) -> bool {
+/// Re-sends go on the shared producer: with `retry` (at-least-once, or a dead
+/// letter, which stays outside any transaction) that is the one that sent it.
+async fn deliver(f: DeliveryFuture, shared: &Shared, retry: bool) -> bool {
+    let outputs = &shared.outputs;
     let mut backoff = std::time::Duration::from_millis(100);
     let mut pending = Some(f);
     let mut message = None;
@@ -503,7 +506,7 @@ impl Task {
                 }
                 self.shared.registry.observe(&record, &self.name);
                 let f = self.outputs.send(&record).await;
-                self.track(f, input.arrived, self.outputs.clone(), !self.transactional);
+                self.track(f, input.arrived, !self.transactional);
                 sent = true;
             }
             if let Outcome::Dead(e) = outcome {
@@ -513,7 +516,7 @@ impl Task {
                     self.shared.outputs.send_dead_letter(&input.payload, input.key.as_deref(), e.reason(), src).await;
                 // Dead letters go on the shared producer, outside any transaction:
                 // re-sent until delivered in either mode.
-                self.track(f, input.arrived, self.shared.outputs.clone(), true);
+                self.track(f, input.arrived, true);
                 sent = true;
             }
         }
@@ -532,13 +535,13 @@ impl Task {
     /// without the broker's acknowledgement would let its input offset be committed
     /// and the output be lost. Exactly-once: a failed delivery fails the
     /// transaction's commit, which rewinds, so it is only reported.
-    fn track(&mut self, f: DeliveryFuture, arrived: Instant, via: Arc<KafkaOutputs>, retry: bool) {
+    fn track(&mut self, f: DeliveryFuture, arrived: Instant, retry: bool) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.unacked.insert(seq);
         let shared = self.shared.clone();
         self.pending.push(Box::pin(async move {
-            let delivered = deliver(f, &shared, &via, retry).await;
+            let delivered = deliver(f, &shared, retry).await;
             (seq, arrived, delivered)
         }));
     }
@@ -709,7 +712,7 @@ impl Task {
                 self.shared.registry.remove(subject, &d.rule);
             }
             let f = self.outputs.send(r).await;
-            self.track(f, Instant::now(), self.outputs.clone(), !self.transactional);
+            self.track(f, Instant::now(), !self.transactional);
         }
         if self.transactional {
             self.transaction_checkpoint(true).await;
