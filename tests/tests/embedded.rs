@@ -163,6 +163,11 @@ fn the_quick_start_run_again_on_its_state_directory_processes_its_events_again()
         wait_processed(&w, 42.0);
         assert!(w.metric("warden_decisions_total{action=\"block\"}") > 0.0, "run {run} decided:\n{}", w.metrics());
         w.stop();
+        // A clean stop is quiet: no client outlives the embedded broker it talks to.
+        let log = w.log_text();
+        let after = log.split_once("stopping:").map(|(_, rest)| rest).expect("the stop is logged");
+        assert!(after.contains("INFO stopped"), "run {run} did not stop cleanly:\n{after}");
+        assert!(!after.contains(" WARN ") && !after.contains(" ERROR "), "run {run} stopped noisily:\n{after}");
         if run == 2 {
             assert!(w.log_text().contains("dropping the checkpoints of an earlier run"), "{}", w.log_text());
         }

@@ -187,7 +187,17 @@ impl Shared {
 /// Runs the pipeline until a signal stops it.
 pub fn run(config: Config, secrets: Secrets, engine: Engine, signer: Option<Signer>, args: RunArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("warden").build()?;
-    runtime.block_on(run_async(config, secrets, engine, signer, args))
+    let mut embedded = None;
+    let result = runtime.block_on(run_async(config, secrets, engine, signer, args, &mut embedded));
+    // Every client, including those a spawned task still holds (reloads, lifts),
+    // ends with the runtime; the embedded broker they talk to goes after them,
+    // so a clean stop logs no "all brokers down" from clients still running.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    drop(embedded);
+    if result.is_ok() {
+        tracing::info!("stopped");
+    }
+    result
 }
 
 async fn run_async(
@@ -196,6 +206,7 @@ async fn run_async(
     engine: Engine,
     signer: Option<Signer>,
     args: RunArgs,
+    embedded: &mut Option<embedded::Embedded>,
 ) -> Result<()> {
     let kafka = &config.kafka;
     // A file to load that cannot be read is a mistake in the command: say so before
@@ -214,7 +225,6 @@ async fn run_async(
     let http_listener = std::net::TcpListener::bind(http_addr)
         .and_then(|l| l.set_nonblocking(true).map(|()| l))
         .with_context(|| format!("cannot listen on {http_addr}"))?;
-    let mut embedded = None;
     let brokers = match args.brokers.clone().or_else(|| kafka.brokers.clone()) {
         Some(b) => b,
         None => {
@@ -229,7 +239,7 @@ async fn run_async(
                 kafka.alerts_topic,
                 kafka.dlq_topic
             );
-            embedded = Some(e);
+            *embedded = Some(e);
             bootstrap
         }
     };
@@ -379,10 +389,7 @@ async fn run_async(
         // `tail` sees the stop flag within 100 ms; a load still running is abandoned.
         let _ = tokio::time::timeout(Duration::from_secs(2), h).await;
     }
-    // Clients first, then the embedded broker they talk to.
     drop(shared);
-    drop(embedded);
-    tracing::info!("stopped");
     Ok(())
 }
 
