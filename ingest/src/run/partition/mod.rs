@@ -17,6 +17,9 @@
 //! then commits the same offset too (see `confirm_commit`). If a commit
 //! fails, the transaction is aborted, the state restored from the last checkpoint,
 //! and the partition read again from there.
+//!
+//! The task is split by concern: [`delivery`] (outputs until acknowledged),
+//! [`checkpoint`] (seal, write, commit) and [`transaction`] (exactly-once).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -25,13 +28,9 @@ use std::time::Instant;
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
-use rdkafka::producer::DeliveryFuture;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::Message;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 use warden_detectors::rules::DetectorKind;
-use warden_detectors::state::{ChangeSet, Checkpoint, StateStore};
+use warden_detectors::state::StateStore;
 use warden_detectors::{decide, Engine, Outcome, PartitionState, Tally, Usage};
 use warden_schemas::{output, Provenance, Record};
 use warden_sinks::kafka::{DeadLetterSource, KafkaOutputs};
@@ -43,6 +42,15 @@ use super::consumer::ConsumerCmd;
 use super::feed::FeedReceiver;
 use super::telemetry;
 use super::Shared;
+
+mod checkpoint;
+mod delivery;
+mod transaction;
+
+pub use checkpoint::read_position;
+use checkpoint::{Sealed, Writing};
+use delivery::Ack;
+use transaction::transactional_outputs;
 
 /// At most this many outputs awaiting acknowledgement before the task stops reading.
 const MAX_PENDING: usize = 20_000;
@@ -93,131 +101,6 @@ pub struct Plan {
 /// is a handful of counter updates; at 0.5 s a counter read during a 2-second
 /// catch-up moved in steps of a quarter of it (bench/RESULTS.md).
 const METRICS_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-
-/// The stored position of a partition's checkpoint: the next offset to read.
-pub fn read_position(shared: &Shared, name: &str) -> Option<i64> {
-    match shared.store.read_position(name) {
-        Ok(Some(bytes)) => decode_position(&bytes),
-        Ok(None) => None,
-        Err(e) => {
-            tracing::error!(partition = name, error = %e, "cannot read the checkpoint position; starting without local state");
-            None
-        }
-    }
-}
-
-fn encode_position(next: i64) -> Vec<u8> {
-    let mut v = b"kafka:".to_vec();
-    v.extend_from_slice(&next.to_be_bytes());
-    v
-}
-
-fn decode_position(bytes: &[u8]) -> Option<i64> {
-    let raw: [u8; 8] = bytes.strip_prefix(b"kafka:")?.try_into().ok()?;
-    Some(i64::from_be_bytes(raw))
-}
-
-/// This partition's own transactional producer (exactly-once); retried until the
-/// broker answers, since nothing may be emitted outside a transaction.
-async fn transactional_outputs(shared: &Shared, topic: &str, partition: i32) -> Arc<KafkaOutputs> {
-    let mut config = shared.producer_config.clone();
-    config.set("transactional.id", format!("warden-{}-{topic}-{partition}", shared.settings.group));
-    loop {
-        let made = KafkaOutputs::new(config.clone(), shared.outputs.topics().clone(), shared.quiet_logs.clone());
-        if let Ok(outputs) = made {
-            let outputs = Arc::new(outputs);
-            let o = outputs.clone();
-            match tokio::task::spawn_blocking(move || o.start_transactions(TXN_TIMEOUT)).await {
-                Ok(Ok(())) => return outputs,
-                Ok(Err(e)) => tracing::error!(topic, partition, error = %e, "cannot start transactions; retrying"),
-                Err(e) => tracing::error!(topic, partition, error = %e, "cannot start transactions; retrying"),
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-}
-
-/// An output's acknowledgement: its sequence number, when its event arrived, success.
-type Ack = (u64, Instant, bool);
-
-/// The longest wait between two attempts to deliver a failed output.
-const MAX_RESEND_BACKOFF: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// Waits for an output's delivery; with `retry`, sends it again after each failure
-/// until the broker acknowledges it. Each failure counts in
-/// `warden_output_errors_total`. A producer that hit a fatal error can deliver
-/// nothing more: the process exits (75) so that its supervisor restarts it and
-/// the uncommitted inputs replay.
-/// Re-sends go on the shared producer: with `retry` (at-least-once, or a dead
-/// letter, which stays outside any transaction) that is the one that sent it.
-async fn deliver(f: DeliveryFuture, shared: &Shared, retry: bool) -> bool {
-    let outputs = &shared.outputs;
-    let mut backoff = std::time::Duration::from_millis(100);
-    let mut pending = Some(f);
-    let mut message = None;
-    loop {
-        // Either a delivery in flight, or a failed message to queue again.
-        let error = match pending.take() {
-            Some(f) => match f.await {
-                Ok(Ok(_)) => return true,
-                Ok(Err((e, m))) => {
-                    message = Some(m);
-                    e
-                }
-                // The producer was dropped (shutdown): not delivered.
-                Err(_) => return false,
-            },
-            None => {
-                let Some(m) = message.as_ref() else { return false };
-                match outputs.resend(m).await {
-                    Ok(f) => {
-                        pending = Some(f);
-                        continue;
-                    }
-                    Err(e) => e,
-                }
-            }
-        };
-        shared.metrics.output_errors.inc();
-        if !retry {
-            if shared.quiet_logs.allow("output-abort") {
-                tracing::error!(error = %error, "output refused by the broker; the transaction will abort");
-            }
-            return false;
-        }
-        if let Some(fatal) = outputs.fatal_error() {
-            tracing::error!(
-                error = fatal,
-                "the output producer hit a fatal error; exiting so a restart replays what is uncommitted"
-            );
-            std::process::exit(75);
-        }
-        if shared.quiet_logs.allow("output-resend") {
-            let topic = message.as_ref().map_or("", |m| m.topic());
-            tracing::warn!(error = %error, topic, "output delivery failed; sending it again");
-        }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_RESEND_BACKOFF);
-    }
-}
-
-/// A checkpoint taken in memory, waiting for its outputs to be acknowledged.
-struct Sealed {
-    changes: ChangeSet,
-    next: i64,
-    /// Every output with a sequence number below this must be acknowledged first.
-    upto: u64,
-}
-
-/// A checkpoint being written on a blocking thread.
-struct Writing {
-    handle: JoinHandle<Result<(), String>>,
-    next: i64,
-    started: Instant,
-}
-
-/// How long a transaction operation may take before it counts as failed.
-const TXN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 struct Task {
     shared: Arc<Shared>,
@@ -527,170 +410,6 @@ impl Task {
         self.since_checkpoint += 1;
     }
 
-    /// Remembers an output until the broker acknowledges it.
-    ///
-    /// At-least-once: a delivery that fails (librdkafka gives up on a batch, e.g.
-    /// when a restarted broker lost the idempotent producer's sequence) is sent
-    /// again, with backoff, until it is acknowledged: an output counted as done
-    /// without the broker's acknowledgement would let its input offset be committed
-    /// and the output be lost. Exactly-once: a failed delivery fails the
-    /// transaction's commit, which rewinds, so it is only reported.
-    fn track(&mut self, f: DeliveryFuture, arrived: Instant, retry: bool) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.unacked.insert(seq);
-        let shared = self.shared.clone();
-        self.pending.push(Box::pin(async move {
-            let delivered = deliver(f, &shared, retry).await;
-            (seq, arrived, delivered)
-        }));
-    }
-
-    fn acked(&mut self, (seq, arrived, delivered): Ack) {
-        self.latency.observe(arrived.elapsed().as_secs_f64());
-        // An output never acknowledged stays in `unacked`: no later checkpoint of
-        // this partition is written or committed, so a restart replays it.
-        if delivered || self.transactional {
-            self.unacked.remove(&seq);
-        }
-    }
-
-    /// Seals a checkpoint of everything processed so far, unless one is in flight.
-    fn seal(&mut self) {
-        if self.since_checkpoint == 0 || self.sealed.is_some() || self.writing.is_some() {
-            return;
-        }
-        let Some(next) = self.next else { return };
-        let changes = self.state.take_changes(self.engine.rules(), self.full_snapshot);
-        self.full_snapshot = false;
-        self.since_checkpoint = 0;
-        self.sealed = Some(Sealed { changes, next, upto: self.next_seq });
-        self.start_write();
-    }
-
-    /// Starts writing the sealed checkpoint once its outputs are all acknowledged.
-    fn start_write(&mut self) {
-        let ready = match &self.sealed {
-            Some(s) => self.writing.is_none() && self.unacked.first().is_none_or(|&lowest| lowest >= s.upto),
-            None => false,
-        };
-        if !ready {
-            return;
-        }
-        let Some(sealed) = self.sealed.take() else { return };
-        let store = self.shared.store.clone();
-        let name = self.name.clone();
-        let next = sealed.next;
-        let cp = Checkpoint { position: encode_position(next), changes: sealed.changes };
-        let handle = tokio::task::spawn_blocking(move || store.write_checkpoint(&name, &cp).map_err(|e| e.to_string()));
-        self.writing = Some(Writing { handle, next, started: Instant::now() });
-    }
-
-    /// The in-flight checkpoint write finished.
-    fn written(&mut self, result: Result<Result<(), String>, tokio::task::JoinError>) {
-        if let Some(w) = self.writing.take() {
-            self.finish_write(w.next, w.started, result);
-        }
-        self.start_write();
-    }
-
-    /// Commits a written checkpoint's offset, or notes the failure.
-    fn finish_write(
-        &mut self,
-        next: i64,
-        started: Instant,
-        result: Result<Result<(), String>, tokio::task::JoinError>,
-    ) {
-        match result {
-            Ok(Ok(())) => {
-                self.shared.metrics.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
-                if let Some(offset) = self.committable(next) {
-                    self.commit(offset);
-                }
-            }
-            Ok(Err(e)) => self.write_failed(&e),
-            Err(e) => self.write_failed(&e.to_string()),
-        }
-    }
-
-    fn write_failed(&mut self, error: &str) {
-        // The changes taken are gone from tracking: write everything next time.
-        self.full_snapshot = true;
-        self.since_checkpoint = self.since_checkpoint.max(1);
-        self.shared.metrics.checkpoint_failures.inc();
-        tracing::error!(partition = self.name, error, "checkpoint failed; offsets stay uncommitted");
-    }
-
-    /// The offset that may be committed after a checkpoint at `next`: never move the
-    /// group's offset back while replaying below it.
-    fn committable(&mut self, next: i64) -> Option<i64> {
-        if self.warm_until.is_some_and(|c| next < c) {
-            return None;
-        }
-        self.warm_until = None;
-        Some(next)
-    }
-
-    /// Finishes everything in flight and writes a checkpoint of the current state
-    /// (revocation, lifts); returns the offset that may be committed. Outputs get
-    /// `drain_timeout` to be acknowledged (the consumer waits no longer for a
-    /// revocation): one the broker keeps refusing must not hold the task for ever,
-    /// so past it nothing is written or committed and the next owner replays.
-    async fn checkpoint_now(&mut self) -> Option<i64> {
-        let within = self.shared.settings.drain_timeout;
-        if tokio::time::timeout(within, self.drain_pending()).await.is_err() {
-            tracing::warn!(
-                partition = self.name,
-                undelivered = self.unacked.len(),
-                "outputs still unacknowledged after {within:?}: not checkpointing; they replay from the last commit"
-            );
-            return None;
-        }
-        if let Some(w) = self.writing.take() {
-            let result = w.handle.await;
-            self.finish_write(w.next, w.started, result);
-        }
-        if !self.unacked.is_empty() && !self.transactional {
-            // An output was never acknowledged (its producer went away): nothing
-            // from here on may be committed; a restart replays it.
-            return None;
-        }
-        let next = self.next?;
-        self.write_now(next).await.then(|| self.committable(next)).flatten()
-    }
-
-    /// Waits until every output sent so far has its delivery settled.
-    async fn drain_pending(&mut self) {
-        while let Some(ack) = self.pending.next().await {
-            self.acked(ack);
-        }
-    }
-
-    /// Writes the current state at `next` (sealed changes first) and waits for it.
-    async fn write_now(&mut self, next: i64) -> bool {
-        // A sealed checkpoint's changes precede the current ones: write both.
-        let mut changes = self.sealed.take().map(|s| s.changes).unwrap_or_default();
-        changes.append(&self.state.take_changes(self.engine.rules(), self.full_snapshot));
-        let cp = Checkpoint { position: encode_position(next), changes };
-        let (store, name, started) = (self.shared.store.clone(), self.name.clone(), Instant::now());
-        match tokio::task::spawn_blocking(move || store.write_checkpoint(&name, &cp)).await {
-            Ok(Ok(())) => {
-                self.full_snapshot = false;
-                self.since_checkpoint = 0;
-                self.shared.metrics.checkpoint_seconds.observe(started.elapsed().as_secs_f64());
-                true
-            }
-            Ok(Err(e)) => {
-                self.write_failed(&e.to_string());
-                false
-            }
-            Err(e) => {
-                self.write_failed(&e.to_string());
-                false
-            }
-        }
-    }
-
     /// Lifts the records in force on `subject` in this partition's state, sends the
     /// `lift` decisions, and makes the cleared entries durable.
     async fn lift(&mut self, subject: &SubjectKey) -> Vec<Record> {
@@ -720,126 +439,6 @@ impl Task {
             self.commit(offset);
         }
         records
-    }
-
-    /// Asks the consumer to commit `offset` (asynchronously; a later one covers a failure).
-    fn commit(&mut self, offset: i64) {
-        let cmd = ConsumerCmd::Commit { topic: self.topic.clone(), partition: self.partition, offset, confirm: None };
-        let _ = self.shared.consumer_cmds.send(cmd);
-        self.last_commit = Some((offset, Instant::now(), false));
-    }
-
-    /// A checkpoint is due: pipelined at-least-once, or a transaction commit.
-    async fn checkpoint_due(&mut self) {
-        if self.transactional {
-            self.transaction_checkpoint(true).await;
-        } else {
-            self.seal();
-            self.recommit_when_quiet();
-        }
-    }
-
-    /// Once a partition has been quiet for a checkpoint interval, its last offset is
-    /// committed once more. Commits are asynchronous and a broker may apply two in
-    /// flight out of order (tansu 0.6 does); with no later commit coming, the final
-    /// offset would otherwise stay behind and the lag never reach zero.
-    fn recommit_when_quiet(&mut self) {
-        let busy = self.since_checkpoint > 0 || self.sealed.is_some() || self.writing.is_some();
-        let Some((offset, at, false)) = self.last_commit else { return };
-        if busy || at.elapsed() < self.shared.settings.checkpoint_interval {
-            return;
-        }
-        self.commit(offset);
-        self.last_commit = Some((offset, at, true));
-    }
-
-    /// After a transaction commits offset `next`, the consumer commits the same
-    /// offset and this waits for the answer, so it lands before the next
-    /// transaction's. On Apache Kafka this rewrites an equal value; on brokers whose
-    /// transactional offsets go stale while a new transaction is open (tansu 0.6,
-    /// see docs/streaming.md) it keeps the group's offset right. Bounded: if the
-    /// consumer thread is busy in a rebalance, the revocation commits it instead.
-    async fn confirm_commit(&mut self, next: i64) {
-        let (tx, rx) = oneshot::channel();
-        let cmd = ConsumerCmd::Commit {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            offset: next,
-            confirm: Some(tx),
-        };
-        if self.shared.consumer_cmds.send(cmd).is_ok() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(2), rx).await;
-        }
-    }
-
-    /// Exactly-once checkpoint: commit the transaction with the next offset, then
-    /// write the state at that offset. On failure: abort and rewind. `confirm`: the
-    /// consumer commits the offset too (not during a revocation, which does it).
-    async fn transaction_checkpoint(&mut self, confirm: bool) {
-        let Some(next) = self.next else { return };
-        let group = self.shared.group_metadata.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let Some(group) = group else {
-            tracing::warn!(partition = self.name, "no group metadata yet; the transaction stays open");
-            return;
-        };
-        if self.since_checkpoint == 0 && self.pending.is_empty() {
-            return;
-        }
-        while let Some(ack) = self.pending.next().await {
-            self.acked(ack);
-        }
-        // Below the group's offset the outputs were suppressed: nothing to commit yet.
-        let warming = self.warm_until.is_some_and(|c| next < c);
-        if !warming {
-            let mut tpl = TopicPartitionList::new();
-            let _ = tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(next));
-            let outputs = self.outputs.clone();
-            let result =
-                tokio::task::spawn_blocking(move || outputs.commit_transaction(&tpl, &group, TXN_TIMEOUT)).await;
-            match result {
-                Ok(Ok(())) => {
-                    self.committed = Some(next);
-                    if confirm {
-                        self.confirm_commit(next).await;
-                    }
-                }
-                Ok(Err(e)) => return self.rewind(&e.to_string()).await,
-                Err(e) => return self.rewind(&e.to_string()).await,
-            }
-        }
-        if self.write_now(next).await {
-            self.base = Some(next);
-        }
-        self.committable(next);
-    }
-
-    /// After a failed commit: abort, restore the last checkpoint, read from there again.
-    async fn rewind(&mut self, error: &str) {
-        tracing::error!(
-            partition = self.name,
-            error,
-            "transaction commit failed: aborting and rewinding to the last checkpoint"
-        );
-        let outputs = self.outputs.clone();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || outputs.abort_transaction(TXN_TIMEOUT)).await {
-            tracing::error!(partition = self.name, error = %e, "abort failed");
-        }
-        self.pending = FuturesUnordered::new();
-        self.unacked.clear();
-        self.sealed = None;
-        self.state = self.engine.new_state();
-        prepare_state(&self.shared, &self.name, &mut self.state);
-        self.shared.registry.forget_partition(&self.name);
-        self.restore().await;
-        let base = read_position(&self.shared, &self.name).or(self.base);
-        self.next = base;
-        self.since_checkpoint = 0;
-        self.warm_until = self.committed.filter(|c| base.is_some_and(|b| b < *c));
-        if let Some(offset) = base {
-            self.rewind_to = Some(offset);
-            let cmd = ConsumerCmd::Seek { topic: self.topic.clone(), partition: self.partition, offset };
-            let _ = self.shared.consumer_cmds.send(cmd);
-        }
     }
 
     /// Moves the state gauges by the change since the last report, and merges the
