@@ -367,19 +367,54 @@ fn a_stopped_instance_hands_its_partitions_over_without_missing_a_detection() {
     let expected = scan(&merged);
     let broker = Tansu::start();
     broker.create_warden_topics(6);
+    // `a` owns every partition first and reads a quarter of the stream, then hands
+    // some partitions to `b` mid-stream; later `a` stops and `b` takes them all.
     let mut a = start_warden(dir.path(), "a", &broker.bootstrap(), "rb", FAST_CONFIG, &[]);
-    let mut b = start_warden(dir.path(), "b", &broker.bootstrap(), "rb", FAST_CONFIG, &[]);
     a.wait_ready(Duration::from_secs(60));
-    b.wait_ready(Duration::from_secs(60));
     let loader = Loader::new(&broker.bootstrap());
-    let half = lines.len() / 2;
-    load(&loader, &lines[..half]);
+    let (quarter, half) = (lines.len() / 4, lines.len() / 2);
+    load(&loader, &lines[..quarter]);
+    lag_partitions(&a);
+    let mut b = start_warden(dir.path(), "b", &broker.bootstrap(), "rb", FAST_CONFIG, &[]);
+    b.wait_ready(Duration::from_secs(60));
+    load(&loader, &lines[quarter..half]);
     std::thread::sleep(Duration::from_secs(3));
+    // Each instance exports lag only for the partitions it owns now: a series left
+    // behind by a partition that moved would keep a lag alert firing.
+    let (owned_a, owned_b) = (lag_partitions(&a), lag_partitions(&b));
+    assert!(!owned_a.is_empty() && !owned_b.is_empty(), "a: {owned_a:?}, b: {owned_b:?}");
+    let both: Vec<&String> = owned_a.intersection(&owned_b).collect();
+    assert!(both.is_empty(), "both export lag for {both:?}");
     a.stop();
     load(&loader, &lines[half..]);
     wait_all_committed(&broker.bootstrap(), "rb", 6, Duration::from_secs(180), &[&b]);
     assert_same_detections(&expected, &outputs(&broker.bootstrap()));
     b.stop();
+}
+
+/// The partitions an instance exports `warden_consumer_lag` for, once two
+/// statistics intervals (5 s each) have passed without a change.
+fn lag_partitions(w: &Warden) -> BTreeSet<String> {
+    let read = || -> BTreeSet<String> {
+        w.metrics()
+            .lines()
+            .filter(|l| l.starts_with("warden_consumer_lag{"))
+            .filter_map(|l| l.split_once('}').map(|(labels, _)| labels.to_string()))
+            .collect()
+    };
+    let mut last = read();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut stable_since = Instant::now();
+    while stable_since.elapsed() < Duration::from_secs(11) {
+        assert!(Instant::now() < deadline, "lag series never settled: {last:?}");
+        std::thread::sleep(Duration::from_millis(500));
+        let now = read();
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        }
+    }
+    last
 }
 
 #[test]

@@ -122,13 +122,28 @@ impl ClientContext for WardenContext {
     }
 
     fn stats(&self, stats: Statistics) {
+        // librdkafka keeps reporting a partition's last lag after it moved to
+        // another instance; a series left at that value would keep a lag alert
+        // firing here. Only partitions this instance runs a task for count. The
+        // consumer thread may hold the map while it polls: then skip this round.
+        let owned = match self.partitions.try_lock() {
+            Ok(owned) => owned,
+            Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return,
+        };
         for (topic, t) in &stats.topics {
             for (p, part) in &t.partitions {
-                if *p < 0 || part.consumer_lag < 0 {
+                if *p < 0 {
                     continue;
                 }
                 let labels = PartitionLabels { topic: topic.clone(), partition: p.to_string() };
-                self.shared.metrics.consumer_lag.get_or_create(&labels).set(part.consumer_lag);
+                let mine = owned.get(topic).is_some_and(|ps| ps.contains_key(p));
+                // -1: not known yet (nothing committed or fetched).
+                if !mine || part.consumer_lag < 0 {
+                    self.shared.metrics.consumer_lag.remove(&labels);
+                } else {
+                    self.shared.metrics.consumer_lag.get_or_create(&labels).set(part.consumer_lag);
+                }
             }
         }
     }
@@ -345,6 +360,8 @@ impl WardenContext {
                 ),
             }
             self.shared.registry.forget_partition(&format!("{topic}/{partition}"));
+            let labels = PartitionLabels { topic: topic.clone(), partition: partition.to_string() };
+            self.shared.metrics.consumer_lag.remove(&labels);
             self.shared.partition_stopped();
         }
         if commit.count() > 0 {
