@@ -127,33 +127,30 @@ pub async fn serve(
     Ok((bound, server))
 }
 
-fn count(state: &HttpState, route: &str, code: StatusCode) {
-    state
-        .metrics
-        .http_requests
-        .get_or_create(&HttpLabels { route: route.into(), code: code.as_u16().to_string() })
-        .inc();
+fn count(state: &HttpState, method: &Method, route: &str, code: StatusCode) {
+    let labels = HttpLabels { method: method.as_str().into(), route: route.into(), code: code.as_u16().to_string() };
+    state.metrics.http_requests.get_or_create(&labels).inc();
 }
 
-fn limited(state: &HttpState, peer: &SocketAddr, route: &str) -> Option<Response> {
+fn limited(state: &HttpState, peer: &SocketAddr, method: &Method, route: &str) -> Option<Response> {
     if state.limiter.check_key(&peer.ip()).is_err() {
-        count(state, route, StatusCode::TOO_MANY_REQUESTS);
+        count(state, method, route, StatusCode::TOO_MANY_REQUESTS);
         return Some((StatusCode::TOO_MANY_REQUESTS, "too many requests\n").into_response());
     }
     None
 }
 
 async fn metrics(State(s): State<HttpState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    if let Some(r) = limited(&s, &peer, "/metrics") {
+    if let Some(r) = limited(&s, &peer, &Method::GET, "/metrics") {
         return r;
     }
-    count(&s, "/metrics", StatusCode::OK);
+    count(&s, &Method::GET, "/metrics", StatusCode::OK);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
         .into_response()
 }
 
 async fn health(State(s): State<HttpState>) -> Response {
-    count(&s, "/health", StatusCode::OK);
+    count(&s, &Method::GET, "/health", StatusCode::OK);
     (StatusCode::OK, "ok\n").into_response()
 }
 
@@ -163,11 +160,13 @@ async fn ready(State(s): State<HttpState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     };
-    count(&s, "/ready", code);
+    count(&s, &Method::GET, "/ready", code);
     (code, body).into_response()
 }
 
 const BLOCKS_ROUTE: &str = "/v1/blocks/{tenant}/{kind}/{id}";
+/// A subject without a tenant (a log event's `service` scope).
+const BLOCKS_ROUTE_NO_TENANT: &str = "/v1/blocks/{kind}/{id}";
 
 async fn get_blocks(
     State(s): State<HttpState>,
@@ -204,11 +203,12 @@ async fn delete_blocks_no_tenant(
 }
 
 async fn blocks(s: HttpState, peer: SocketAddr, method: Method, headers: HeaderMap, key: SubjectKey) -> Response {
-    if let Some(r) = limited(&s, &peer, BLOCKS_ROUTE) {
+    let route = if key.0.is_some() { BLOCKS_ROUTE } else { BLOCKS_ROUTE_NO_TENANT };
+    if let Some(r) = limited(&s, &peer, &method, route) {
         return r;
     }
     let (code, body) = if method == Method::DELETE { lift(&s, &headers, key).await } else { show(&s, &key) };
-    count(&s, BLOCKS_ROUTE, code);
+    count(&s, &method, route, code);
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
@@ -246,14 +246,14 @@ async fn reload(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = limited(&s, &peer, RELOAD_ROUTE) {
+    if let Some(r) = limited(&s, &peer, &Method::POST, RELOAD_ROUTE) {
         return r;
     }
     let (code, body) = match authorize(&s, &headers, "reloading") {
         Err(answer) => answer,
         Ok(()) => reload_now(&s).await,
     };
-    count(&s, RELOAD_ROUTE, code);
+    count(&s, &Method::POST, RELOAD_ROUTE, code);
     (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 

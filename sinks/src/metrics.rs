@@ -95,6 +95,8 @@ pub struct ResultLabel {
 /// Labels of `http_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
+    /// `GET`, `DELETE` or `POST`: a block lookup and a lift share a route.
+    pub method: String,
     /// Route template (`/v1/blocks/{tenant}/{kind}/{id}`), never the path itself.
     pub route: String,
     /// Status code.
@@ -168,7 +170,7 @@ pub struct Metrics {
     pub reloads: Family<ResultLabel, Counter>,
     /// `warden_log_suppressed_total`.
     pub log_suppressed: Counter,
-    /// `warden_http_requests_total{route,code}`.
+    /// `warden_http_requests_total{method,route,code}`.
     pub http_requests: Family<HttpLabels, Counter>,
     /// `warden_output_errors_total`: failed output deliveries (each is sent again, or
     /// aborts its transaction under exactly-once).
@@ -277,7 +279,11 @@ impl Metrics {
             "Log lines about bad input suppressed by the rate limit",
             m.log_suppressed.clone(),
         );
-        registry.register("http_requests", "HTTP requests, by route and status code", m.http_requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests, by method, route template and status code",
+            m.http_requests.clone(),
+        );
         registry.register(
             "output_errors",
             "Output deliveries that failed (sent again; under exactly-once the transaction aborts)",

@@ -65,6 +65,7 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
     let rules: Vec<&str> = active["records"].as_array().unwrap().iter().map(|r| r["rule"].as_str().unwrap()).collect();
     assert_eq!(rules, ["chat_visitor", "visitor_rate"]);
     assert_eq!(http(&w.http, "GET", "/v1/blocks/t-acme/visitor/nobody", &[]).unwrap().0, 404);
+    assert_eq!(http(&w.http, "GET", "/v1/blocks/service/nobody", &[]).unwrap().0, 404, "no tenant");
     assert_eq!(http(&w.http, "DELETE", path, &[]).unwrap().0, 401, "no token");
     assert_eq!(http(&w.http, "DELETE", path, &[("Authorization", "Bearer wrong")]).unwrap().0, 401);
     let bearer = format!("Bearer {ADMIN}");
@@ -85,6 +86,12 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
         let block = blocks.iter().find(|b| b["rule"] == l["rule"]).unwrap();
         assert_eq!(l["event_ts"], block["event_ts"]);
         assert_ne!(l["decision_id"], block["decision_id"]);
+    }
+    // Counted like every decision emitted (metrics are added every 0.1 s).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while w.metric("warden_decisions_total{action=\"lift\"}") < 2.0 {
+        assert!(Instant::now() < deadline, "lifts not counted:\n{}", w.metrics());
+        std::thread::sleep(Duration::from_millis(100));
     }
     let commands = kafka::read_records(&bootstrap, "warden.killswitch", Duration::from_secs(1));
     assert!(commands.iter().all(|c| c["signature"].is_string() && c["key_id"].is_string()), "signed");
@@ -120,6 +127,14 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
     }
     assert!(metrics
         .contains("warden_verdicts_total{detector=\"rate\",rule=\"visitor_rate\",action=\"block\",mode=\"enforce\"}"));
+    // Requests by method and route template: a lookup and a lift are told apart.
+    for sample in [
+        r#"warden_http_requests_total{method="DELETE",route="/v1/blocks/{tenant}/{kind}/{id}",code="200"} 1"#,
+        r#"warden_http_requests_total{method="DELETE",route="/v1/blocks/{tenant}/{kind}/{id}",code="401"} 2"#,
+        r#"warden_http_requests_total{method="GET",route="/v1/blocks/{kind}/{id}",code="404"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == sample), "{sample} missing:\n{metrics}");
+    }
     // Without `metrics.tenant_labels` the estimate carries no label at all.
     assert!(
         metrics

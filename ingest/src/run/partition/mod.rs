@@ -429,6 +429,8 @@ impl Task {
         for r in &records {
             if let Record::Decision(d) = r {
                 self.shared.registry.remove(subject, &d.rule);
+                // `warden_decisions_total{action="lift"}`, as every decision emitted.
+                self.tally.decision(d.action);
             }
             let f = self.outputs.send(r).await;
             self.track(f, Instant::now(), !self.transactional);
