@@ -196,7 +196,8 @@ checks = {
     "non-root": pod.get("securityContext", {}).get("runAsNonRoot") is True,
     "read-only root fs": c.get("securityContext", {}).get("readOnlyRootFilesystem") is True,
     "resources": bool(c.get("resources", {}).get("requests")) and bool(c.get("resources", {}).get("limits")),
-    "prometheus.io/scrape annotation": sts["template"]["metadata"].get("annotations", {}).get("prometheus.io/scrape") == "true",
+    "no prometheus.io annotations (the ServiceMonitor scrapes, job=warden)": not any(k.startswith("prometheus.io/") for k in sts["template"]["metadata"].get("annotations", {}) or {}),
+    "ServiceMonitor job label is warden": (lambda sm: any(sv["metadata"].get("labels", {}).get(sm["spec"].get("jobLabel", "")) == "warden" and all(sv["metadata"].get("labels", {}).get(k) == v for k, v in sm["spec"]["selector"]["matchLabels"].items()) for sv in kinds["Service"]))(kinds["ServiceMonitor"][0]),
     "headless Service": any(s["spec"].get("clusterIP") == "None" and s["metadata"]["name"] == sts["serviceName"] for s in kinds["Service"]),
     "PDB maxUnavailable 1": kinds["PodDisruptionBudget"][0]["spec"].get("maxUnavailable") == 1,
 }

@@ -249,7 +249,7 @@ impl Metrics {
         );
         registry.register(
             "process_latency_seconds",
-            "Event arrival to its outputs acknowledged",
+            "Event arrival to an output acknowledged by the broker (one sample per output, or per event without one)",
             m.process_latency.clone(),
         );
         registry.register(
@@ -276,7 +276,7 @@ impl Metrics {
         registry.register("reloads", "Rule reloads, by result", m.reloads.clone());
         registry.register(
             "log_suppressed",
-            "Log lines about bad input suppressed by the rate limit",
+            "Log lines held back by a rate limit: bad input, Kafka client errors and messages, output re-sends",
             m.log_suppressed.clone(),
         );
         registry.register(
