@@ -81,11 +81,14 @@ impl DecodeError {
     ];
 }
 
-/// Checks size and UTF-8; returns the text.
+/// Checks size and UTF-8; returns the text, without a leading byte order mark.
 pub fn check_bytes(bytes: &[u8], max_bytes: usize) -> Result<&str, DecodeError> {
     if bytes.len() > max_bytes {
         return Err(DecodeError::TooLarge { len: bytes.len(), limit: max_bytes });
     }
+    // A UTF-8 byte order mark before the text is not part of it: RFC 8259 lets a
+    // parser ignore one, and files saved by some editors start with it.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)
 }
 
@@ -395,6 +398,13 @@ mod tests {
             (format!(r#"{{"type":"tool_call","ts":{TS},"tenant":"t","session":["s"],"tool":"x"}}"#), "mistyped_field"),
             (format!(r#"{{"type":"log","ts":{TS},"service":"a","level":"i","message":"m"}}"#), "ok"),
             (r#"{"type":"log","ts":1.7672256e12,"service":"a","level":"i","message":"m"}"#.to_string(), "ok"),
+            // One leading byte order mark is ignored; anywhere else it is not JSON.
+            (
+                format!("\u{feff}{{\"type\":\"log\",\"ts\":{TS},\"service\":\"a\",\"level\":\"i\",\"message\":\"m\"}}"),
+                "ok",
+            ),
+            (format!("\u{feff}\u{feff}{{\"type\":\"log\",\"ts\":{TS}}}"), "invalid_json"),
+            (format!("{{\"type\":\"log\",\"ts\":{TS}}}\u{feff}"), "invalid_json"),
         ];
         for (line, want) in cases {
             assert_eq!(reason(&line), want, "{line}");

@@ -275,7 +275,11 @@ fn is_card(text: &str, run: &Run, a: usize, z: usize) -> bool {
     known_issuer(digits) && luhn(digits)
 }
 
-/// Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay and Maestro prefixes.
+/// The issuer ranges of the card networks in use: Visa, Mastercard, Amex,
+/// Discover, JCB, Diners, UnionPay, Maestro, Mir, RuPay, Troy, Verve, Elo and
+/// UATP. Luhn alone passes one number in ten, so this keeps order ids, tracking
+/// numbers and 13-digit millisecond timestamps (`1767225600009`) out, while every
+/// real card, whichever network issued it, still counts (docs/choices.md).
 fn known_issuer(d: &[u8]) -> bool {
     let prefix = |k: usize| d.iter().take(k).fold(0u32, |acc, &x| acc * 10 + u32::from(x));
     match d.first() {
@@ -286,7 +290,14 @@ fn known_issuer(d: &[u8]) -> bool {
                 || (300..=305).contains(&prefix(3))
                 || (3528..=3589).contains(&prefix(4))
         }
-        Some(2) => (2221..=2720).contains(&prefix(4)),
+        // Mastercard's 2-series and Mir.
+        Some(2) => (2221..=2720).contains(&prefix(4)) || (2200..=2204).contains(&prefix(4)),
+        // UATP: always 15 digits.
+        Some(1) => d.len() == 15,
+        // RuPay's 81 and 82 series.
+        Some(8) => matches!(prefix(2), 81 | 82),
+        // Troy.
+        Some(9) => prefix(4) == 9792,
         _ => false,
     }
 }

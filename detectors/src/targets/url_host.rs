@@ -6,9 +6,9 @@
 //! Two readings, each flagged if internal:
 //! * the whole trimmed value as one URL, exactly as WHATWG reads it (tabs and newlines removed,
 //!   spaces and quotes allowed in the userinfo), since a fetch tool would receive it so;
-//! * every `scheme:` anywhere in the value, read as prose: the URL also ends at whitespace,
-//!   quotes, `<`, `>` and backticks, and a host with trailing punctuation (`127.0.0.1),`) is
-//!   judged on its leading host characters too.
+//! * every `scheme:` anywhere in the value but inside another URL, read as prose: the URL also
+//!   ends at whitespace, quotes, `<`, `>` and backticks, and a host with trailing punctuation
+//!   (`127.0.0.1),`) is judged on its leading host characters too.
 //!
 //! Linear time: every `:` is a candidate, so the searches for the authority's end, the last `@`
 //! and the host's end go through forward-only cursors that never rescan (candidates' positions
@@ -70,10 +70,17 @@ fn whole_url(value: &str) -> Option<InternalTarget> {
     Scanner::new(b, whatwg_end).judge_from(start)
 }
 
-/// Every `scheme:` in the value, read as prose.
+/// Every `scheme:` in the value, read as prose, except inside another URL: a URL's
+/// path, query and fragment are not judged (design §5), so
+/// `https://example.com/login?next=http://localhost/` is the host `example.com`.
+/// Each URL's end is looked for from where the last one ended, so this stays linear.
 fn prose_urls(b: &[u8]) -> Option<InternalTarget> {
     let mut scanner = Scanner::new(b, prose_end);
+    let mut inside_until = 0;
     for colon in memchr_iter(b':', b) {
+        if colon < inside_until {
+            continue;
+        }
         let Some(kind) = scheme_before(b, colon) else {
             continue;
         };
@@ -83,6 +90,8 @@ fn prose_urls(b: &[u8]) -> Option<InternalTarget> {
         if let Some(t) = scanner.judge_from(start) {
             return Some(t);
         }
+        let tail = b.get(start..).unwrap_or_default();
+        inside_until = start + tail.iter().position(|&c| ends_prose_url(c)).unwrap_or(tail.len());
     }
     None
 }
@@ -100,9 +109,14 @@ fn whatwg_end(c: u8) -> bool {
     matches!(c, b'/' | b'\\' | b'?' | b'#')
 }
 
-/// Where it ends inside prose, JSON or code.
+/// Where an authority ends inside prose, JSON or code.
 fn prose_end(c: u8) -> bool {
-    whatwg_end(c) || c <= b' ' || matches!(c, b'"' | b'\'' | b'`' | b'<' | b'>' | 0x7f)
+    whatwg_end(c) || ends_prose_url(c)
+}
+
+/// Where a whole URL ends inside prose, JSON or code.
+fn ends_prose_url(c: u8) -> bool {
+    c <= b' ' || matches!(c, b'"' | b'\'' | b'`' | b'<' | b'>' | 0x7f)
 }
 
 fn scheme_kind(scheme: &[u8]) -> Kind {
