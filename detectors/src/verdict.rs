@@ -222,7 +222,11 @@ impl Evidence {
                 json!({"count": count, "limit": limit, "window_ms": window_ms})
             }
             Evidence::Distinct { count, limit, window_ms, arg } => {
-                json!({"distinct": count, "count": count, "limit": limit, "window_ms": window_ms, "arg": arg})
+                let mut v = json!({"distinct": count, "count": count, "limit": limit, "arg": arg});
+                if let (Some(w), Some(m)) = (window_ms, v.as_object_mut()) {
+                    m.insert("window_ms".into(), (*w).into());
+                }
+                v
             }
             Evidence::Calls { count, limit, scope } => json!({"count": count, "limit": limit, "scope": scope}),
             Evidence::Replay { first_seen, window_ms } => json!({"first_seen": first_seen, "window_ms": window_ms}),
@@ -236,16 +240,24 @@ impl Evidence {
             Evidence::Repeat { repeats, history, tool } => {
                 json!({"repeats": repeats, "history": history, "tool": tool})
             }
-            Evidence::Slow { duration_ms, retries, max_duration_ms, max_retries } => json!({
-                "duration_ms": duration_ms, "retries": retries,
-                "max_duration_ms": max_duration_ms, "max_retries": max_retries,
-            }),
+            Evidence::Slow { duration_ms, retries, max_duration_ms, max_retries } => {
+                let mut m = Map::new();
+                if let Some(d) = duration_ms {
+                    m.insert("duration_ms".into(), number(*d));
+                }
+                if let Some(r) = retries {
+                    m.insert("retries".into(), number(*r));
+                }
+                m.insert("max_duration_ms".into(), (*max_duration_ms).into());
+                m.insert("max_retries".into(), (*max_retries).into());
+                Value::Object(m)
+            }
             Evidence::Consent { tool, arg } => json!({"tool": tool, "arg": arg}),
             Evidence::Allowlist { tool } => json!({"tool": tool}),
             Evidence::Target { path, class, .. } => json!({"arg": path, "reaches": class}),
             Evidence::Budget { cost_usd, tokens_in, max_cost_usd, max_tokens_in } => json!({
-                "cost_usd": cost_usd, "tokens_in": tokens_in,
-                "max_cost_usd": max_cost_usd, "max_tokens_in": max_tokens_in,
+                "cost_usd": number(*cost_usd), "tokens_in": tokens_in,
+                "max_cost_usd": number(*max_cost_usd), "max_tokens_in": max_tokens_in,
             }),
             Evidence::Findings(findings) => {
                 let mut kinds: Vec<&str> = findings.iter().map(|f| f.kind).collect();
@@ -356,6 +368,17 @@ pub struct Verdict<'a> {
     pub alert: Option<AlertTrigger<'a>>,
 }
 
+/// A number as RFC 8785 writes it: an integral value without a fraction (`95000`,
+/// not `95000.0`), so evidence reads the same as the input's own numbers.
+fn number(x: f64) -> Value {
+    // 2^53: beyond it not every integer is a double, and a cast could round.
+    if x.fract() == 0.0 && x.abs() < 9_007_199_254_740_992.0 {
+        Value::from(x as i64)
+    } else {
+        Value::from(x)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -373,6 +396,21 @@ mod tests {
         let slow = |d| Evidence::Slow { duration_ms: Some(d), retries: None, max_duration_ms: 60_000, max_retries: 3 };
         assert_eq!(slow(75_000.0).describe(), "call ran 75000 ms");
         assert_eq!(slow(1e301).describe(), "call ran 1e301 ms");
+    }
+
+    #[test]
+    fn evidence_numbers_are_written_as_rfc_8785_and_absent_facts_left_out() {
+        let slow =
+            Evidence::Slow { duration_ms: Some(95_000.0), retries: None, max_duration_ms: 60_000, max_retries: 3 };
+        assert_eq!(slow.to_json(), json!({"duration_ms": 95000, "max_duration_ms": 60000, "max_retries": 3}));
+        assert!(slow.to_json()["duration_ms"].is_i64(), "95000, not 95000.0");
+        let budget = Evidence::Budget { cost_usd: 1.25, tokens_in: 10, max_cost_usd: 1.0, max_tokens_in: 5 };
+        let want = json!({"cost_usd": 1.25, "max_cost_usd": 1, "max_tokens_in": 5, "tokens_in": 10});
+        assert_eq!(budget.to_json(), want);
+        assert!(budget.to_json()["max_cost_usd"].is_i64(), "1, not 1.0");
+        let fanout = Evidence::Distinct { count: 4, limit: 3, window_ms: None, arg: "vendor_phone".into() };
+        assert!(fanout.to_json().get("window_ms").is_none());
+        assert_eq!(number(1e300), Value::from(1e300));
     }
 
     #[test]
