@@ -86,3 +86,47 @@ fn dead_letters_match_their_schema_and_schemas_reject_bad_records() {
         &serde_json::json!({"schema": "warden.dlq.v1", "reason": "bored", "file": "-", "line": 1, "size": 1})
     ));
 }
+
+/// The schemas hold what design §4 says of each record beyond its fields' types:
+/// a shadow flag names the action it would have taken, an alert opens with count
+/// 1, and a kill-switch command has a TTL and an Ed25519 signature.
+#[test]
+fn schemas_hold_the_records_rules_not_only_their_types() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = generate_scenarios(dir.path(), 0);
+    let config = dir.path().join("shadow.toml");
+    std::fs::write(&config, "[rules.visitor_rate]\nmode = \"shadow\"\n").unwrap();
+    let mut args = vec!["scan", "--config", config.to_str().unwrap()];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = run_warden(&args, &[("WARDEN_SIGNING_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")]);
+    assert!(out.status.success(), "scan failed: {}", String::from_utf8_lossy(&out.stderr));
+    let records = json_lines(&out.stdout);
+    let first = |pred: &dyn Fn(&serde_json::Value) -> bool, what: &str| {
+        records.iter().find(|r| pred(r)).unwrap_or_else(|| panic!("no {what} emitted")).clone()
+    };
+    let (decision, alert, command) = (
+        validator("warden.decision.v1.json"),
+        validator("warden.alert.v1.json"),
+        validator("warden.killswitch.v1.json"),
+    );
+
+    let shadow = first(&|r| r["mode"] == "shadow", "shadow decision");
+    check(&decision, &shadow, "shadow decision");
+    let mut bad = shadow.clone();
+    bad["evidence"].as_object_mut().unwrap().remove("would");
+    assert!(!decision.is_valid(&bad), "a shadow flag without `would` passed");
+
+    let open = first(&|r| r["status"] == "open", "open alert");
+    check(&alert, &open, "open alert");
+    let mut bad = open.clone();
+    bad["count"] = 7.into();
+    assert!(!alert.is_valid(&bad), "an open alert with count 7 passed");
+
+    let signed = first(&|r| r["schema"] == "warden.killswitch.v1", "kill-switch command");
+    check(&command, &signed, "kill-switch command");
+    for (field, value) in [("ttl_ms", serde_json::json!(0)), ("signature", serde_json::json!("!!not base64!!"))] {
+        let mut bad = signed.clone();
+        bad[field] = value;
+        assert!(!command.is_valid(&bad), "a command with {field} = {} passed", bad[field]);
+    }
+}
