@@ -26,10 +26,14 @@ const SWEEP_EVERY_MS: i64 = 60_000;
 /// Keys a detector-table sweep may visit per event since the last one.
 const SWEEP_KEYS_PER_EVENT: usize = 32;
 /// Consecutive far-future events that, together, move the watermark anyway when
-/// they come from more than one actor: a partition's traffic jumping ahead is a
-/// real gap (a quiet night), while one actor's events, however many, are one bad
-/// clock (design §6).
-const FUTURE_QUORUM: u32 = 8;
+/// they come from more than one actor and span [`FUTURE_SPAN_MS`] of their own
+/// time: a partition's traffic jumping ahead and going on from there is a real gap
+/// (a quiet night), while one actor's events, however many, or a short burst from
+/// a gateway whose clock is off, are one bad clock (design §6). A burst stamped
+/// ahead must not close every open alert bucket and expire everyone's windows.
+const FUTURE_QUORUM: u32 = 64;
+/// See [`FUTURE_QUORUM`]: five minutes of the run's own event time.
+const FUTURE_SPAN_MS: i64 = 300_000;
 
 /// A partition's event-time clock (design §6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,7 +95,8 @@ impl Clock {
             } else if actor != self.future_actor {
                 self.future_actors_differ = true;
             }
-            if self.future_run < FUTURE_QUORUM || !self.future_actors_differ {
+            let span = ts.saturating_sub(self.future_min);
+            if self.future_run < FUTURE_QUORUM || !self.future_actors_differ || span < FUTURE_SPAN_MS {
                 return Tick { late, future };
             }
             self.max_ts = Some(self.future_min);
@@ -605,14 +610,24 @@ mod tests {
         }
         assert_eq!(c.watermark, 1_000_001, "one actor's clock is not the partition's");
         c.observe(1_000_002, 0, 3_600_000, || 1);
-        // Seven in a row from several actors are not enough; eight are.
+        // One short of the quorum from several actors, over a long span: not enough.
+        let step = FUTURE_SPAN_MS;
         for i in 0..FUTURE_QUORUM - 1 {
-            c.observe(9_000_000 + i64::from(i), 0, 3_600_000, || u64::from(i % 2));
+            c.observe(9_000_000 + i64::from(i) * step, 0, 3_600_000, || u64::from(i % 2));
         }
         assert_eq!(c.watermark, 1_000_002);
         c.observe(1_000_003, 0, 3_600_000, || 1);
+        // A burst from several actors, as many as you like, within a few ms: one
+        // gateway's clock, not the partition's.
+        for i in 0..1_000 {
+            c.observe(9_000_000 + i, 0, 3_600_000, || (i % 7) as u64);
+        }
+        assert_eq!(c.watermark, 1_000_003, "a short burst stamped ahead is one bad clock");
+        c.observe(1_000_004, 0, 3_600_000, || 1);
+        // Traffic that goes on from the new time, from several actors: followed
+        // once the run is a quorum long and spans five minutes.
         for i in 0..FUTURE_QUORUM {
-            c.observe(9_000_000 + i64::from(i), 0, 3_600_000, || u64::from(i % 2));
+            c.observe(9_000_000 + i64::from(i) * 5_000, 0, 3_600_000, || u64::from(i % 2));
         }
         assert_eq!(c.watermark, 9_000_000, "a partition-wide jump is followed");
 
