@@ -223,8 +223,8 @@ impl Evidence {
             }
             Evidence::Distinct { count, limit, window_ms, arg } => {
                 let mut v = json!({"distinct": count, "count": count, "limit": limit, "arg": arg});
-                if let (Some(w), Some(m)) = (window_ms, v.as_object_mut()) {
-                    m.insert("window_ms".into(), (*w).into());
+                if let Some(w) = window_ms {
+                    v["window_ms"] = (*w).into();
                 }
                 v
             }
