@@ -369,18 +369,21 @@ impl Engine {
         let scratch = &mut state.scratch;
         scratch.has_norm = false;
         scratch.may_hold_phrase = false;
-        if let Body::Webhook(w) = &event.body {
-            if let Some(t) = w.text {
-                text::normalize_into(t, &mut scratch.norm);
-                scratch.has_norm = true;
-                scratch.may_hold_phrase = self.screen.may_match(&scratch.norm);
-            }
+        let text = match &event.body {
+            Body::Webhook(w) => w.text,
+            _ => None,
+        };
+        if let Some(t) = text {
+            // Before the plan: duplicate keys digest the normalised text.
+            text::normalize_into(t, &mut scratch.norm);
+            scratch.has_norm = true;
         }
         let mut cx = Cx { tables: &mut state.tables, scratch, lateness_ms: rules.lateness_ms, exempt: &rules.exempt };
         // Most lookups miss the cache (state is far larger than it): gather the
-        // event's keys first and touch them all at once, so the misses overlap.
-        // Lookups take planned keys in order: plan in the order of the
-        // `observe` calls below.
+        // event's keys first and start loading them all at once, then do the
+        // work that needs no state (the phrase screen, the PII scan) while the
+        // loads are under way. Lookups take planned keys in order: plan in the
+        // order of the `observe` calls below.
         cx.scratch.plan.clear();
         match &event.body {
             Body::Webhook(_) => {
@@ -397,7 +400,15 @@ impl Engine {
             }
             Body::Log(_) => self.rate.plan(rules, event, &mut cx),
         }
-        cx.tables.warm(&cx.scratch.plan);
+        cx.tables.prefetch(&cx.scratch.plan);
+        if text.is_some() {
+            cx.scratch.may_hold_phrase = self.screen.may_match(&cx.scratch.norm);
+        }
+        // PII verdicts come last (as they always have): scanned now, moved
+        // behind the others below.
+        let pii_from = out.len();
+        self.pii.observe(rules, event, &mut cx, out);
+        let pii_found = out.len() - pii_from;
         match &event.body {
             Body::Webhook(_) => {
                 self.rate.observe(rules, event, &mut cx, out);
@@ -415,7 +426,7 @@ impl Engine {
             }
             Body::Log(_) => self.rate.observe(rules, event, &mut cx, out),
         }
-        self.pii.observe(rules, event, &mut cx, out);
+        out[pii_from..].rotate_left(pii_found);
     }
 
     /// Processes one decoded event end to end: clock, detectors, decide, alert

@@ -131,7 +131,7 @@ pub enum Which {
 
 /// The state keys an event is about to look up, gathered before any detector
 /// runs so that their cache misses overlap instead of queueing one behind
-/// another ([`Tables::warm`]).
+/// another, and with the event's stateless work ([`Tables::prefetch`]).
 ///
 /// Lookups then take their digests from it, in order ([`planned_key`]), so a
 /// key is built and digested once per event. A key missing from the plan
@@ -184,22 +184,21 @@ impl Plan {
 }
 
 impl Tables {
-    /// Reads the first slot of every key in `plan`, all at once, so the
-    /// lookups that follow find them in cache.
-    pub fn warm(&self, plan: &Plan) {
-        let mut acc = 0u8;
+    /// Starts loading the first slots of every key in `plan`, all at once and
+    /// without waiting, so the lookups that follow (after other work) find them
+    /// in cache.
+    pub fn prefetch(&self, plan: &Plan) {
         for (which, key) in &plan.keys {
-            acc ^= match which {
-                Which::Windows => self.windows.warm(key),
-                Which::Counters => self.counters.warm(key),
-                Which::Seen => self.seen.warm(key),
-                Which::Replay => self.replay.warm(key),
-                Which::History => self.history.warm(key),
-                Which::Distinct => self.distinct.warm(key),
-                Which::Budgets => self.budgets.warm(key),
-            };
+            match which {
+                Which::Windows => self.windows.prefetch(key),
+                Which::Counters => self.counters.prefetch(key),
+                Which::Seen => self.seen.prefetch(key),
+                Which::Replay => self.replay.prefetch(key),
+                Which::History => self.history.prefetch(key),
+                Which::Distinct => self.distinct.prefetch(key),
+                Which::Budgets => self.budgets.prefetch(key),
+            }
         }
-        std::hint::black_box(acc);
     }
 }
 

@@ -190,9 +190,10 @@ impl<V> Table<V> {
         self.map.iter().map(|(k, s)| (k, &s.value))
     }
 
-    /// Reads the memory a lookup of `key` will touch first (see [`DigestMap::warm`]).
-    pub fn warm(&self, key: &StateKey) -> u8 {
-        self.map.warm(key)
+    /// Starts loading the memory a lookup of `key` will touch first, without
+    /// waiting (see [`DigestMap::prefetch`]).
+    pub fn prefetch(&self, key: &StateKey) {
+        self.map.prefetch(key)
     }
 
     /// Inserts a restored entry without marking it changed.

@@ -106,13 +106,14 @@ impl<T> DigestMap<T> {
         }
     }
 
-    /// Reads the slot where a lookup of `key` starts, so that lookup, soon
-    /// after, finds it in cache. Returns a byte of it: fold it into a
-    /// `std::hint::black_box` so the read is not optimised away.
-    pub fn warm(&self, key: &StateKey) -> u8 {
-        match self.slots.get(self.home(key)) {
-            Some(Some((k, _))) => k.as_bytes()[0],
-            _ => 0,
+    /// Asks the CPU to start loading the slots where a lookup of `key` starts
+    /// (its home slot and the next, which a probe or a slot that straddles a
+    /// cache line reads too), without waiting: work done meanwhile hides the
+    /// miss, and a lookup soon after finds them in cache.
+    pub fn prefetch(&self, key: &StateKey) {
+        let home = self.home(key);
+        for slot in self.slots.get(home..).into_iter().flat_map(|s| s.iter().take(2)) {
+            prefetch_slot(slot);
         }
     }
 
@@ -259,6 +260,15 @@ impl<T> DigestMap<T> {
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+fn prefetch_slot<T>(slot: &T) {
+    safe_arch::prefetch_t0(slot);
+}
+
+/// Other targets: no prefetch (the lookup then waits for its miss).
+#[cfg(not(target_arch = "x86_64"))]
+fn prefetch_slot<T>(_slot: &T) {}
 
 /// Slots for `len` entries at most three quarters full.
 fn slots_for(len: usize) -> usize {
