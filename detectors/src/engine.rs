@@ -369,11 +369,11 @@ impl Engine {
         let scratch = &mut state.scratch;
         scratch.has_norm = false;
         scratch.may_hold_phrase = false;
-        let text = match &event.body {
+        let chat_text = match &event.body {
             Body::Webhook(w) => w.text,
             _ => None,
         };
-        if let Some(t) = text {
+        if let Some(t) = chat_text {
             // Before the plan: duplicate keys digest the normalised text.
             text::normalize_into(t, &mut scratch.norm);
             scratch.has_norm = true;
@@ -401,7 +401,7 @@ impl Engine {
             Body::Log(_) => self.rate.plan(rules, event, &mut cx),
         }
         cx.tables.prefetch(&cx.scratch.plan);
-        if text.is_some() {
+        if chat_text.is_some() {
             cx.scratch.may_hold_phrase = self.screen.may_match(&cx.scratch.norm);
         }
         // PII verdicts come last (as they always have): scanned now, moved

@@ -111,8 +111,7 @@ impl<T> DigestMap<T> {
     /// cache line reads too), without waiting: work done meanwhile hides the
     /// miss, and a lookup soon after finds them in cache.
     pub fn prefetch(&self, key: &StateKey) {
-        let home = self.home(key);
-        for slot in self.slots.get(home..).into_iter().flat_map(|s| s.iter().take(2)) {
+        for slot in self.slots.iter().skip(self.home(key)).take(2) {
             prefetch_slot(slot);
         }
     }
