@@ -10,7 +10,9 @@
 //! - Alerts aggregate per (signal, tenant, subject, 5-minute bucket): `open` at the
 //!   first trigger, one `update` with the count when the watermark passes the
 //!   bucket's end (if more followed), an `update` per late trigger for a bucket
-//!   closed less than an hour ago, nothing after that.
+//!   closed less than an hour ago, nothing after that. The end of a scan's input
+//!   emits every pending `update` but closes only what the watermark passed, so
+//!   a resumed scan counts on in the buckets still open.
 
 use std::borrow::Cow;
 
@@ -292,18 +294,22 @@ impl Decider<'_> {
         }
     }
 
-    /// Closes every open bucket whose end the watermark has reached (all of them
-    /// with `all`, at the end of a scan), emitting the pending `update`s in a fixed
-    /// order: bucket start, then signal, tenant and subject.
+    /// Closes every open bucket whose end the watermark has reached, emitting the
+    /// pending `update`s in a fixed order: bucket start, then signal, tenant and
+    /// subject. With `flush` (the end of a scan's input) every other open bucket
+    /// emits its pending `update` too but stays open: a scan resumed from the
+    /// saved state goes on counting in it, and emits one more `update` when the
+    /// watermark closes it, where an `update` per trigger would follow a bucket
+    /// closed early (design §4: late triggers).
     pub fn close_buckets(
         &self,
         watermark: EventTime,
-        all: bool,
+        flush: bool,
         state: &mut DecideState,
         out: &mut Vec<Record>,
         tally: &mut Tally,
     ) {
-        if !all && watermark < state.next_close {
+        if !flush && watermark < state.next_close {
             return;
         }
         let mut due: Vec<(StateKey, ParsedAlertKey)> = Vec::new();
@@ -315,10 +321,12 @@ impl Decider<'_> {
             let Ok(parsed) = parse_alert_key(k.id(), &b.key) else {
                 continue;
             };
-            if all || watermark >= parsed.bucket_start + BUCKET_MS {
+            let ends = parsed.bucket_start + BUCKET_MS;
+            if watermark < ends {
+                next = next.min(ends);
+            }
+            if watermark >= ends || (flush && b.count > b.emitted) {
                 due.push((*k, parsed));
-            } else {
-                next = next.min(parsed.bucket_start + BUCKET_MS);
             }
         }
         state.next_close = next;
@@ -326,7 +334,7 @@ impl Decider<'_> {
         for (k, parsed) in due {
             let mut entry = state.alerts.entry(&k, AlertBucket::default);
             let b = entry.value();
-            b.closed = true;
+            b.closed = watermark >= parsed.bucket_start + BUCKET_MS;
             if b.count > b.emitted {
                 b.emitted = b.count;
                 let b = b.clone();

@@ -523,7 +523,9 @@ impl Engine {
         }
     }
 
-    /// The end of a `scan`'s input: closes every open alert bucket.
+    /// The end of a `scan`'s input: every open alert bucket emits its pending
+    /// `update` (design §4); those the watermark has not passed stay open in the
+    /// state, so a scan resumed from it counts on in them.
     pub fn finish(&self, state: &mut PartitionState, out: &mut Vec<Record>, tally: &mut Tally) {
         let decider = Decider { rules: &self.rules, scanner: self.pii.scanner() };
         decider.close_buckets(state.clock.watermark, true, &mut state.decide, out, tally);
@@ -595,6 +597,56 @@ mod tests {
             assert_eq!(planned.len(), plan.keys().len(), "no key planned twice: {text}");
             assert_eq!(plan.taken(), plan.keys().len(), "lookups took every planned key: {text}");
         }
+    }
+
+    /// A scan that ends and is resumed from its state emits the end-of-input
+    /// `update` of a bucket still open, then goes on counting in it: one more
+    /// `update` when the watermark closes it, never one per trigger (as for a
+    /// bucket the watermark closed), and the same ids as an uninterrupted scan.
+    #[test]
+    fn a_scan_resumed_after_its_end_counts_on_in_open_alert_buckets() {
+        use warden_schemas::output::AlertStatus;
+        let engine = Engine::new(Rules::defaults(), None);
+        let t0 = 1_767_225_600_000_i64; // a bucket start
+        let mut lines: Vec<String> = (0..40)
+            .map(|i| {
+                format!(
+                    r#"{{"type":"log","ts":{},"tenant":"t","service":"api","level":"error","message":"key AKIAQ3EGRT5YUB7XK2MZ"}}"#,
+                    t0 + i * 1_000
+                )
+            })
+            .collect();
+        // Past the bucket's end and the allowed lateness: the watermark closes it.
+        lines.push(format!(
+            r#"{{"type":"log","ts":{},"tenant":"t","service":"api","level":"info","message":"ok"}}"#,
+            t0 + crate::decide::BUCKET_MS + 120_000
+        ));
+        let source = Provenance::File { file: "t".into(), line: 1 };
+        let scan = |state: &mut PartitionState, lines: &[String]| {
+            let (mut out, mut tally) = (Vec::new(), Tally::default());
+            for l in lines {
+                engine.handle_bytes(l.as_bytes(), &source, state, &mut out, &mut tally);
+            }
+            engine.finish(state, &mut out, &mut tally);
+            out.into_iter()
+                .filter_map(|r| match r {
+                    Record::Alert(a) if a.signal == "secret_in_logs" => Some((a.alert_id, a.status, a.count)),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let whole = scan(&mut engine.new_state(), &lines);
+        let mut state = engine.new_state();
+        let mut split = scan(&mut state, &lines[..10]);
+        split.extend(scan(&mut state, &lines[10..]));
+        let statuses = |v: &[(String, AlertStatus, u64)]| v.iter().map(|(_, s, c)| (*s, *c)).collect::<Vec<_>>();
+        assert_eq!(statuses(&whole), [(AlertStatus::Open, 1), (AlertStatus::Update, 40)]);
+        assert_eq!(
+            statuses(&split),
+            [(AlertStatus::Open, 1), (AlertStatus::Update, 10), (AlertStatus::Update, 40)],
+            "the end of the first scan flushed the count so far and left the bucket open"
+        );
+        assert!(split.iter().all(|(id, _, _)| *id == whole[0].0), "one alert id throughout");
     }
 
     #[test]

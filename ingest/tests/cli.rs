@@ -91,3 +91,47 @@ fn a_resumed_scan_continues_an_appended_file_and_refuses_a_rewritten_one() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(scan().status.code(), Some(1), "still refused after another file's checkpoint");
 }
+
+/// The bug a review found: the end of a scan closed its open alert buckets in
+/// the saved state, so a resumed scan emitted an `update` for every trigger
+/// after that. Through the real RocksDB state: the appended file's scan emits
+/// one `update` when the watermark closes the bucket, with the first scan's id.
+#[test]
+fn a_resumed_scan_counts_on_in_an_alert_bucket_the_first_scan_left_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let t0 = 1_767_225_600_000_i64; // a 5-minute bucket's start
+    let mut lines: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                r#"{{"type":"log","ts":{},"tenant":"t","service":"api","level":"error","message":"key AKIAQ3EGRT5YUB7XK2MZ"}}"#,
+                t0 + i * 1_000
+            )
+        })
+        .collect();
+    // Past the bucket's end and the allowed lateness: the watermark closes it.
+    lines.push(format!(
+        r#"{{"type":"log","ts":{},"tenant":"t","service":"api","level":"info","message":"ok"}}"#,
+        t0 + 420_000
+    ));
+    let file = dir.path().join("logs.jsonl");
+    let state = dir.path().join("state");
+    let scan = || {
+        let out = warden(&["scan", "--state", state.to_str().expect("utf-8"), file.to_str().expect("utf-8")]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|r| r["signal"] == "secret_in_logs")
+            .map(|r| (r["alert_id"].to_string(), r["status"].to_string(), r["count"].as_u64().unwrap_or(0)))
+            .collect::<Vec<_>>()
+    };
+    std::fs::write(&file, lines[..10].join("\n") + "\n").expect("write");
+    let first = scan();
+    std::fs::write(&file, lines.join("\n") + "\n").expect("append");
+    let second = scan();
+    let statuses = |v: &[(String, String, u64)]| v.iter().map(|(_, s, c)| (s.clone(), *c)).collect::<Vec<_>>();
+    let (open, update) = ("\"open\"".to_string(), "\"update\"".to_string());
+    assert_eq!(statuses(&first), [(open, 1), (update.clone(), 10)], "the end of input flushes the count so far");
+    assert_eq!(statuses(&second), [(update, 40)], "one update when the watermark closes the bucket");
+    assert_eq!(first[0].0, second[0].0, "the same alert id");
+}

@@ -53,7 +53,7 @@ pub struct AlertBucket {
     pub first_seen: EventTime,
     /// Event time of the newest trigger.
     pub last_seen: EventTime,
-    /// The watermark has passed the bucket's end (or a scan's input ended).
+    /// The watermark has passed the bucket's end: a trigger now is late.
     pub closed: bool,
     /// Name of the rule of the first trigger.
     pub rule: String,
