@@ -649,6 +649,29 @@ mod tests {
         assert!(split.iter().all(|(id, _, _)| *id == whole[0].0), "one alert id throughout");
     }
 
+    /// Fingerprints find a value wherever it was logged, however it was written.
+    #[test]
+    fn a_card_fingerprints_alike_with_any_separators() {
+        let engine = Engine::new(Rules::defaults(), Some(b"test-key".to_vec()));
+        let source = Provenance::File { file: "t".into(), line: 1 };
+        let fingerprints: Vec<String> = ["4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111"]
+            .iter()
+            .enumerate()
+            .map(|(i, card)| {
+                let line = format!(
+                    r#"{{"type":"log","ts":1767225600000,"tenant":"t","service":"s{i}","level":"info","message":"paid with {card}"}}"#
+                );
+                let (mut out, mut tally) = (Vec::new(), Tally::default());
+                engine.handle_bytes(line.as_bytes(), &source, &mut engine.new_state(), &mut out, &mut tally);
+                let json: Vec<serde_json::Value> =
+                    out.iter().filter_map(|r| serde_json::from_str(&r.to_json()).ok()).collect();
+                let found = json.iter().find_map(|r| r["evidence"]["findings"][0]["fingerprint"].as_str());
+                found.expect("a card finding with a fingerprint").to_string()
+            })
+            .collect();
+        assert!(fingerprints.iter().all(|f| *f == fingerprints[0]), "{fingerprints:?}");
+    }
+
     #[test]
     fn watermark_trails_the_newest_event() {
         let mut c = Clock::default();

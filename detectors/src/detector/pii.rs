@@ -15,7 +15,7 @@ use warden_schemas::event::{Body, Event};
 use warden_schemas::json::Value;
 
 use super::{Cx, Out};
-use crate::pii::{mask, redact, PiiMatch, PiiScanner, Scope};
+use crate::pii::{mask, redact, PiiKind, PiiMatch, PiiScanner, Scope};
 use crate::rules::{Params, RuleId, Rules};
 use crate::verdict::{AlertTrigger, Evidence, Finding, Signal, SubjectRef, Verdict};
 
@@ -198,19 +198,20 @@ impl Pii {
                     kind: m.kind.name(),
                     path: path.to_string(),
                     preview: mask(m.kind, value),
-                    fingerprint: self.fingerprint(value),
+                    fingerprint: self.fingerprint(m.kind, value),
                 },
             ));
         }
     }
 
     /// HMAC-SHA-256 of the value under the configured key, hex; none without a key
-    /// (an unkeyed hash of an SSN or card number is reversible). A disguised value
-    /// is taken as a reader would type it, so it fingerprints as the plain one.
-    fn fingerprint(&self, value: &str) -> Option<String> {
+    /// (an unkeyed hash of an SSN or card number is reversible). A disguised or
+    /// differently separated value fingerprints as the plain one
+    /// ([`crate::pii::fingerprint_form`]).
+    fn fingerprint(&self, kind: PiiKind, value: &str) -> Option<String> {
         let key = self.hmac_key.as_ref()?;
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
-        mac.update(crate::pii::canonical(value).as_bytes());
+        mac.update(crate::pii::fingerprint_form(kind, value).as_bytes());
         Some(hex::encode(mac.finalize().into_bytes()))
     }
 }

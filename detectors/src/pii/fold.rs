@@ -75,6 +75,28 @@ pub fn canonical(value: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// What a finding's fingerprint is taken of: [`canonical`], and then, for the
+/// kinds written with free separators (a card, an SSN, a phone number), its
+/// digits alone, and for an email address its domain in lower case. So a card
+/// fingerprints alike as `4111 1111 1111 1111`, `4111-1111-1111-1111` or a bare
+/// number, and the fingerprint finds the same value wherever it was logged.
+pub fn fingerprint_form(kind: super::PiiKind, value: &str) -> Cow<'_, str> {
+    use super::PiiKind::{Card, Email, Phone, Ssn};
+    let value = canonical(value);
+    match kind {
+        Card | Ssn | Phone if !value.bytes().all(|b| b.is_ascii_digit()) => {
+            Cow::Owned(value.chars().filter(char::is_ascii_digit).collect())
+        }
+        Email => match value.rsplit_once('@') {
+            Some((local, domain)) if domain.bytes().any(|b| b.is_ascii_uppercase()) => {
+                Cow::Owned(format!("{local}@{}", domain.to_ascii_lowercase()))
+            }
+            _ => value,
+        },
+        _ => value,
+    }
+}
+
 /// True when `text` may hide a value from a byte search, so that it is worth
 /// searching folded: a full-width or mathematical letter or digit, `＠`, a small
 /// form (`﹫`); a format character right after a visible ASCII character

@@ -19,7 +19,7 @@ mod secrets;
 #[cfg(test)]
 mod tests;
 
-pub use self::fold::canonical;
+pub use self::fold::{canonical, fingerprint_form};
 pub use self::mask::{mask, mask_credential_assignments, redact};
 
 use self::prefilter::Prefilter;

@@ -406,8 +406,18 @@ fn disguised_values_are_found_and_masked_as_typed() {
         assert_eq!(mask(kind, value), preview, "{text:?}");
     }
     // The same card fingerprints alike however it is written: the detector
-    // hashes the canonical value, which is the plain one.
+    // hashes the canonical value, which is the plain one, and of a number
+    // written with free separators only its digits.
     assert_eq!(canonical("４１１１\u{A0}1111"), "4111 1111");
+    for card in
+        ["4111 1111 1111 1111", "4111-1111-1111-1111", "４１１１\u{A0}1111\u{2013}1111 1111", "4111111111111111"]
+    {
+        assert_eq!(fingerprint_form(Card, card), "4111111111111111", "{card:?}");
+    }
+    assert_eq!(fingerprint_form(Ssn, "１２３－４５－６７８９"), "123456789");
+    assert_eq!(fingerprint_form(Phone, "+1\u{202F}415\u{202F}555\u{202F}2671"), "14155552671");
+    assert_eq!(fingerprint_form(Email, "Maria.Silva@Example.COM"), "Maria.Silva@example.com");
+    assert_eq!(fingerprint_form(AwsKey, "AKIA\u{200B}IOSFODNN7EXAMPLE"), "AKIAIOSFODNN7EXAMPLE");
     // Folding does not make numbers out of text that holds none, and a
     // full-width number still has to pass Luhn.
     for text in ["Grüße aus Köln, ①②③", "trace ４１１１１１１１１１１１１１１２", "ｖｅｒｓｉｏｎ　１．２．３"]
