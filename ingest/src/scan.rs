@@ -211,7 +211,9 @@ impl Scan<'_> {
         position: &mut Position,
     ) -> Result<(u64, u64)> {
         let limit = self.engine.rules().max_event_bytes;
-        let mut lines = LineReader::new(reader, limit);
+        // Room for what is not the event's: a byte order mark before it and the
+        // `\r` of a CRLF line end after it (the size check is the decoder's).
+        let mut lines = LineReader::new(reader, limit + 4);
         let mut buf = Vec::with_capacity(1024);
         // One provenance per file, its line moved along: no copy of the name per event.
         let mut source = Provenance::File { file: name.to_string(), line };
@@ -222,7 +224,10 @@ impl Scan<'_> {
             if let Provenance::File { line: at, .. } = &mut source {
                 *at = line;
             }
-            let bytes: &[u8] = if size.truncated { &[] } else { &buf };
+            let bytes: &[u8] = match size.truncated {
+                true => &[],
+                false => buf.strip_suffix(b"\r").unwrap_or(&buf),
+            };
             let outcome = if size.truncated {
                 let e = warden_schemas::DecodeError::TooLarge { len: size.len as usize, limit };
                 self.tally.dead_letter(&e);

@@ -135,3 +135,30 @@ fn a_resumed_scan_counts_on_in_an_alert_bucket_the_first_scan_left_open() {
     assert_eq!(statuses(&second), [(update, 40)], "one update when the watermark closes the bucket");
     assert_eq!(first[0].0, second[0].0, "the same alert id");
 }
+
+/// An event exactly at `max_event_bytes` is accepted however its line is
+/// framed: a CRLF line end and a byte order mark are not part of its size.
+#[test]
+fn an_event_at_the_size_limit_is_accepted_after_a_bom_and_before_a_crlf() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("warden.toml");
+    std::fs::write(&config, "[engine]\nmax_event_bytes = 1024\n").expect("write config");
+    let event = |pad: usize| {
+        let head = r#"{"type":"log","ts":1767225600000,"tenant":"t","service":"s","level":"info","message":""#;
+        format!("{head}{}\"}}", "x".repeat(pad - head.len() - 2))
+    };
+    let at_limit = event(1024);
+    assert_eq!(at_limit.len(), 1024);
+    let file = dir.path().join("events.jsonl");
+    let input = format!("\u{FEFF}{at_limit}\r\n{at_limit}\r\n{}\r\n", event(1025));
+    std::fs::write(&file, input).expect("write events");
+    let out = warden(&["scan", "--config", config.to_str().expect("utf-8"), file.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let dead: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["schema"] == "warden.dlq.v1")
+        .collect();
+    assert_eq!(dead.len(), 1, "only the 1,025-byte event: {dead:?}");
+    assert_eq!((dead[0]["reason"].as_str(), dead[0]["line"].as_u64()), (Some("too_large"), Some(3)));
+}

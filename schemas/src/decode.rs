@@ -83,12 +83,13 @@ impl DecodeError {
 
 /// Checks size and UTF-8; returns the text, without a leading byte order mark.
 pub fn check_bytes(bytes: &[u8], max_bytes: usize) -> Result<&str, DecodeError> {
+    // A UTF-8 byte order mark before the text is not part of it (nor of its
+    // size): RFC 8259 lets a parser ignore one, and files saved by some editors
+    // start with it.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if bytes.len() > max_bytes {
         return Err(DecodeError::TooLarge { len: bytes.len(), limit: max_bytes });
     }
-    // A UTF-8 byte order mark before the text is not part of it: RFC 8259 lets a
-    // parser ignore one, and files saved by some editors start with it.
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     std::str::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8)
 }
 
@@ -417,6 +418,9 @@ mod tests {
         assert_eq!(reason(&big), "too_large");
         let bytes = b"{\"type\":\"log\",\"x\":\"\xff\"}";
         assert_eq!(check_bytes(bytes, 100).unwrap_err().reason(), "invalid_utf8");
+        // A byte order mark is not the event's: not counted against the limit.
+        assert_eq!(check_bytes(b"\xEF\xBB\xBF{}", 2), Ok("{}"));
+        assert_eq!(check_bytes(b"\xEF\xBB\xBF{ }", 2).unwrap_err().reason(), "too_large");
     }
 
     #[test]
