@@ -521,6 +521,10 @@ mod tests {
         assert!(!e.contains("fifty"), "{e}");
         let e = parse("[rules.visitor_rate]\nwindow_secs = -5\n").unwrap_err().to_string();
         assert!(e.contains("rules.visitor_rate.window_secs"), "{e}");
+        // Both units of one duration: one error, not a second claiming it is missing.
+        let e = parse("[rules.visitor_rate]\nwindow_secs = 60\nwindow_ms = 60000\n").unwrap_err().to_string();
+        assert!(e.contains("rules.visitor_rate.window_ms: set `window_secs` or `window_ms`, not both"), "{e}");
+        assert!(!e.contains("required"), "{e}");
         let e = parse("[rules.visitor_rate]\nlimt = 5\n").unwrap_err().to_string();
         assert!(e.contains("rules.visitor_rate.limt: unknown field"), "{e}");
         let e = parse("[state]\nmemory_budget_mb = 5\nmemory_budget_mb = 6\n").unwrap_err().to_string();

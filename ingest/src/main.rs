@@ -76,17 +76,33 @@ fn report(e: anyhow::Error, code: u8) -> ExitCode {
 }
 
 /// Log filter from `WARDEN_LOG`, else the conventional `RUST_LOG`, else `info`.
+/// A filter that does not parse is reported (once logging is up) and `info` used.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WARDEN_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG"))
-        .unwrap_or_else(|_| "info".into());
+    use tracing_subscriber::EnvFilter;
+    let mut bad = None;
+    let mut filter = None;
+    for var in ["WARDEN_LOG", "RUST_LOG"] {
+        match std::env::var(var) {
+            Ok(text) => match EnvFilter::try_new(&text) {
+                Ok(f) => {
+                    filter = Some(f);
+                    break;
+                }
+                Err(e) => bad = bad.or(Some((var, e))),
+            },
+            Err(_) => continue,
+        }
+    }
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(filter.unwrap_or_else(|| "info".into()))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+    if let Some((var, e)) = bad {
+        tracing::warn!("{var} is not a log filter ({e}); logging at `info`");
+    }
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {

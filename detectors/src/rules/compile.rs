@@ -166,9 +166,11 @@ impl Check<'_> {
 
     fn duration(&mut self, secs: Option<u64>, ms: Option<u64>, field: &str) -> Option<u64> {
         let v = match (secs, ms) {
-            (Some(_), Some(_)) => {
+            // The config is refused; go on with one of them, so no second error
+            // claims the duration is missing.
+            (Some(s), Some(_)) => {
                 self.fail(&format!("{field}_ms"), format!("set `{field}_secs` or `{field}_ms`, not both"));
-                return None;
+                s.saturating_mul(1_000)
             }
             (Some(s), None) => s.saturating_mul(1_000),
             (None, Some(ms)) => ms,
