@@ -230,22 +230,6 @@ impl PartitionState {
         self.decide.alerts.set_track_changes(on);
     }
 
-    /// Keys held, per table name (the `warden_state_keys` gauge).
-    pub fn key_counts(&self) -> [(&'static str, usize); 9] {
-        let t = &self.tables;
-        [
-            ("windows", t.windows.len()),
-            ("counters", t.counters.len()),
-            ("seen", t.seen.len()),
-            ("replay", t.replay.len()),
-            ("history", t.history.len()),
-            ("distinct", t.distinct.len()),
-            ("budgets", t.budgets.len()),
-            ("in_force", self.decide.in_force.len()),
-            ("alerts", self.decide.alerts.len()),
-        ]
-    }
-
     /// Keys per detector and approximate bytes, from counts the tables keep (no
     /// pass over the keys, so it is cheap enough for a gauge).
     pub fn usage(&self, rules: &Rules) -> Usage {
@@ -325,7 +309,8 @@ pub struct Engine {
 pub enum Outcome {
     /// Decoded and processed.
     Processed,
-    /// A blank line (`scan` only): skipped, not dead-lettered.
+    /// Nothing but whitespace: a blank line, which `scan` skips (`run`
+    /// dead-letters such a message as `invalid_json`).
     Blank,
     /// Not processable: goes to the dead-letter output with this reason.
     Dead(DecodeError),

@@ -195,6 +195,8 @@ fn bad_input_reaches_the_dead_letter_topic_byte_for_byte() {
         ("missing_field", br#"{"type":"webhook","ts":1767225600000,"tenant":"t"}"#.to_vec()),
         ("unknown_type", br#"{"type":"email","ts":1767225600000}"#.to_vec()),
         ("too_large", big.into_bytes()),
+        // A blank line in a file is skipped; a message with no JSON is bad input.
+        ("invalid_json", b" \r\n".to_vec()),
     ];
     let loader = Loader::new(&broker.bootstrap());
     for (_, payload) in &cases {
@@ -218,8 +220,8 @@ fn bad_input_reaches_the_dead_letter_topic_byte_for_byte() {
         }
     }
     let offsets: Vec<String> = dead.iter().map(|d| d.headers["warden.offset"].clone()).collect();
-    assert_eq!(offsets, ["0", "1", "2", "3", "4", "5"]);
-    assert_eq!(w.metric("warden_dlq_total{reason=\"invalid_json\"}"), 1.0);
+    assert_eq!(offsets, ["0", "1", "2", "3", "4", "5", "6"]);
+    assert_eq!(w.metric("warden_dlq_total{reason=\"invalid_json\"}"), 2.0);
     w.stop();
 }
 
