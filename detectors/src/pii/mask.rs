@@ -6,11 +6,12 @@ use std::borrow::Cow;
 use super::{PiiKind, PiiMatch};
 
 /// A masked preview of `value` (a finding of `kind`) that never contains the value:
-/// e.g. `sk-…abcd`, `[RSA PRIVATE KEY]`, `postgres://app:***@db.prod`, `**** 1111`.
+/// e.g. `sk-…abcd`, `[RSA PRIVATE KEY]`, `pos…5432`, `**** 1111`. Of a secret it
+/// shows at most the first 3 and last 4 characters (design §4).
 /// A disguised value is masked as a reader would type it ([`super::canonical`]),
 /// but for a connection string, which is masked as found: folding can end a
-/// password early (a full-width `；` inside it) and leave its tail in the
-/// preview. One whose passwords cannot be read as found shows as `***`.
+/// password early (a full-width `；` inside it) and move where it ends. One whose
+/// passwords cannot be read as found shows as `***`.
 pub fn mask(kind: PiiKind, value: &str) -> String {
     if kind == PiiKind::Dsn {
         return mask_dsn(value).unwrap_or_else(|| "***".to_string());
@@ -72,26 +73,29 @@ fn pem_label(value: &str) -> Option<&str> {
     (label.len() <= 64 && !label.contains('\n')).then_some(label)
 }
 
-/// The DSN with each password value as `***` (`scheme://user:***@host`,
-/// `Server=db;Password=***`): the passwords never appear, the rest says where,
-/// with any other finding in it redacted (`postgres://[REDACTED:email]:***@db`).
+/// The first 3 and last 4 characters of a connection string, as of any secret
+/// (`pos…5432` for `postgres://app:pw@db.prod:5432`), less either end where it
+/// would show a character of a password (`Ser…` for `Server=db;Password=hunter2`),
+/// and no tail for a short one. The finding's path says where it was, and its
+/// fingerprint finds the same string elsewhere.
 fn mask_dsn(value: &str) -> Option<String> {
     let mut end = value.len();
     let passwords = super::dsn::passwords(value, 0, &mut end);
     if passwords.is_empty() {
         return None;
     }
-    let mut out = String::with_capacity(value.len());
-    let mut at = 0;
-    for (start, end) in passwords {
-        out.push_str(value.get(at..start)?);
-        out.push_str("***");
-        at = end;
-    }
-    out.push_str(value.get(at..)?);
-    // The rest is shown, so nothing else the scanner finds in it may be: a user
-    // name that is an email, a host that is an AWS key id.
-    Some(super::PiiScanner::shared().redacted(&out, super::Scope::ALL).into_owned())
+    let head_end = value.char_indices().nth(3).map_or(value.len(), |(i, _)| i);
+    let tail_start = value.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+    let long = value.chars().count() >= 12;
+    let head = match passwords.iter().all(|&(s, _)| s >= head_end) {
+        true => value.get(..head_end)?,
+        false => "",
+    };
+    let tail = match long && passwords.iter().all(|&(_, e)| e <= tail_start) {
+        true => value.get(tail_start..)?,
+        false => "",
+    };
+    Some(format!("{head}…{tail}"))
 }
 
 /// `m***@example.com`: the local part goes, the domain stays.
