@@ -2,8 +2,8 @@
 //! detectors.
 //!
 //! Every webhook text is normalised once per event ([`normalize_into`]): format
-//! characters removed (zero-width space / joiner / non-joiner, word joiner, BOM, soft
-//! hyphen, bidi controls), Unicode NFKC, full case folding, every run of whitespace made
+//! characters removed (all of category Cf: zero-width space / joiner / non-joiner,
+//! word joiner, BOM, soft hyphen, bidi controls, tag characters), Unicode NFKC, full case folding, every run of whitespace made
 //! one space, trimmed. Full-width, mixed-case and oddly spaced variants of a phrase
 //! therefore all reach the matchers as the same string. Two disguises NFKC leaves
 //! are undone as well: the Turkic `İ` / `ı` read as `i`, and Cyrillic or Greek

@@ -254,17 +254,36 @@ fn turkic_i(c: char) -> char {
 }
 
 /// Invisible characters that split a word without showing: removed so they cannot
-/// hide a phrase (`fr\u{AD}ee`, `ign\u{200B}ore`).
+/// hide a phrase (`fr\u{AD}ee`, `ign\u{200B}ore`, `jail\u{E0041}break`). Every
+/// format character (Unicode general category Cf, as of Unicode 15.1): the
+/// zero-width and bidirectional controls, the Mongolian vowel separator, the tag
+/// characters (U+E0000 block, a known way to smuggle hidden text to a model),
+/// interlinear annotation marks, and the prepended marks of Arabic, Syriac,
+/// Kaithi and other scripts, which change no letter a phrase is made of.
 pub(crate) fn is_format(c: char) -> bool {
     matches!(
         c,
         '\u{AD}'
+            | '\u{600}'..='\u{605}'
+            | '\u{61C}'
+            | '\u{6DD}'
+            | '\u{70F}'
+            | '\u{890}'..='\u{891}'
+            | '\u{8E2}'
             | '\u{180E}'
             | '\u{200B}'..='\u{200F}'
             | '\u{202A}'..='\u{202E}'
             | '\u{2060}'..='\u{2064}'
-            | '\u{2066}'..='\u{2069}'
+            | '\u{2066}'..='\u{206F}'
             | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{110BD}'
+            | '\u{110CD}'
+            | '\u{13430}'..='\u{1343F}'
+            | '\u{1BCA0}'..='\u{1BCA3}'
+            | '\u{1D173}'..='\u{1D17A}'
+            | '\u{E0001}'
+            | '\u{E0020}'..='\u{E007F}'
     )
 }
 

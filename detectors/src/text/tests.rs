@@ -16,6 +16,11 @@ fn normalisation_folds_width_case_format_and_whitespace() {
     assert_eq!(norm("  FREE\t\t iPhone  ").as_str(), "free iphone");
     assert_eq!(norm("ＦＲＥＥ ｉＰｈｏｎｅ").as_str(), "free iphone", "full-width");
     assert_eq!(norm("fr\u{AD}ee i\u{200B}phone\u{FEFF}").as_str(), "free iphone", "format chars");
+    // Every format character, not only the common ones: tag characters,
+    // Arabic and bidi marks, deprecated format controls, interlinear marks.
+    for c in ['\u{E0041}', '\u{E0001}', '\u{E007F}', '\u{61C}', '\u{600}', '\u{206A}', '\u{FFF9}', '\u{1D173}'] {
+        assert_eq!(norm(&format!("jail{c}break")).as_str(), "jailbreak", "U+{:04X}", u32::from(c));
+    }
     assert_eq!(norm("STRASSE Straße").as_str(), "strasse strasse", "full case folding");
     assert_eq!(norm("ﬁne").as_str(), "fine", "compatibility ligature");
     assert_eq!(norm("İGNORE ıgnore").as_str(), "ignore ignore", "Turkic i's");
