@@ -353,20 +353,25 @@ impl Config {
             rules: &rules.effective,
         };
         let text = toml::to_string(&e).unwrap_or_default();
-        if self.state.tenant_key_quota.is_some() {
-            return text;
-        }
-        // The default quota depends on how many partitions an instance owns: say so.
+        // Defaults that depend on the command or the partitions an instance
+        // owns have no value to print: say what they are.
         let budget = format!("memory_budget_mb = {}\n", self.state.memory_budget_mb);
-        let quota = |partitions| self.state.limits(partitions).tenant_quota;
-        let note = format!(
-            "# tenant_key_quota unset: half of a partition's share of the budget at {BYTES_PER_KEY} bytes a key \
-             ({} keys per tenant with 1 partition, {} with 6, {} with 12)\n",
-            quota(1),
-            quota(6),
-            quota(12)
-        );
-        text.replacen(&budget, &(budget.clone() + &note), 1)
+        let mut notes = String::new();
+        if self.state.dir.is_none() {
+            notes.push_str("# dir unset: `run` keeps its state in ./warden-state; `scan` keeps none without --state\n");
+        }
+        notes.push_str(&budget);
+        if self.state.tenant_key_quota.is_none() {
+            let quota = |partitions| self.state.limits(partitions).tenant_quota;
+            notes.push_str(&format!(
+                "# tenant_key_quota unset: half of a partition's share of the budget at {BYTES_PER_KEY} bytes a key \
+                 ({} keys per tenant with 1 partition, {} with 6, {} with 12)\n",
+                quota(1),
+                quota(6),
+                quota(12)
+            ));
+        }
+        text.replacen(&budget, &notes, 1)
     }
 }
 
@@ -491,7 +496,12 @@ mod tests {
         assert!(text.parse::<toml::Table>().is_ok(), "still TOML: {text}");
         let config = parse("[state]\ntenant_key_quota = 5000\n").unwrap();
         let text = config.to_toml(&config.compile_rules().unwrap());
-        assert!(text.contains("tenant_key_quota = 5000") && !text.contains("unset"), "{text}");
+        assert!(text.contains("tenant_key_quota = 5000") && !text.contains("tenant_key_quota unset"), "{text}");
+        assert!(text.contains("# dir unset: `run` keeps its state in ./warden-state"), "{text}");
+        let config = parse("[state]\ndir = \"/var/lib/warden\"\n").unwrap();
+        let text = config.to_toml(&config.compile_rules().unwrap());
+        assert!(text.contains("dir = \"/var/lib/warden\"") && !text.contains("dir unset"), "{text}");
+        assert!(text.parse::<toml::Table>().is_ok(), "still TOML: {text}");
     }
 
     #[test]

@@ -105,7 +105,7 @@ struct Counts {
     dead_letters: u64,
 }
 
-/// Runs a scan; returns the process exit code.
+/// Runs a scan; an error is a runtime failure (exit 1).
 pub fn run(engine: &Engine, signer: Option<&Signer>, args: ScanArgs) -> Result<()> {
     let started = Instant::now();
     let store = match &args.state_dir {

@@ -62,8 +62,9 @@ impl Folded {
 }
 
 /// `value` as a reader would type it (see the module docs): borrowed when nothing
-/// folds. Masks and fingerprints are taken of this, so a card written in full-width
-/// digits shows its last four and fingerprints as the same card in ASCII.
+/// folds. Masks are taken of this, and fingerprints of [`fingerprint_form`], which
+/// starts from it: a card written in full-width digits shows its last four and
+/// fingerprints as the same card in ASCII.
 pub fn canonical(value: &str) -> Cow<'_, str> {
     if value.is_ascii() || !value.chars().any(folds) {
         return Cow::Borrowed(value);
