@@ -9,7 +9,13 @@ use warden_sinks::sign::{self, Verifier};
 
 use crate::Failure;
 
-/// Verifies every kill-switch record in `inputs`; any failure exits 3. Input with
+/// The other records warden writes: a capture of `warden scan` or `warden tail`
+/// holds them beside the commands, and they carry no signature to check.
+const UNSIGNED_SCHEMAS: [&str; 4] = ["warden.decision.v1", "warden.alert.v1", "warden.dlq.v1", "warden.dlq"];
+
+/// Verifies every kill-switch record in `inputs`; any failure exits 3. warden's
+/// other records are skipped and counted, so a whole `scan` or `tail` capture
+/// can be checked; a line that is no warden record at all fails. Input with
 /// no records (an empty `warden tail` capture) verifies nothing and exits 0.
 pub fn run(public_key: &Path, inputs: &[String]) -> Result<(), Failure> {
     let key = fs::read_to_string(public_key)
@@ -17,7 +23,7 @@ pub fn run(public_key: &Path, inputs: &[String]) -> Result<(), Failure> {
         .map_err(Failure::Usage)?;
     let verifier = Verifier::from_base64(&key).map_err(|e| Failure::Usage(anyhow!("{}: {e}", public_key.display())))?;
     let inputs = if inputs.is_empty() { vec!["-".to_string()] } else { inputs.to_vec() };
-    let (mut ok, mut bad) = (0u64, 0u64);
+    let (mut ok, mut bad, mut skipped) = (0u64, 0u64, 0u64);
     for input in &inputs {
         let reader: Box<dyn Read> = if input == "-" {
             Box::new(io::stdin().lock())
@@ -31,14 +37,14 @@ pub fn run(public_key: &Path, inputs: &[String]) -> Result<(), Failure> {
             }
             let verdict = serde_json::from_str::<serde_json::Value>(&line)
                 .map_err(|e| sign::SignError::NotARecord(e.to_string()))
-                .and_then(|v| {
-                    if v.get("schema").and_then(|s| s.as_str()) != Some("warden.killswitch.v1") {
-                        return Err(sign::SignError::NotARecord("schema is not warden.killswitch.v1".into()));
-                    }
-                    verifier.verify_value(&v)
+                .and_then(|v| match v.get("schema").and_then(|s| s.as_str()) {
+                    Some("warden.killswitch.v1") => verifier.verify_value(&v).map(|()| true),
+                    Some(s) if UNSIGNED_SCHEMAS.contains(&s) => Ok(false),
+                    _ => Err(sign::SignError::NotARecord("schema is not warden.killswitch.v1".into())),
                 });
             match verdict {
-                Ok(()) => ok += 1,
+                Ok(true) => ok += 1,
+                Ok(false) => skipped += 1,
                 Err(e) => {
                     bad += 1;
                     eprintln!("{input}:{}: {e}", i + 1);
@@ -46,7 +52,7 @@ pub fn run(public_key: &Path, inputs: &[String]) -> Result<(), Failure> {
             }
         }
     }
-    eprintln!("warden verify: {ok} valid, {bad} failed");
+    eprintln!("warden verify: {ok} valid, {bad} failed, {skipped} other records skipped");
     if bad > 0 {
         return Err(Failure::Verify(anyhow!("{bad} of {} commands failed verification", ok + bad)));
     }

@@ -29,15 +29,28 @@ fn verify_accepts_signed_commands_refuses_tampered_ones_and_passes_empty_input()
     let public = dir.path().join("signing.key.pub");
     let public = public.to_str().unwrap();
 
-    let out = run_warden(&["scan", &example()], &[("WARDEN_SIGNING_KEY", &seed)]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let scanned = run_warden(&["scan", &example()], &[("WARDEN_SIGNING_KEY", &seed)]);
+    assert!(scanned.status.success(), "{}", String::from_utf8_lossy(&scanned.stderr));
     let commands: Vec<Value> =
-        json_lines(&out.stdout).into_iter().filter(|r| r["schema"] == "warden.killswitch.v1").collect();
+        json_lines(&scanned.stdout).into_iter().filter(|r| r["schema"] == "warden.killswitch.v1").collect();
     assert!(!commands.is_empty(), "the example yields kill-switch commands");
     let signed = dir.path().join("commands.jsonl");
     write_lines(&signed, &commands);
     let out = run_warden(&["verify", "--public-key", public, signed.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // The whole scan output: decisions, alerts and dead letters beside the
+    // commands are skipped, not failed; a line that is no record still fails.
+    let whole = dir.path().join("scan.jsonl");
+    std::fs::write(&whole, &scanned.stdout).unwrap();
+    let out = run_warden(&["verify", "--public-key", public, whole.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let others = json_lines(&scanned.stdout).len() - commands.len();
+    let summary = format!("{} valid, 0 failed, {others} other records skipped", commands.len());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&summary), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(&whole, [&scanned.stdout[..], b"{\"schema\":\"something.else\"}\n"].concat()).unwrap();
+    let out = run_warden(&["verify", "--public-key", public, whole.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
 
     let mut tampered = commands.clone();
     tampered[0]["target"]["id"] = Value::from("someone-else");
@@ -51,7 +64,7 @@ fn verify_accepts_signed_commands_refuses_tampered_ones_and_passes_empty_input()
     std::fs::write(&empty, "").unwrap();
     let out = run_warden(&["verify", "--public-key", public, empty.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("0 valid, 0 failed"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 valid, 0 failed, 0 other records skipped"));
 }
 
 #[test]
