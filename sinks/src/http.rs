@@ -5,15 +5,18 @@
 //! `POST /v1/admin/reload` (same bearer token) reloads the rules from the config file.
 //!
 //! Requests are limited per client address (governor; 429 past the limit), and the
-//! admin token is compared in constant time.
+//! admin token is compared in constant time. Every request is counted by method,
+//! route template and status, a wrong method (405) or an unknown path
+//! (`route="unmatched"`) included.
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::extract::{ConnectInfo, MatchedPath, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -96,16 +99,37 @@ impl HttpState {
     }
 }
 
+const BLOCKS_ROUTE: &str = "/v1/blocks/{tenant}/{kind}/{id}";
+/// A subject without a tenant (a log event's `service` scope).
+const BLOCKS_ROUTE_NO_TENANT: &str = "/v1/blocks/{kind}/{id}";
+
 /// The router of every endpoint.
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/v1/blocks/{tenant}/{kind}/{id}", get(get_blocks).delete(delete_blocks))
-        .route("/v1/blocks/{kind}/{id}", get(get_blocks_no_tenant).delete(delete_blocks_no_tenant))
+        .route(BLOCKS_ROUTE, get(get_blocks).delete(delete_blocks))
+        .route(BLOCKS_ROUTE_NO_TENANT, get(get_blocks_no_tenant).delete(delete_blocks_no_tenant))
         .route(RELOAD_ROUTE, post(reload))
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)
+}
+
+/// Counts every answer, whoever gave it: a handler, the router's 405 for a
+/// method a route does not take, or its 404 for a path no route matches.
+async fn count_requests(
+    State(s): State<HttpState>,
+    matched: Option<MatchedPath>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().clone();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str).to_owned();
+    let response = next.run(req).await;
+    let labels = HttpLabels { method: method.as_str().into(), route, code: response.status().as_u16().to_string() };
+    s.metrics.http_requests.get_or_create(&labels).inc();
+    response
 }
 
 /// Serves `router` on `addr` until `shutdown` resolves: says where it listens,
@@ -127,30 +151,22 @@ pub async fn serve(
     Ok((bound, server))
 }
 
-fn count(state: &HttpState, method: &Method, route: &str, code: StatusCode) {
-    let labels = HttpLabels { method: method.as_str().into(), route: route.into(), code: code.as_u16().to_string() };
-    state.metrics.http_requests.get_or_create(&labels).inc();
-}
-
-fn limited(state: &HttpState, peer: &SocketAddr, method: &Method, route: &str) -> Option<Response> {
+fn limited(state: &HttpState, peer: &SocketAddr) -> Option<Response> {
     if state.limiter.check_key(&peer.ip()).is_err() {
-        count(state, method, route, StatusCode::TOO_MANY_REQUESTS);
         return Some((StatusCode::TOO_MANY_REQUESTS, "too many requests\n").into_response());
     }
     None
 }
 
 async fn metrics(State(s): State<HttpState>, ConnectInfo(peer): ConnectInfo<SocketAddr>) -> Response {
-    if let Some(r) = limited(&s, &peer, &Method::GET, "/metrics") {
+    if let Some(r) = limited(&s, &peer) {
         return r;
     }
-    count(&s, &Method::GET, "/metrics", StatusCode::OK);
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], s.metrics.encode())
         .into_response()
 }
 
-async fn health(State(s): State<HttpState>) -> Response {
-    count(&s, &Method::GET, "/health", StatusCode::OK);
+async fn health() -> Response {
     (StatusCode::OK, "ok\n").into_response()
 }
 
@@ -160,13 +176,8 @@ async fn ready(State(s): State<HttpState>) -> Response {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
     };
-    count(&s, &Method::GET, "/ready", code);
     (code, body).into_response()
 }
-
-const BLOCKS_ROUTE: &str = "/v1/blocks/{tenant}/{kind}/{id}";
-/// A subject without a tenant (a log event's `service` scope).
-const BLOCKS_ROUTE_NO_TENANT: &str = "/v1/blocks/{kind}/{id}";
 
 async fn get_blocks(
     State(s): State<HttpState>,
@@ -203,13 +214,16 @@ async fn delete_blocks_no_tenant(
 }
 
 async fn blocks(s: HttpState, peer: SocketAddr, method: Method, headers: HeaderMap, key: SubjectKey) -> Response {
-    let route = if key.0.is_some() { BLOCKS_ROUTE } else { BLOCKS_ROUTE_NO_TENANT };
-    if let Some(r) = limited(&s, &peer, &method, route) {
+    if let Some(r) = limited(&s, &peer) {
         return r;
     }
     let (code, body) = if method == Method::DELETE { lift(&s, &headers, key).await } else { show(&s, &key) };
-    count(&s, &method, route, code);
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if code == StatusCode::METHOD_NOT_ALLOWED {
+        // Lifting is disabled: what the route still allows (RFC 9110 §15.5.6).
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET,HEAD"));
+    }
+    response
 }
 
 fn show(s: &HttpState, key: &SubjectKey) -> (StatusCode, String) {
@@ -228,11 +242,13 @@ fn authorize(s: &HttpState, headers: &HeaderMap, what: &str) -> Result<(), (Stat
             format!("{{\"error\":\"{what} is disabled: WARDEN_ADMIN_TOKEN is not set\"}}\n"),
         ));
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim_start());
     if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
         return Err((StatusCode::UNAUTHORIZED, "{\"error\":\"bad or missing bearer token\"}\n".into()));
     }
@@ -246,15 +262,19 @@ async fn reload(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(r) = limited(&s, &peer, &Method::POST, RELOAD_ROUTE) {
+    if let Some(r) = limited(&s, &peer) {
         return r;
     }
     let (code, body) = match authorize(&s, &headers, "reloading") {
         Err(answer) => answer,
         Ok(()) => reload_now(&s).await,
     };
-    count(&s, &Method::POST, RELOAD_ROUTE, code);
-    (code, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    let mut response = (code, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if code == StatusCode::METHOD_NOT_ALLOWED {
+        // Reloading is disabled: the route allows no method (RFC 9110 §10.2.1).
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static(""));
+    }
+    response
 }
 
 async fn reload_now(s: &HttpState) -> (StatusCode, String) {

@@ -68,7 +68,12 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
     assert_eq!(http(&w.http, "GET", "/v1/blocks/service/nobody", &[]).unwrap().0, 404, "no tenant");
     assert_eq!(http(&w.http, "DELETE", path, &[]).unwrap().0, 401, "no token");
     assert_eq!(http(&w.http, "DELETE", path, &[("Authorization", "Bearer wrong")]).unwrap().0, 401);
-    let bearer = format!("Bearer {ADMIN}");
+    // Methods a route does not take, and paths no route matches: answered and counted.
+    assert_eq!(http(&w.http, "POST", "/health", &[]).unwrap().0, 405);
+    assert_eq!(http(&w.http, "PUT", path, &[]).unwrap().0, 405);
+    assert_eq!(http(&w.http, "GET", "/no/such/endpoint", &[]).unwrap().0, 404);
+    // The scheme of the token is case-insensitive (RFC 9110 §11.1).
+    let bearer = format!("bearer {ADMIN}");
     let (code, body) = http(&w.http, "DELETE", path, &[("Authorization", &bearer)]).unwrap();
     assert_eq!(code, 200, "{body}");
     let lifted: Value = serde_json::from_str(&body).unwrap();
@@ -132,6 +137,9 @@ fn the_quick_start_serves_blocks_lifts_metrics_and_never_echoes_a_secret() {
         r#"warden_http_requests_total{method="DELETE",route="/v1/blocks/{tenant}/{kind}/{id}",code="200"} 1"#,
         r#"warden_http_requests_total{method="DELETE",route="/v1/blocks/{tenant}/{kind}/{id}",code="401"} 2"#,
         r#"warden_http_requests_total{method="GET",route="/v1/blocks/{kind}/{id}",code="404"} 1"#,
+        r#"warden_http_requests_total{method="POST",route="/health",code="405"} 1"#,
+        r#"warden_http_requests_total{method="PUT",route="/v1/blocks/{tenant}/{kind}/{id}",code="405"} 1"#,
+        r#"warden_http_requests_total{method="GET",route="unmatched",code="404"} 1"#,
     ] {
         assert!(metrics.lines().any(|l| l == sample), "{sample} missing:\n{metrics}");
     }
