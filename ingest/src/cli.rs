@@ -45,7 +45,7 @@ pub enum Command {
         state: Option<PathBuf>,
         /// HTTP bind address (overrides `http.addr`; default 127.0.0.1:9464).
         #[arg(long)]
-        http: Option<String>,
+        http: Option<std::net::SocketAddr>,
         /// Produce these JSON-lines files into the input topics once running.
         #[arg(long, num_args = 1..)]
         load: Vec<String>,

@@ -260,6 +260,9 @@ fn exit_codes_follow_the_contract() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("limt"), "the message names the field");
     let state = dir.path().join("s");
+    let out = run_warden(&["run", "--state", state.to_str().unwrap(), "--http", "127.0.0.1:9464x"], &[]);
+    assert_eq!(out.status.code(), Some(2), "a bad --http is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--http"), "the message names the flag");
     let out = run_warden(
         &["run", "--brokers", "127.0.0.1:1", "--state", state.to_str().unwrap(), "--http", "127.0.0.1:0"],
         &[],

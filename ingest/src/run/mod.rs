@@ -58,8 +58,8 @@ pub struct RunArgs {
     pub group: Option<String>,
     /// `--state`.
     pub state: Option<PathBuf>,
-    /// `--http`.
-    pub http: Option<String>,
+    /// `--http` (parsed by the command line, so a bad one is a usage error).
+    pub http: Option<SocketAddr>,
     /// `--load FILE...`: produce these events into the inputs once running.
     pub load: Vec<String>,
     /// `--tail`: print every output record to stdout.
@@ -214,12 +214,11 @@ async fn run_async(
     for file in args.load.iter().filter(|f| f.as_str() != "-") {
         std::fs::File::open(file).with_context(|| format!("--load {file}"))?;
     }
-    let http_addr: SocketAddr = args
-        .http
-        .as_deref()
-        .unwrap_or(&config.http.addr)
-        .parse()
-        .map_err(|_| anyhow!("--http: not an address like 127.0.0.1:9464"))?;
+    let http_addr: SocketAddr = match args.http {
+        Some(addr) => addr,
+        // Validated with the config, so this holds.
+        None => config.http.addr.parse().map_err(|_| anyhow!("http.addr: not an address like 127.0.0.1:9464"))?,
+    };
     // Bound first: a port in use is reported before anything starts, and the
     // embedded cluster's own port (the OS picks it) can never take this one.
     let http_listener = std::net::TcpListener::bind(http_addr)
