@@ -138,11 +138,13 @@ impl ClientContext for WardenContext {
                 }
                 let labels = PartitionLabels { topic: topic.clone(), partition: p.to_string() };
                 let mine = owned.get(topic).is_some_and(|ps| ps.contains_key(p));
-                // -1: not known yet (nothing committed or fetched).
-                if !mine || part.consumer_lag < 0 {
-                    self.shared.metrics.consumer_lag.remove(&labels);
-                } else {
-                    self.shared.metrics.consumer_lag.get_or_create(&labels).set(part.consumer_lag);
+                match lag(part.consumer_lag, part.hi_offset, part.lo_offset) {
+                    Some(lag) if mine => {
+                        self.shared.metrics.consumer_lag.get_or_create(&labels).set(lag);
+                    }
+                    _ => {
+                        self.shared.metrics.consumer_lag.remove(&labels);
+                    }
                 }
             }
         }
@@ -576,5 +578,30 @@ impl Arrival {
     fn now() -> Arrival {
         let wall = SystemTime::now().duration_since(UNIX_EPOCH);
         Arrival { at: Instant::now(), wall_ms: wall.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)) }
+    }
+}
+
+/// A partition's lag from librdkafka's statistics: its own figure when it has
+/// one; 0 for a partition with nothing in it, where librdkafka says -1 (nothing
+/// committed) for as long as no message arrives, and a lag alert would not see
+/// the partition at all; else unknown yet.
+fn lag(consumer_lag: i64, hi_offset: i64, lo_offset: i64) -> Option<i64> {
+    if consumer_lag >= 0 {
+        return Some(consumer_lag);
+    }
+    (hi_offset >= 0 && hi_offset <= lo_offset.max(0)).then_some(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lag;
+
+    #[test]
+    fn an_empty_partition_has_no_lag_and_an_unknown_one_no_figure() {
+        assert_eq!(lag(7, 100, 0), Some(7));
+        assert_eq!(lag(-1, 0, -1), Some(0), "never written to");
+        assert_eq!(lag(-1, 50, 50), Some(0), "everything in it expired");
+        assert_eq!(lag(-1, 50, 0), None, "messages, and nothing committed yet");
+        assert_eq!(lag(-1, -1, -1), None, "not fetched yet");
     }
 }
