@@ -1,7 +1,8 @@
 //! The HTTP endpoints (design §7): `/metrics`, `/health`, `/ready`, and
 //! `/v1/blocks/{tenant}/{kind}/{id}` (`GET` the records in force on a subject;
 //! `DELETE`, with `Authorization: Bearer $WARDEN_ADMIN_TOKEN`, lifts them). A subject
-//! without a tenant is `/v1/blocks/{kind}/{id}`. Segments are percent-decoded.
+//! without a tenant is `/v1/blocks/{kind}/{id}`, or `/v1/blocks//{kind}/{id}` with the
+//! tenant segment empty. Segments are percent-decoded.
 //! `POST /v1/admin/reload` (same bearer token) reloads the rules from the config file.
 //!
 //! Requests are limited per client address (governor; 429 past the limit), and the
@@ -102,6 +103,9 @@ impl HttpState {
 const BLOCKS_ROUTE: &str = "/v1/blocks/{tenant}/{kind}/{id}";
 /// A subject without a tenant (a log event's `service` scope).
 const BLOCKS_ROUTE_NO_TENANT: &str = "/v1/blocks/{kind}/{id}";
+/// The same, with the tenant segment left empty, as the record's Kafka key has it
+/// (`/service/api`).
+const BLOCKS_ROUTE_EMPTY_TENANT: &str = "/v1/blocks//{kind}/{id}";
 
 /// The router of every endpoint.
 pub fn router(state: HttpState) -> Router {
@@ -111,6 +115,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/ready", get(ready))
         .route(BLOCKS_ROUTE, get(get_blocks).delete(delete_blocks))
         .route(BLOCKS_ROUTE_NO_TENANT, get(get_blocks_no_tenant).delete(delete_blocks_no_tenant))
+        .route(BLOCKS_ROUTE_EMPTY_TENANT, get(get_blocks_no_tenant).delete(delete_blocks_no_tenant))
         .route(RELOAD_ROUTE, post(reload))
         .layer(middleware::from_fn_with_state(state.clone(), count_requests))
         .with_state(state)

@@ -238,6 +238,38 @@ fn tail_prints_the_records_and_a_summary_of_each_dead_letter() {
     assert!(dead[0]["partition"].is_i64() && dead[0]["offset"].is_i64(), "{}", dead[0]);
 }
 
+/// A subject with no tenant (a log's service) is looked up and lifted at
+/// `/v1/blocks/{kind}/{id}`, or with the tenant segment empty, as its Kafka key
+/// reads (`/service/api`).
+#[test]
+fn a_subject_without_a_tenant_is_served_with_or_without_the_empty_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[rules.log_flood]\ntype = \"rate\"\nevents = \"log\"\nkey = \"service\"\nlimit = 2\nwindow_secs = 60\naction = \"block\"\nttl_secs = 3600\n";
+    let events = dir.path().join("logs.jsonl");
+    let line = |i: i64| {
+        format!(
+            r#"{{"type":"log","ts":{},"service":"api","level":"error","message":"retry {i}"}}"#,
+            1_767_225_600_000 + i
+        )
+    };
+    std::fs::write(&events, (0..3).map(line).collect::<Vec<_>>().join("\n") + "\n").unwrap();
+    let args = vec!["--load".to_string(), events.to_string_lossy().into_owned()];
+    let mut w = start_warden_with(dir.path(), "t", &args, config, &[("WARDEN_ADMIN_TOKEN", ADMIN)]);
+    w.wait_ready(Duration::from_secs(60));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http(&w.http, "GET", "/v1/blocks/service/api", &[]).unwrap().0 != 200 {
+        assert!(Instant::now() < deadline, "no block in force:\n{}", w.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, body) = http(&w.http, "GET", "/v1/blocks//service/api", &[]).unwrap();
+    assert_eq!(code, 200, "the empty tenant segment: {body}");
+    assert!(body.contains("log_flood"), "{body}");
+    let bearer = format!("Bearer {ADMIN}");
+    assert_eq!(http(&w.http, "DELETE", "/v1/blocks//service/api", &[("Authorization", &bearer)]).unwrap().0, 200);
+    assert_eq!(http(&w.http, "GET", "/v1/blocks/service/api", &[]).unwrap().0, 404, "lifted");
+    w.stop();
+}
+
 #[test]
 fn lifting_is_refused_without_an_admin_token() {
     let dir = tempfile::tempdir().unwrap();
