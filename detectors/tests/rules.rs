@@ -189,6 +189,11 @@ fn replays_within_24_h_of_the_first_sighting() {
     assert_eq!(fired[0]["subject"], json!({"kind": "message", "id": "wamid.1"}));
     assert!(by_rule(&run(&[m(T0, "whatsapp"), m(T0 + 1000, "salesiq")]), "replay").is_empty(), "per source");
     assert!(by_rule(&run(&[m(T0, "w"), m(T0 + 86_400_000, "w")]), "replay").is_empty(), "24 h later is new");
+    // An empty or blank id is no id: two messages sent with one are not replays.
+    for blank in ["", "  "] {
+        let e = |ts: i64| webhook(ts, "t", "v", json!({"provider_message_id": blank, "text": format!("hi {ts}")}));
+        assert!(by_rule(&run(&[e(T0), e(T0 + 1000)]), "replay").is_empty(), "{blank:?}");
+    }
 }
 
 #[test]

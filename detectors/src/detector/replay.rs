@@ -3,14 +3,14 @@
 //! Per (tenant, source, provider_message_id) it keeps the first sighting; a later
 //! delivery within W of it (24 h by default) is a replay, decided on subject kind
 //! `message`. The entry is evicted W after its first sighting, so memory holds one
-//! day of ids (design §6).
+//! day of ids (design §6). An empty or blank id counts as no id.
 //!
 //! Like every table, the replay table holds a 128-bit digest of the key (tenant,
 //! source, id), not the id: provider ids run to 60 bytes and more (WhatsApp's
 //! `wamid.…`), and a day of them is most of a busy partition's keys. Two ids are
 //! told apart unless their digests collide (see [`crate::state::keys::StateKey`]).
 
-use warden_schemas::event::{Body, Event};
+use warden_schemas::event::{Body, Event, Webhook};
 
 use super::{planned_key, Cx, Out, Which};
 use crate::rules::{Params, RuleId, Rules};
@@ -41,7 +41,7 @@ impl Replay {
         let Body::Webhook(w) = &event.body else {
             return;
         };
-        let Some(pmid) = &w.provider_message_id else {
+        let Some(pmid) = message_id(w) else {
             return;
         };
         for &(id, _) in &self.rules {
@@ -57,7 +57,7 @@ impl Replay {
         let Body::Webhook(w) = &event.body else {
             return;
         };
-        let Some(pmid) = &w.provider_message_id else {
+        let Some(pmid) = message_id(w) else {
             return;
         };
         for &(id, window_ms) in &self.rules {
@@ -74,7 +74,7 @@ impl Replay {
             if !entry.is_fresh() && (event.ts - first).abs() < window_ms {
                 out.push(Verdict {
                     rule: id,
-                    subject: SubjectRef::new("message", pmid.as_ref()),
+                    subject: SubjectRef::new("message", pmid),
                     evidence: Evidence::Replay { first_seen: first, window_ms },
                     alert: None,
                 });
@@ -88,6 +88,13 @@ impl Replay {
 }
 
 /// The key a message id is remembered under; plan and lookup build it here alike.
+/// The event's provider message id; an empty (or blank) one is none: a gateway
+/// that sends `""` for "no id" would otherwise have every message after its
+/// first dropped as a replay of it.
+fn message_id<'w>(w: &'w Webhook<'_>) -> Option<&'w str> {
+    w.provider_message_id.as_deref().filter(|id| !id.trim().is_empty())
+}
+
 fn message_key(k: &mut KeyBuf, id: RuleId, event: &Event<'_>, source: &str, pmid: &str) {
     k.start(id, event.tenant).part(source).part(pmid);
 }
