@@ -309,10 +309,8 @@ pub struct Engine {
 pub enum Outcome {
     /// Decoded and processed.
     Processed,
-    /// Nothing but whitespace: a blank line, which `scan` skips (`run`
-    /// dead-letters such a message as `invalid_json`).
-    Blank,
-    /// Not processable: goes to the dead-letter output with this reason.
+    /// Not processable (a message of nothing but whitespace too: `invalid_json`;
+    /// `scan` skips blank lines before they get here): goes to the dead-letter output with this reason.
     Dead(DecodeError),
 }
 
@@ -482,15 +480,8 @@ impl Engine {
         out: &mut Vec<Record>,
         tally: &mut Tally,
     ) -> Outcome {
-        let decoded = decode::check_bytes(bytes, self.rules.max_event_bytes).and_then(|text| {
-            if text.trim_ascii().is_empty() {
-                return Ok(None);
-            }
-            decode::parse(text).map(Some)
-        });
-        let value = match decoded {
-            Ok(Some(v)) => v,
-            Ok(None) => return Outcome::Blank,
+        let value = match decode::check_bytes(bytes, self.rules.max_event_bytes).and_then(decode::parse) {
+            Ok(v) => v,
             Err(e) => {
                 tally.dead_letter(&e);
                 return Outcome::Dead(e);

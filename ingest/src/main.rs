@@ -82,15 +82,13 @@ fn init_logging() {
     let mut bad = None;
     let mut filter = None;
     for var in ["WARDEN_LOG", "RUST_LOG"] {
-        match std::env::var(var) {
-            Ok(text) => match EnvFilter::try_new(&text) {
-                Ok(f) => {
-                    filter = Some(f);
-                    break;
-                }
-                Err(e) => bad = bad.or(Some((var, e))),
-            },
-            Err(_) => continue,
+        let Ok(text) = std::env::var(var) else { continue };
+        match EnvFilter::try_new(&text) {
+            Ok(f) => {
+                filter = Some(f);
+                break;
+            }
+            Err(e) => bad = bad.or(Some((var, e))),
         }
     }
     use std::io::IsTerminal;

@@ -224,16 +224,18 @@ impl Scan<'_> {
             if let Provenance::File { line: at, .. } = &mut source {
                 *at = line;
             }
-            let bytes: &[u8] = match size.truncated {
-                true => &[],
-                false => buf.strip_suffix(b"\r").unwrap_or(&buf),
-            };
+            let line_bytes = buf.strip_suffix(b"\r").unwrap_or(&buf);
+            // JSON lines allows blank lines (a byte order mark alone is one):
+            // skipped, not dead-lettered as a message with no JSON in it would be.
+            let blank = line_bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line_bytes).trim_ascii().is_empty();
             let outcome = if size.truncated {
                 let e = warden_schemas::DecodeError::TooLarge { len: size.len as usize, limit };
                 self.tally.dead_letter(&e);
                 Outcome::Dead(e)
+            } else if blank {
+                Outcome::Processed
             } else {
-                self.engine.handle_bytes(bytes, &source, self.state, &mut self.records, &mut self.tally)
+                self.engine.handle_bytes(line_bytes, &source, self.state, &mut self.records, &mut self.tally)
             };
             if let Outcome::Dead(e) = outcome {
                 self.counts.dead_letters += 1;

@@ -150,7 +150,8 @@ fn an_event_at_the_size_limit_is_accepted_after_a_bom_and_before_a_crlf() {
     let at_limit = event(1024);
     assert_eq!(at_limit.len(), 1024);
     let file = dir.path().join("events.jsonl");
-    let input = format!("\u{FEFF}{at_limit}\r\n{at_limit}\r\n{}\r\n", event(1025));
+    // Blank lines (whitespace, a CR) are skipped, not dead-lettered.
+    let input = format!("\u{FEFF}{at_limit}\r\n{at_limit}\r\n \t\r\n{}\r\n", event(1025));
     std::fs::write(&file, input).expect("write events");
     let out = warden(&["scan", "--config", config.to_str().expect("utf-8"), file.to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -160,5 +161,5 @@ fn an_event_at_the_size_limit_is_accepted_after_a_bom_and_before_a_crlf() {
         .filter(|r| r["schema"] == "warden.dlq.v1")
         .collect();
     assert_eq!(dead.len(), 1, "only the 1,025-byte event: {dead:?}");
-    assert_eq!((dead[0]["reason"].as_str(), dead[0]["line"].as_u64()), (Some("too_large"), Some(3)));
+    assert_eq!((dead[0]["reason"].as_str(), dead[0]["line"].as_u64()), (Some("too_large"), Some(4)));
 }

@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use warden_detectors::rules::DetectorKind;
 use warden_detectors::state::StateStore;
 use warden_detectors::{decide, Engine, Outcome, PartitionState, Tally, Usage};
-use warden_schemas::{output, DecodeError, Provenance, Record};
+use warden_schemas::{output, Provenance, Record};
 use warden_sinks::kafka::{DeadLetterSource, KafkaOutputs};
 use warden_sinks::latency::LocalLatency;
 use warden_sinks::metrics::{DetectorLabel, TenantLabel};
@@ -371,17 +371,9 @@ impl Task {
         let engine = self.engine.clone();
         let source = Provenance::Kafka { topic: self.topic.clone(), partition: self.partition, offset: input.offset };
         self.records.clear();
-        let outcome =
-            match engine.handle_bytes(&input.payload, &source, &mut self.state, &mut self.records, &mut self.tally) {
-                // A blank line is nothing in a JSON-lines file, but a message with
-                // no JSON in it is bad input like any other: dead-lettered, counted.
-                Outcome::Blank => {
-                    let e = DecodeError::InvalidJson("a message with no JSON value");
-                    self.tally.dead_letter(&e);
-                    Outcome::Dead(e)
-                }
-                outcome => outcome,
-            };
+        // A message with no JSON in it (whitespace, or nothing) is bad input like
+        // any other: the engine dead-letters it.
+        let outcome = engine.handle_bytes(&input.payload, &source, &mut self.state, &mut self.records, &mut self.tally);
         if let Some(ts) = self.state.clock.max_ts {
             self.clock.store(ts, Ordering::Relaxed);
         }
